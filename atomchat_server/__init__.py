@@ -1,0 +1,1 @@
+"""AtomChat: real-time channel chat over gRPC on PostgreSQL."""

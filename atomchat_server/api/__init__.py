@@ -1,0 +1,1 @@
+"""The gRPC surface: one thin servicer per service; domain errors to statuses."""

@@ -1,0 +1,88 @@
+"""ChannelService: create, list, look up, update and delete channels."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from atomchat.v1 import channels_pb2, channels_pb2_grpc, resources_pb2
+from google.protobuf import empty_pb2
+
+from atomchat_server.api import convert
+from atomchat_server.auth.interceptor import current_actor
+from atomchat_server.db.engine import Database
+from atomchat_server.domain import channels
+
+Context = Any
+
+
+class ChannelServicer(channels_pb2_grpc.ChannelServiceServicer):
+    def __init__(self, database: Database) -> None:
+        self._db = database
+
+    async def CreateChannel(
+        self, request: channels_pb2.CreateChannelRequest, context: Context
+    ) -> resources_pb2.Channel:
+        async with self._db.transaction() as session:
+            channel = await channels.create_channel(
+                session, actor=current_actor(), name=request.name, description=request.description
+            )
+        return convert.channel(channel)
+
+    async def ListChannels(
+        self, request: channels_pb2.ListChannelsRequest, context: Context
+    ) -> channels_pb2.ListChannelsResponse:
+        async with self._db.transaction() as session:
+            page = await channels.list_channels(
+                session, page_size=request.page_size, page_token=request.page_token
+            )
+        return channels_pb2.ListChannelsResponse(
+            channels=[convert.channel(c) for c in page.items], next_page_token=page.next_page_token
+        )
+
+    async def ListMyChannels(
+        self, request: channels_pb2.ListMyChannelsRequest, context: Context
+    ) -> channels_pb2.ListMyChannelsResponse:
+        async with self._db.transaction() as session:
+            page = await channels.list_my_channels(
+                session,
+                actor=current_actor(),
+                page_size=request.page_size,
+                page_token=request.page_token,
+            )
+        return channels_pb2.ListMyChannelsResponse(
+            channels=[convert.channel(c) for c in page.items], next_page_token=page.next_page_token
+        )
+
+    async def GetChannel(
+        self, request: channels_pb2.GetChannelRequest, context: Context
+    ) -> channels_pb2.ChannelDetail:
+        async with self._db.transaction() as session:
+            detail = await channels.get_channel_detail(session, slug=request.slug)
+        return channels_pb2.ChannelDetail(
+            channel=convert.channel(detail.channel),
+            owner=convert.user(detail.owner),
+            members=[convert.member(m) for m in detail.members],
+        )
+
+    async def UpdateChannel(
+        self, request: channels_pb2.UpdateChannelRequest, context: Context
+    ) -> resources_pb2.Channel:
+        async with self._db.transaction() as session:
+            channel = await channels.update_channel(
+                session,
+                actor=current_actor(),
+                channel_id=request.channel_id,
+                name=request.name if request.HasField("name") else None,
+                description=request.description if request.HasField("description") else None,
+                update_mask=list(request.update_mask.paths),
+            )
+        return convert.channel(channel)
+
+    async def DeleteChannel(
+        self, request: channels_pb2.DeleteChannelRequest, context: Context
+    ) -> empty_pb2.Empty:
+        async with self._db.transaction() as session:
+            await channels.delete_channel(
+                session, actor=current_actor(), channel_id=request.channel_id
+            )
+        return empty_pb2.Empty()

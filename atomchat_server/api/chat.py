@@ -1,0 +1,242 @@
+"""ChatService: the bidirectional chat, its receive half (Subscribe), its send
+half (SendMessage), and history pages (ListMessages)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from atomchat.v1 import chat_pb2, resources_pb2
+from google.rpc import code_pb2
+
+from atomchat_server.api import convert, status, wire
+from atomchat_server.auth.interceptor import current_actor
+from atomchat_server.db.engine import Database
+from atomchat_server.domain import errors, messages
+from atomchat_server.domain.entities import Actor, ChannelView, MessageView
+from atomchat_server.domain.posting import MessagePoster
+from atomchat_server.realtime.delivery import Delivery, Encoded, Framing
+from atomchat_server.realtime.hub import Hub, Subscriber
+
+log = logging.getLogger(__name__)
+
+SERVICE = "atomchat.v1.ChatService"
+MAX_SENDS_IN_FLIGHT = 256
+FRAMING = Framing(batch=wire.batch_frame, heartbeat=wire.heartbeat_frame)
+
+Context = grpc.aio.ServicerContext[Any, bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class _OpenStream:
+    subscriber: Subscriber[Encoded]
+    channel: ChannelView
+    start_after: int
+    last_seq: int
+
+
+class ChatServicer:
+    def __init__(
+        self,
+        database: Database,
+        hub: Hub[Encoded],
+        poster: MessagePoster,
+        *,
+        heartbeat_seconds: float,
+    ) -> None:
+        self._db = database
+        self._hub = hub
+        self._poster = poster
+        self._heartbeat = heartbeat_seconds
+
+    def handler(self) -> grpc.GenericRpcHandler:
+        """The service's handlers; stream frames are bytes encoded by `wire`."""
+        return grpc.method_handlers_generic_handler(
+            SERVICE,
+            {
+                "ChatStream": grpc.stream_stream_rpc_method_handler(
+                    self.ChatStream,
+                    request_deserializer=chat_pb2.ChatStreamRequest.FromString,
+                    response_serializer=wire.passthrough,
+                ),
+                "Subscribe": grpc.unary_stream_rpc_method_handler(
+                    self.Subscribe,
+                    request_deserializer=chat_pb2.SubscribeRequest.FromString,
+                    response_serializer=wire.passthrough,
+                ),
+                "SendMessage": grpc.unary_unary_rpc_method_handler(
+                    self.SendMessage,
+                    request_deserializer=chat_pb2.SendMessageRequest.FromString,
+                    response_serializer=resources_pb2.Message.SerializeToString,
+                ),
+                "ListMessages": grpc.unary_unary_rpc_method_handler(
+                    self.ListMessages,
+                    request_deserializer=chat_pb2.ListMessagesRequest.FromString,
+                    response_serializer=chat_pb2.ListMessagesResponse.SerializeToString,
+                ),
+            },
+        )
+
+    async def ChatStream(
+        self, requests: AsyncIterator[chat_pb2.ChatStreamRequest], context: Context
+    ) -> None:
+        actor = current_actor()
+        try:
+            first = await anext(requests)
+        except StopAsyncIteration:
+            first = chat_pb2.ChatStreamRequest()
+        if not first.HasField("join"):
+            raise errors.InvalidArgument(
+                "The first frame must be join", reason="JOIN_FIRST", field="join"
+            )
+        join = first.join
+        stream = await self._open(
+            actor,
+            join.channel_id,
+            after_seq=join.after_seq if join.HasField("after_seq") else None,
+            history_limit=join.history_limit if join.HasField("history_limit") else None,
+        )
+        reader = asyncio.create_task(self._read_sends(requests, actor, stream))
+        try:
+            await self._deliver(stream, context, max_batch=join.max_batch)
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+
+    async def Subscribe(self, request: chat_pb2.SubscribeRequest, context: Context) -> None:
+        stream = await self._open(
+            current_actor(),
+            request.channel_id,
+            after_seq=request.after_seq if request.HasField("after_seq") else None,
+            history_limit=request.history_limit if request.HasField("history_limit") else None,
+        )
+        await self._deliver(stream, context, max_batch=request.max_batch)
+
+    async def SendMessage(
+        self, request: chat_pb2.SendMessageRequest, context: Context
+    ) -> resources_pb2.Message:
+        message = await self._poster.post(
+            actor=current_actor(),
+            channel_id=request.channel_id,
+            content=request.content,
+            client_message_id=request.client_message_id,
+        )
+        return convert.message(message)
+
+    async def ListMessages(
+        self, request: chat_pb2.ListMessagesRequest, context: Context
+    ) -> chat_pb2.ListMessagesResponse:
+        async with self._db.transaction() as session:
+            page = await messages.list_messages(
+                session,
+                actor=current_actor(),
+                channel_id=request.channel_id,
+                page_size=request.page_size,
+                page_token=request.page_token,
+            )
+        return chat_pb2.ListMessagesResponse(
+            messages=[convert.message(m) for m in page.items],
+            next_page_token=page.next_page_token,
+        )
+
+    async def _open(
+        self, actor: Actor, channel_id: int, *, after_seq: int | None, history_limit: int | None
+    ) -> _OpenStream:
+        # Subscribe before checking access and reading the last seq: whatever
+        # is committed from here on reaches the buffer, and a removal or a
+        # deletion that lands meanwhile closes the subscriber.
+        subscriber = self._hub.subscribe(channel_id, actor.user_id, is_moderator=actor.is_moderator)
+        try:
+            async with self._db.transaction() as session:
+                channel, last_seq = await messages.open_stream(
+                    session, actor=actor, channel_id=channel_id
+                )
+            start = messages.start_after(
+                last_seq=last_seq, after_seq=after_seq, history_limit=history_limit
+            )
+        except BaseException:
+            self._hub.unsubscribe(subscriber)
+            raise
+        return _OpenStream(subscriber, channel, start, last_seq)
+
+    async def _deliver(self, stream: _OpenStream, context: Context, *, max_batch: int) -> None:
+        channel_id = stream.channel.id
+
+        async def fetch(first_seq: int, last_seq: int) -> list[wire.EncodedMessage]:
+            async with self._db.transaction() as session:
+                found = await messages.between(
+                    session, channel_id=channel_id, first_seq=first_seq, last_seq=last_seq
+                )
+            return [wire.encode_message(message) for message in found]
+
+        try:
+            await context.write(wire.joined_frame(stream.channel))
+            delivery = Delivery(
+                stream.subscriber,
+                start_after=stream.start_after,
+                fetch=fetch,
+                write=context.write,
+                framing=FRAMING,
+                max_batch=max(1, min(max_batch, 1000)),
+                heartbeat_seconds=self._heartbeat,
+            )
+            await delivery.run(catch_up_to=stream.last_seq)
+        finally:
+            self._hub.unsubscribe(stream.subscriber)
+
+    async def _read_sends(
+        self,
+        requests: AsyncIterator[chat_pb2.ChatStreamRequest],
+        actor: Actor,
+        stream: _OpenStream,
+    ) -> None:
+        subscriber = stream.subscriber
+        in_flight: set[asyncio.Future[MessageView]] = set()
+        async for frame in requests:
+            if not frame.HasField("send"):
+                subscriber.push_control(
+                    wire.error_frame(
+                        code_pb2.FAILED_PRECONDITION, "Already joined: send `send` frames", ""
+                    )
+                )
+                continue
+            key = frame.send.client_message_id
+            try:
+                posted = self._poster.submit(
+                    actor=actor,
+                    channel_id=stream.channel.id,
+                    content=frame.send.content,
+                    client_message_id=key,
+                )
+            except errors.DomainError as error:
+                subscriber.push_control(
+                    wire.error_frame(status.rpc_code(error), error.message, key)
+                )
+                continue
+            in_flight.add(posted)
+            posted.add_done_callback(in_flight.discard)
+            posted.add_done_callback(functools.partial(_acknowledge, subscriber, key))
+            if len(in_flight) >= MAX_SENDS_IN_FLIGHT:
+                await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+
+
+def _acknowledge(
+    subscriber: Subscriber[Encoded], key: str, posted: asyncio.Future[MessageView]
+) -> None:
+    if posted.cancelled():
+        return
+    error = posted.exception()
+    if error is None:
+        subscriber.push_control(wire.ack_frame(key, posted.result()))
+    elif isinstance(error, errors.DomainError):
+        subscriber.push_control(wire.error_frame(status.rpc_code(error), error.message, key))
+    else:
+        log.error("posting a message failed", exc_info=error)
+        subscriber.push_control(wire.error_frame(code_pb2.INTERNAL, status.INTERNAL_MESSAGE, key))

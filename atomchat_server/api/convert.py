@@ -1,0 +1,94 @@
+"""Domain views to protobuf messages, and proto enums to domain values."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from atomchat.v1 import resources_pb2 as pb
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from atomchat_server.domain import entities
+from atomchat_server.domain.errors import InvalidArgument
+
+ROLES = {entities.USER: pb.ROLE_USER, entities.MODERATOR: pb.ROLE_MODERATOR}
+STATUSES = {
+    "pending": pb.JOIN_REQUEST_STATUS_PENDING,
+    "accepted": pb.JOIN_REQUEST_STATUS_ACCEPTED,
+    "rejected": pb.JOIN_REQUEST_STATUS_REJECTED,
+}
+STATUS_NAMES = {number: name for name, number in STATUSES.items()}
+
+
+def timestamp(moment: datetime | None) -> Timestamp | None:
+    if moment is None:
+        return None
+    stamp = Timestamp()
+    stamp.FromDatetime(moment)
+    return stamp
+
+
+def user(view: entities.UserView) -> pb.User:
+    return pb.User(
+        id=view.id,
+        username=view.username,
+        role=ROLES[view.role],
+        is_active=view.is_active,
+        created_at=timestamp(view.created_at),
+    )
+
+
+def channel(view: entities.ChannelView) -> pb.Channel:
+    return pb.Channel(
+        id=view.id,
+        name=view.name,
+        slug=view.slug,
+        description=view.description,
+        is_active=view.is_active,
+        member_count=view.member_count,
+        owner_id=view.owner_id,
+        created_at=timestamp(view.created_at),
+    )
+
+
+def member(view: entities.MemberView) -> pb.Member:
+    return pb.Member(
+        user_id=view.user_id,
+        username=view.username,
+        is_owner=view.is_owner,
+        joined_at=timestamp(view.joined_at),
+    )
+
+
+def join_request(view: entities.JoinRequestView) -> pb.JoinRequest:
+    return pb.JoinRequest(
+        id=view.id,
+        channel_id=view.channel_id,
+        user_id=view.user_id,
+        status=STATUSES[view.status],
+        created_at=timestamp(view.created_at),
+        decided_at=timestamp(view.decided_at),
+        decided_by=view.decided_by or 0,
+    )
+
+
+def message(view: entities.MessageView) -> pb.Message:
+    return pb.Message(
+        id=view.id,
+        channel_id=view.channel_id,
+        seq=view.seq,
+        sender_id=view.sender_id,
+        sender_username=view.sender_username,
+        content=view.content,
+        created_at=timestamp(view.created_at),
+        client_message_id=view.client_message_id or "",
+    )
+
+
+def status_name(status: int) -> str:
+    """A JoinRequestStatus as the domain names it; UNSPECIFIED means pending."""
+    if status == pb.JOIN_REQUEST_STATUS_UNSPECIFIED:
+        return "pending"
+    try:
+        return STATUS_NAMES[status]
+    except KeyError:
+        raise InvalidArgument("Unknown join request status", field="status") from None

@@ -1,0 +1,111 @@
+"""The one place that turns failures into gRPC statuses.
+
+Domain errors become their status code with the error's English message and
+google.rpc details: an ErrorInfo carrying the stable reason, and a
+BadRequest listing field violations where there are any. A lost database
+connection becomes UNAVAILABLE. Anything else is a bug: it is logged, and
+the client gets INTERNAL "Internal Server Error", which reveals nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import error_details_pb2, status_pb2
+from grpc_status import rpc_status
+from sqlalchemy.exc import InterfaceError, OperationalError
+
+from atomchat_server.domain import errors
+from atomchat_server.interception import Behaviour, Context, is_own_method, wrap_handler
+
+log = logging.getLogger(__name__)
+
+ERROR_DOMAIN = "atomchat"
+
+CODES: dict[type[errors.DomainError], grpc.StatusCode] = {
+    errors.InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
+    errors.Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
+    errors.PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
+    errors.NotFound: grpc.StatusCode.NOT_FOUND,
+    errors.AlreadyExists: grpc.StatusCode.ALREADY_EXISTS,
+    errors.FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
+    errors.ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    errors.Unavailable: grpc.StatusCode.UNAVAILABLE,
+}
+
+
+def code_of(error: errors.DomainError) -> grpc.StatusCode:
+    for kind in type(error).__mro__:
+        if kind in CODES:
+            return CODES[kind]
+    return grpc.StatusCode.UNKNOWN
+
+
+def rpc_code(error: errors.DomainError) -> int:
+    """The google.rpc.Code number (as used in ChatError frames)."""
+    return int(code_of(error).value[0])
+
+
+def _pack(message: Any) -> any_pb2.Any:
+    packed = any_pb2.Any()
+    packed.Pack(message)
+    return packed
+
+
+def status_of(error: errors.DomainError) -> grpc.Status:
+    details = [_pack(error_details_pb2.ErrorInfo(reason=error.reason, domain=ERROR_DOMAIN))]
+    violations = getattr(error, "violations", ())
+    if violations:
+        details.append(
+            _pack(
+                error_details_pb2.BadRequest(
+                    field_violations=[
+                        error_details_pb2.BadRequest.FieldViolation(
+                            field=v.field, description=v.description
+                        )
+                        for v in violations
+                    ]
+                )
+            )
+        )
+    return rpc_status.to_status(
+        status_pb2.Status(code=rpc_code(error), message=error.message, details=details)
+    )
+
+
+UNAVAILABLE = errors.Unavailable("Database unavailable, try again", reason="DATABASE_UNAVAILABLE")
+INTERNAL_MESSAGE = "Internal Server Error"
+
+
+async def abort(context: Context, error: errors.DomainError) -> None:
+    status = status_of(error)
+    await context.abort(status.code, status.details, status.trailing_metadata)
+
+
+class ErrorInterceptor(grpc.aio.ServerInterceptor):
+    async def intercept_service(
+        self, continuation: Any, handler_call_details: grpc.HandlerCallDetails
+    ) -> grpc.RpcMethodHandler:
+        handler: grpc.RpcMethodHandler = await continuation(handler_call_details)
+        if handler is None or not is_own_method(handler_call_details.method):
+            return handler
+        return wrap_handler(handler, _mapped)
+
+
+async def _mapped(behaviour: Behaviour, request: Any, context: Context) -> Any:
+    try:
+        return await behaviour(request, context)
+    except grpc.aio.AbortError:
+        raise
+    except errors.DomainError as error:
+        await abort(context, error)
+    except (OperationalError, InterfaceError, ConnectionError) as exc:
+        log.warning("database unavailable: %s", exc)
+        await abort(context, UNAVAILABLE)
+    except Exception:
+        log.exception("unexpected error")
+        await context.abort(grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE)
+    return None

@@ -1,0 +1,180 @@
+"""Wiring: the database, the event bus and hub, the servicers and interceptors,
+health checking and reflection, in one object that starts and stops them."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from datetime import timedelta
+
+import grpc
+from atomchat.v1 import (
+    channels_pb2,
+    channels_pb2_grpc,
+    chat_pb2,
+    join_requests_pb2,
+    join_requests_pb2_grpc,
+    members_pb2,
+    members_pb2_grpc,
+    users_pb2,
+    users_pb2_grpc,
+)
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from atomchat_server.api import wire
+from atomchat_server.api.channels import ChannelServicer
+from atomchat_server.api.chat import ChatServicer
+from atomchat_server.api.join_requests import JoinRequestServicer
+from atomchat_server.api.members import MemberServicer
+from atomchat_server.api.status import ErrorInterceptor
+from atomchat_server.api.users import UserServicer
+from atomchat_server.auth.interceptor import Authenticator, AuthInterceptor
+from atomchat_server.auth.passwords import Passwords
+from atomchat_server.auth.tokens import Tokens
+from atomchat_server.config import Settings
+from atomchat_server.db.engine import Database, asyncpg_dsn
+from atomchat_server.domain import errors
+from atomchat_server.domain.posting import MessagePoster
+from atomchat_server.realtime.bus import Bus
+from atomchat_server.realtime.delivery import Encoded
+from atomchat_server.realtime.hub import Hub
+from atomchat_server.realtime.router import EventRouter
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAMES = (
+    users_pb2.DESCRIPTOR.services_by_name["UserService"].full_name,
+    channels_pb2.DESCRIPTOR.services_by_name["ChannelService"].full_name,
+    join_requests_pb2.DESCRIPTOR.services_by_name["JoinRequestService"].full_name,
+    members_pb2.DESCRIPTOR.services_by_name["MemberService"].full_name,
+    chat_pb2.DESCRIPTOR.services_by_name["ChatService"].full_name,
+)
+HEALTH_CHECK_SECONDS = 5.0
+SERVER_OPTIONS = [
+    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+    ("grpc.http2.max_pings_without_data", 0),
+]
+
+
+class App:
+    """One AtomChat server process."""
+
+    def __init__(self, settings: Settings, database_url: str) -> None:
+        self.settings = settings
+        origin = uuid.uuid4().hex[:12]
+        self.database = Database(database_url, origin=origin)
+        self.hub: Hub[Encoded] = Hub(wire.encode_message, buffer_limit=settings.stream_buffer)
+        self.tokens = Tokens(
+            secret=settings.jwt_secret, lifetime=timedelta(minutes=settings.token_minutes)
+        )
+        self.authenticator = Authenticator(self.tokens, self.database)
+        self.router = EventRouter(self.hub, self.database, forget_user=self.authenticator.forget)
+        self.database.on_commit = self.router.after_commit
+        self.bus = Bus(
+            asyncpg_dsn(database_url),
+            origin=origin,
+            on_event=self.router.dispatch,
+            on_reconnect=self.router.catch_up,
+        )
+        self.poster = MessagePoster(self.database)
+        self.passwords = Passwords(threads=settings.hash_threads)
+        self.health = health.aio.HealthServicer()
+        self.server = grpc.aio.server(
+            interceptors=[ErrorInterceptor(), AuthInterceptor(self.authenticator)],
+            options=SERVER_OPTIONS,
+        )
+        self._add_services()
+        self._health_task: asyncio.Task[None] | None = None
+        self.port = 0
+
+    def _add_services(self) -> None:
+        server = self.server
+        users_pb2_grpc.add_UserServiceServicer_to_server(
+            UserServicer(self.database, self.passwords, self.tokens), server
+        )
+        channels_pb2_grpc.add_ChannelServiceServicer_to_server(
+            ChannelServicer(self.database), server
+        )
+        join_requests_pb2_grpc.add_JoinRequestServiceServicer_to_server(
+            JoinRequestServicer(self.database), server
+        )
+        members_pb2_grpc.add_MemberServiceServicer_to_server(MemberServicer(self.database), server)
+        chat = ChatServicer(
+            self.database,
+            self.hub,
+            self.poster,
+            heartbeat_seconds=self.settings.heartbeat_seconds,
+        )
+        server.add_generic_rpc_handlers((chat.handler(),))
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        reflection.enable_server_reflection(
+            (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        )
+
+    async def start(self) -> int:
+        """Serve; returns the gRPC port. Health says SERVING once the database answers."""
+        await self._set_health(serving=False)
+        self.port = self.server.add_insecure_port(f"{self.settings.host}:{self.settings.grpc_port}")
+        await self.server.start()
+        await self._wait_for_database()
+        await self.bus.start()
+        self.poster.start()
+        await self._set_health(serving=True)
+        self._health_task = asyncio.create_task(self._watch_database(), name="health-check")
+        return self.port
+
+    async def _wait_for_database(self, attempts: int = 60) -> None:
+        for attempt in range(attempts):
+            try:
+                await self.database.ping()
+            except (OSError, ConnectionError, Exception) as exc:
+                if attempt == attempts - 1:
+                    raise
+                log.info("waiting for the database: %s", exc)
+                await asyncio.sleep(0.5)
+            else:
+                return
+
+    async def _watch_database(self) -> None:
+        while True:
+            await asyncio.sleep(HEALTH_CHECK_SECONDS)
+            try:
+                await asyncio.wait_for(self.database.ping(), HEALTH_CHECK_SECONDS)
+            except Exception as exc:  # noqa: BLE001 - an unreachable database is NOT_SERVING
+                log.warning("database check failed: %s", exc)
+                await self._set_health(serving=False)
+            else:
+                await self._set_health(serving=True)
+
+    async def _set_health(self, *, serving: bool) -> None:
+        state = (
+            health_pb2.HealthCheckResponse.SERVING
+            if serving
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        for name in ("", *SERVICE_NAMES):
+            await self.health.set(name, state)
+
+    async def stop(self) -> None:
+        """Graceful shutdown: acked messages are committed, streams end with UNAVAILABLE."""
+        if self._health_task is not None:
+            self._health_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._health_task
+        await self.health.enter_graceful_shutdown()
+        # No new calls from here on; calls under way get the grace period.
+        stopping = asyncio.create_task(self.server.stop(self.settings.shutdown_grace))
+        await asyncio.sleep(0)
+        await self.poster.close()
+        self.hub.close_all(errors.Unavailable("Server is shutting down", reason="SHUTTING_DOWN"))
+        await stopping
+        await self.bus.close()
+        await self.router.close()
+        self.passwords.close()
+        await self.database.dispose()

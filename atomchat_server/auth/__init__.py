@@ -1,0 +1,1 @@
+"""Who is calling: password hashing, tokens and the authenticating interceptor."""

@@ -1,0 +1,110 @@
+"""Who is calling: one interceptor authenticates every call but Register and Login.
+
+The bearer token names a user; the user is then looked up (through a cache
+that the event router empties for a user whenever they are blocked or
+unblocked, in any process), so a blocked user's tokens stop working on
+their next call. The caller is available to servicers as `current_actor()`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextvars import ContextVar
+from typing import Any
+
+import grpc
+from sqlalchemy import select
+
+from atomchat_server.auth.tokens import Tokens
+from atomchat_server.db.engine import Database
+from atomchat_server.db.models import User
+from atomchat_server.domain import errors
+from atomchat_server.domain.entities import Actor
+from atomchat_server.interception import Behaviour, Context, is_own_method, wrap_handler
+
+PUBLIC_METHODS = frozenset({"/atomchat.v1.UserService/Register", "/atomchat.v1.UserService/Login"})
+CACHE_LIMIT = 50_000
+
+_actor: ContextVar[Actor] = ContextVar("atomchat_actor")
+
+
+def current_actor() -> Actor:
+    """The authenticated caller of the current call."""
+    return _actor.get()
+
+
+def bearer_token(metadata: Sequence[tuple[str, str | bytes]] | None) -> str:
+    for key, value in metadata or ():
+        if key == "authorization" and isinstance(value, str):
+            scheme, _, token = value.partition(" ")
+            if scheme.lower() == "bearer" and token.strip():
+                return token.strip()
+    raise errors.Unauthenticated(
+        "Missing bearer token: send 'authorization: Bearer <token>'", reason="MISSING_TOKEN"
+    )
+
+
+class Authenticator:
+    """Tokens to actors, with a cache of who is active and in which role."""
+
+    def __init__(self, tokens: Tokens, database: Database) -> None:
+        self._tokens = tokens
+        self._database = database
+        self._cache: dict[int, Actor | None] = {}
+        # Bumped by every forget: a lookup that raced with one is not cached.
+        self._generation = 0
+
+    async def actor(self, metadata: Sequence[tuple[str, str | bytes]] | None) -> Actor:
+        user_id = self._tokens.user_id(bearer_token(metadata))
+        if user_id in self._cache:
+            actor = self._cache[user_id]
+        else:
+            actor = await self._load(user_id)
+        if actor is None:
+            raise errors.invalid_credentials()
+        return actor
+
+    async def _load(self, user_id: int) -> Actor | None:
+        generation = self._generation
+        async with self._database.transaction() as session:
+            row = (
+                await session.execute(
+                    select(User.username, User.role, User.is_active).where(User.id == user_id)
+                )
+            ).first()
+        actor = None
+        if row is not None and row.is_active:
+            actor = Actor(user_id=user_id, username=row.username, role=row.role)
+        if generation == self._generation:
+            if len(self._cache) >= CACHE_LIMIT:
+                self._cache.clear()
+            self._cache[user_id] = actor
+        return actor
+
+    def forget(self, user_id: int) -> None:
+        self._generation += 1
+        self._cache.pop(user_id, None)
+
+
+class AuthInterceptor(grpc.aio.ServerInterceptor):
+    def __init__(self, authenticator: Authenticator) -> None:
+        self._authenticator = authenticator
+
+    async def intercept_service(
+        self,
+        continuation: Any,
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler: grpc.RpcMethodHandler = await continuation(handler_call_details)
+        method = handler_call_details.method
+        if handler is None or not is_own_method(method) or method in PUBLIC_METHODS:
+            return handler
+        return wrap_handler(handler, self._authenticated)
+
+    async def _authenticated(self, behaviour: Behaviour, request: Any, context: Context) -> Any:
+        actor = await self._authenticator.actor(context.invocation_metadata())
+        token = _actor.set(actor)
+        try:
+            return await behaviour(request, context)
+        finally:
+            _actor.reset(token)

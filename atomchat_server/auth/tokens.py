@@ -1,0 +1,50 @@
+"""Access tokens: HS256 JWTs with sub, username, role, iat and exp."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import jwt
+
+from atomchat_server.domain import errors
+from atomchat_server.domain.entities import UserView
+
+ALGORITHM = "HS256"
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedToken:
+    token: str
+    expires_in: int
+
+
+class Tokens:
+    def __init__(self, *, secret: str, lifetime: timedelta) -> None:
+        self._secret = secret
+        self._lifetime = lifetime
+
+    def issue(self, user: UserView, *, now: datetime | None = None) -> IssuedToken:
+        issued_at = now or datetime.now(UTC)
+        claims = {
+            "sub": str(user.id),
+            "username": user.username,
+            "role": user.role,
+            "iat": issued_at,
+            "exp": issued_at + self._lifetime,
+        }
+        token = jwt.encode(claims, self._secret, algorithm=ALGORITHM)
+        return IssuedToken(token=token, expires_in=int(self._lifetime.total_seconds()))
+
+    def user_id(self, token: str) -> int:
+        """The user a valid token was issued to; UNAUTHENTICATED for anything else."""
+        try:
+            claims = jwt.decode(
+                token,
+                self._secret,
+                algorithms=[ALGORITHM],
+                options={"require": ["exp", "iat", "sub"]},
+            )
+            return int(claims["sub"])
+        except (jwt.InvalidTokenError, ValueError, TypeError) as exc:
+            raise errors.invalid_credentials() from exc

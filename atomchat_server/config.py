@@ -1,0 +1,122 @@
+"""One Settings object, read once from flags and the environment.
+
+Flags win over environment variables, which win over the defaults:
+
+| setting            | flag           | environment                 | default              |
+|--------------------|----------------|-----------------------------|----------------------|
+| host               | --host         | ATOMCHAT_HOST               | 127.0.0.1            |
+| grpc_port          | --grpc-port    | ATOMCHAT_GRPC_PORT          | 50051                |
+| http_port          | --http-port    | ATOMCHAT_HTTP_PORT          | 8080                 |
+| database_url       |                | DATABASE_URL                | embedded PostgreSQL  |
+| data_dir           | --data-dir     | ATOMCHAT_DATA_DIR           | ./.atomchat          |
+| jwt_secret         |                | ATOMCHAT_JWT_SECRET         | a development secret |
+| token_minutes      |                | ATOMCHAT_TOKEN_MINUTES      | 20                   |
+| production         |                | ATOMCHAT_ENV=production     | off                  |
+| heartbeat_seconds  |                | ATOMCHAT_HEARTBEAT_SECONDS  | 15                   |
+| stream_buffer      |                | ATOMCHAT_STREAM_BUFFER      | 4096                 |
+| shutdown_grace     |                | ATOMCHAT_SHUTDOWN_GRACE     | 3                    |
+| hash_threads       |                | ATOMCHAT_HASH_THREADS       | half the CPUs, >= 1  |
+| envoy              | --no-envoy     |                             | on                   |
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+DEVELOPMENT_JWT_SECRET = "atomchat-development-secret-do-not-use-in-production"
+
+
+class ConfigError(ValueError):
+    """A setting is missing, malformed or unsafe."""
+
+
+def _int(environ: Mapping[str, str], name: str, default: int, *, minimum: int = 0) -> int:
+    raw = environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be a whole number, not {raw!r}") from exc
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}")
+    return value
+
+
+def _float(environ: Mapping[str, str], name: str, default: float) -> float:
+    raw = environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be a number, not {raw!r}") from exc
+    if value <= 0:
+        raise ConfigError(f"{name} must be positive")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    host: str = "127.0.0.1"
+    grpc_port: int = 50051
+    http_port: int = 8080
+    database_url: str | None = None
+    data_dir: Path = field(default_factory=lambda: Path(".atomchat"))
+    jwt_secret: str = DEVELOPMENT_JWT_SECRET
+    token_minutes: int = 20
+    production: bool = False
+    heartbeat_seconds: float = 15.0
+    stream_buffer: int = 4096
+    shutdown_grace: float = 3.0
+    hash_threads: int = 1
+    envoy: bool = True
+
+    @classmethod
+    def from_environment(
+        cls, environ: Mapping[str, str] | None = None, **overrides: Any
+    ) -> Settings:
+        """Read the environment, then apply flag overrides (None means "not given")."""
+        env = os.environ if environ is None else environ
+        defaults = cls()
+        settings = cls(
+            host=env.get("ATOMCHAT_HOST") or defaults.host,
+            grpc_port=_int(env, "ATOMCHAT_GRPC_PORT", defaults.grpc_port),
+            http_port=_int(env, "ATOMCHAT_HTTP_PORT", defaults.http_port),
+            database_url=env.get("DATABASE_URL") or None,
+            data_dir=Path(env.get("ATOMCHAT_DATA_DIR") or ".atomchat"),
+            jwt_secret=env.get("ATOMCHAT_JWT_SECRET") or DEVELOPMENT_JWT_SECRET,
+            token_minutes=_int(env, "ATOMCHAT_TOKEN_MINUTES", defaults.token_minutes, minimum=1),
+            production=env.get("ATOMCHAT_ENV", "").lower() == "production",
+            heartbeat_seconds=_float(env, "ATOMCHAT_HEARTBEAT_SECONDS", defaults.heartbeat_seconds),
+            stream_buffer=_int(env, "ATOMCHAT_STREAM_BUFFER", defaults.stream_buffer, minimum=16),
+            shutdown_grace=_float(env, "ATOMCHAT_SHUTDOWN_GRACE", defaults.shutdown_grace),
+            hash_threads=_int(
+                env, "ATOMCHAT_HASH_THREADS", max(1, (os.cpu_count() or 2) // 2), minimum=1
+            ),
+        )
+        given = {name: value for name, value in overrides.items() if value is not None}
+        settings = replace(settings, **given)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        for name in ("grpc_port", "http_port"):
+            port = getattr(self, name)
+            if not 0 <= port <= 65535:
+                raise ConfigError(f"{name} must be between 0 and 65535")
+        if self.database_url is not None and not self.database_url.startswith(
+            ("postgresql://", "postgres://", "postgresql+asyncpg://")
+        ):
+            raise ConfigError("DATABASE_URL must be a postgresql:// URL")
+        if self.production and self.jwt_secret == DEVELOPMENT_JWT_SECRET:
+            raise ConfigError(
+                "ATOMCHAT_ENV=production needs ATOMCHAT_JWT_SECRET: "
+                "refusing to sign tokens with the development secret"
+            )
+        if self.production and len(self.jwt_secret) < 32:
+            raise ConfigError("ATOMCHAT_JWT_SECRET must be at least 32 characters in production")

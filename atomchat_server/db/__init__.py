@@ -1,0 +1,1 @@
+"""PostgreSQL: the schema, the engine and sessions, and the embedded server."""

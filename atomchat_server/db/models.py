@@ -1,0 +1,149 @@
+"""The schema (SPEC §2). Every rule the data must keep is a database constraint."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Identity,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+ROLES = ("user", "moderator")
+JOIN_REQUEST_STATUSES = ("pending", "accepted", "rejected")
+
+
+def _now() -> Mapped[datetime]:
+    return mapped_column(DateTime(timezone=True), server_default=func.now(), nullable=False)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class User(Base):
+    __tablename__ = "users"
+    __table_args__ = (
+        UniqueConstraint("username"),
+        CheckConstraint("role IN ('user', 'moderator')", name="role"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    username: Mapped[str] = mapped_column(String(32), nullable=False)
+    hashed_password: Mapped[str] = mapped_column(String(255), nullable=False)
+    role: Mapped[str] = mapped_column(String(16), nullable=False, server_default="user")
+    is_active: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("true"))
+    created_at: Mapped[datetime] = _now()
+
+
+class Channel(Base):
+    __tablename__ = "channels"
+    __table_args__ = (
+        # Names and slugs are unique among the channels that exist; a deleted
+        # channel keeps its row and data but frees its name.
+        Index("uq_channels_name_active", "name", unique=True, postgresql_where=text("is_active")),
+        Index("uq_channels_slug_active", "slug", unique=True, postgresql_where=text("is_active")),
+        CheckConstraint("member_count >= 0", name="member_count_not_negative"),
+        CheckConstraint("last_seq >= 0", name="last_seq_not_negative"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), nullable=False)
+    slug: Mapped[str] = mapped_column(String(120), nullable=False)
+    description: Mapped[str] = mapped_column(Text, nullable=False, server_default="")
+    is_active: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("true"))
+    member_count: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    created_at: Mapped[datetime] = _now()
+    last_seq: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
+
+
+class ChannelJoinRequest(Base):
+    __tablename__ = "channel_join_requests"
+    __table_args__ = (
+        Index(
+            "uq_channel_join_requests_pending",
+            "channel_id",
+            "user_id",
+            unique=True,
+            postgresql_where=text("status = 'pending'"),
+        ),
+        Index("ix_channel_join_requests_channel_status", "channel_id", "status", "id"),
+        CheckConstraint("status IN ('pending', 'accepted', 'rejected')", name="status"),
+        CheckConstraint(
+            "(status = 'pending') = (decided_at IS NULL)", name="decided_iff_not_pending"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    channel_id: Mapped[int] = mapped_column(ForeignKey("channels.id"), nullable=False)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False, server_default="pending")
+    created_at: Mapped[datetime] = _now()
+    decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    decided_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+
+
+class ChannelMember(Base):
+    __tablename__ = "channel_members"
+    __table_args__ = (
+        UniqueConstraint("channel_id", "user_id"),
+        Index(
+            "uq_channel_members_one_owner",
+            "channel_id",
+            unique=True,
+            postgresql_where=text("is_owner"),
+        ),
+        Index("ix_channel_members_user_id", "user_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    channel_id: Mapped[int] = mapped_column(ForeignKey("channels.id"), nullable=False)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), nullable=False)
+    is_owner: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("false"))
+    joined_at: Mapped[datetime] = _now()
+
+
+class Message(Base):
+    __tablename__ = "messages"
+    __table_args__ = (
+        UniqueConstraint("channel_id", "seq"),
+        Index(
+            "uq_messages_client_message_id",
+            "channel_id",
+            "sender_id",
+            "client_message_id",
+            unique=True,
+            postgresql_where=text("client_message_id IS NOT NULL"),
+        ),
+        CheckConstraint("seq > 0", name="seq_positive"),
+        CheckConstraint("char_length(content) BETWEEN 1 AND 4000", name="content_length"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    channel_id: Mapped[int] = mapped_column(ForeignKey("channels.id"), nullable=False)
+    seq: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    sender_id: Mapped[int] = mapped_column(ForeignKey("users.id"), nullable=False)
+    content: Mapped[str] = mapped_column(Text, nullable=False)
+    created_at: Mapped[datetime] = _now()
+    client_message_id: Mapped[str | None] = mapped_column(String(128))

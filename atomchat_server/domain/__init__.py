@@ -1,0 +1,1 @@
+"""The rules of the product: who may do what, and what each action changes."""

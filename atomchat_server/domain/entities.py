@@ -1,0 +1,90 @@
+"""What the domain hands out: plain, immutable views of the data."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+MODERATOR = "moderator"
+USER = "user"
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """The authenticated caller, as the interceptor found them on this call."""
+
+    user_id: int
+    username: str
+    role: str
+
+    @property
+    def is_moderator(self) -> bool:
+        return self.role == MODERATOR
+
+
+@dataclass(frozen=True, slots=True)
+class UserView:
+    id: int
+    username: str
+    role: str
+    is_active: bool
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelView:
+    id: int
+    name: str
+    slug: str
+    description: str
+    is_active: bool
+    member_count: int
+    owner_id: int
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class MemberView:
+    user_id: int
+    username: str
+    is_owner: bool
+    joined_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelDetailView:
+    channel: ChannelView
+    owner: UserView
+    members: tuple[MemberView, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class JoinRequestView:
+    id: int
+    channel_id: int
+    user_id: int
+    status: str
+    created_at: datetime
+    decided_at: datetime | None
+    decided_by: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class MessageView:
+    id: int
+    channel_id: int
+    seq: int
+    sender_id: int
+    sender_username: str
+    content: str
+    created_at: datetime
+    client_message_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    items: tuple[T, ...]
+    next_page_token: str

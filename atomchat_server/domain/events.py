@@ -1,0 +1,174 @@
+"""What other parts of the system must hear about after a commit.
+
+`emit` does two things inside the caller's transaction: it issues a
+PostgreSQL NOTIFY (delivered to every server process only if the transaction
+commits) and queues the event for this process's own after-commit dispatch,
+which is immediate. Each notification carries the emitting process's origin
+so that process can skip its own echo.
+
+Message bodies travel in the notification when they fit PostgreSQL's 8000
+byte payload limit; a message too large for it travels as a `MessagesCommitted`
+range that receivers read back from the database by seq.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from atomchat_server.db.engine import ORIGIN_KEY, queue_after_commit
+from atomchat_server.domain.entities import MessageView
+
+NOTIFY_CHANNEL = "atomchat_events"
+MAX_PAYLOAD_BYTES = 7900
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class MessagesPosted:
+    channel_id: int
+    messages: tuple[MessageView, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class MessagesCommitted:
+    """Messages first_seq..last_seq exist; read them from the database."""
+
+    channel_id: int
+    first_seq: int
+    last_seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class UserBlocked:
+    user_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class UserUnblocked:
+    user_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class MemberRemoved:
+    channel_id: int
+    user_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelDeleted:
+    channel_id: int
+
+
+Event = (
+    MessagesPosted
+    | MessagesCommitted
+    | UserBlocked
+    | UserUnblocked
+    | MemberRemoved
+    | ChannelDeleted
+)
+
+_NOTIFY = text("SELECT pg_notify(:channel, :payload)")
+
+
+async def emit(session: AsyncSession, event: Event) -> None:
+    origin = str(session.info.get(ORIGIN_KEY, ""))
+    for payload in encode(origin, event):
+        await session.execute(_NOTIFY, {"channel": NOTIFY_CHANNEL, "payload": payload})
+    queue_after_commit(session, event)
+
+
+def _micros(moment: datetime) -> int:
+    return (moment - _EPOCH) // timedelta(microseconds=1)
+
+
+def _moment(micros: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=micros)
+
+
+def _message_fields(message: MessageView) -> list[Any]:
+    return [
+        message.id,
+        message.seq,
+        message.sender_id,
+        message.sender_username,
+        message.content,
+        _micros(message.created_at),
+        message.client_message_id,
+    ]
+
+
+def _dumps(data: dict[str, Any]) -> str:
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+
+
+def _fits(payload: str) -> bool:
+    return len(payload.encode()) <= MAX_PAYLOAD_BYTES
+
+
+def encode(origin: str, event: Event) -> list[str]:
+    """The notification payloads for one event (several for a large batch)."""
+    if not isinstance(event, MessagesPosted):
+        fields = {name: getattr(event, name) for name in event.__dataclass_fields__}
+        return [_dumps({"o": origin, "t": type(event).__name__, **fields})]
+    payloads: list[str] = []
+    chunk: list[list[Any]] = []
+
+    def posted(rows: list[list[Any]]) -> str:
+        return _dumps({"o": origin, "t": "MessagesPosted", "c": event.channel_id, "m": rows})
+
+    for message in event.messages:
+        row = _message_fields(message)
+        if _fits(posted([*chunk, row])):
+            chunk.append(row)
+            continue
+        if chunk:
+            payloads.append(posted(chunk))
+        chunk = [row]
+        if not _fits(posted(chunk)):
+            single = MessagesCommitted(event.channel_id, message.seq, message.seq)
+            payloads.extend(encode(origin, single))
+            chunk = []
+    if chunk:
+        payloads.append(posted(chunk))
+    return payloads
+
+
+def decode(payload: str) -> tuple[str, Event]:
+    """(origin, event) from a notification payload; ValueError if malformed."""
+    try:
+        data = json.loads(payload)
+        origin = data.pop("o")
+        kind = data.pop("t")
+        if kind == "MessagesPosted":
+            channel_id = data["c"]
+            messages = tuple(
+                MessageView(
+                    id=row[0],
+                    channel_id=channel_id,
+                    seq=row[1],
+                    sender_id=row[2],
+                    sender_username=row[3],
+                    content=row[4],
+                    created_at=_moment(row[5]),
+                    client_message_id=row[6],
+                )
+                for row in data["m"]
+            )
+            return origin, MessagesPosted(channel_id, messages)
+        event_type = _SIMPLE_EVENTS[kind]
+        return origin, event_type(**data)
+    except (KeyError, TypeError, IndexError, json.JSONDecodeError) as exc:
+        raise ValueError(f"malformed notification: {payload[:200]!r}") from exc
+
+
+_SIMPLE_EVENTS: dict[str, type[Any]] = {
+    cls.__name__: cls
+    for cls in (MessagesCommitted, UserBlocked, UserUnblocked, MemberRemoved, ChannelDeleted)
+}

@@ -1,0 +1,148 @@
+"""Asking to join a channel, and the owner's (or a moderator's) decision."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from atomchat_server.db.models import ChannelJoinRequest
+from atomchat_server.domain import errors, membership, pagination, policy
+from atomchat_server.domain.channels import get_active_channel, open_for_managing, standing
+from atomchat_server.domain.entities import Actor, JoinRequestView, Page
+
+PENDING, ACCEPTED, REJECTED = "pending", "accepted", "rejected"
+
+
+def _view(row: ChannelJoinRequest) -> JoinRequestView:
+    return JoinRequestView(
+        id=row.id,
+        channel_id=row.channel_id,
+        user_id=row.user_id,
+        status=row.status,
+        created_at=row.created_at,
+        decided_at=row.decided_at,
+        decided_by=row.decided_by,
+    )
+
+
+async def create_join_request(
+    session: AsyncSession, *, actor: Actor, channel_id: int
+) -> JoinRequestView:
+    await get_active_channel(session, channel_id=channel_id)
+    if (await standing(session, channel_id=channel_id, user_id=actor.user_id)).is_member:
+        raise errors.AlreadyExists(
+            "User is already a member of this channel", reason="ALREADY_MEMBER"
+        )
+    row = await session.scalar(
+        insert(ChannelJoinRequest)
+        .values(channel_id=channel_id, user_id=actor.user_id)
+        .on_conflict_do_nothing(
+            index_elements=[ChannelJoinRequest.channel_id, ChannelJoinRequest.user_id],
+            index_where=ChannelJoinRequest.status == PENDING,
+        )
+        .returning(ChannelJoinRequest)
+    )
+    if row is None:
+        raise errors.AlreadyExists("Join request already exists", reason="JOIN_REQUEST_PENDING")
+    return _view(row)
+
+
+async def _load(
+    session: AsyncSession, request_id: int, *, lock: bool = False
+) -> ChannelJoinRequest:
+    query = select(ChannelJoinRequest).where(ChannelJoinRequest.id == request_id)
+    row = await session.scalar(query.with_for_update() if lock else query)
+    if row is None:
+        raise errors.join_request_not_found()
+    return row
+
+
+async def get_join_request(
+    session: AsyncSession, *, actor: Actor, request_id: int
+) -> JoinRequestView:
+    request = _view(await _load(session, request_id))
+    caller = await standing(session, channel_id=request.channel_id, user_id=actor.user_id)
+    if not policy.can_see_join_request(actor, request, caller):
+        raise errors.join_request_not_found()
+    await get_active_channel(session, channel_id=request.channel_id)
+    return request
+
+
+async def list_join_requests(
+    session: AsyncSession,
+    *,
+    actor: Actor,
+    channel_id: int,
+    status: str,
+    page_size: int,
+    page_token: str,
+) -> Page[JoinRequestView]:
+    await open_for_managing(session, actor=actor, channel_id=channel_id)
+    limit = pagination.page_size(page_size)
+    kind = f"join_requests:{channel_id}:{status}"
+    after = pagination.decode_token(kind, page_token)
+    query = select(ChannelJoinRequest).where(
+        ChannelJoinRequest.channel_id == channel_id, ChannelJoinRequest.status == status
+    )
+    if after is not None:
+        query = query.where(ChannelJoinRequest.id > after)
+    rows = (await session.scalars(query.order_by(ChannelJoinRequest.id).limit(limit + 1))).all()
+    views = tuple(_view(row) for row in rows[:limit])
+    more = len(rows) > limit
+    return Page(views, pagination.encode_token(kind, views[-1].id) if more else "")
+
+
+async def _decide(
+    session: AsyncSession, *, actor: Actor, request_id: int, status: str
+) -> JoinRequestView:
+    request = await _load(session, request_id)
+    await open_for_managing(session, actor=actor, channel_id=request.channel_id, lock=True)
+    row = await session.scalar(
+        update(ChannelJoinRequest)
+        .where(ChannelJoinRequest.id == request_id, ChannelJoinRequest.status == PENDING)
+        .values(status=status, decided_at=func.now(), decided_by=actor.user_id)
+        .returning(ChannelJoinRequest)
+        .execution_options(populate_existing=True)
+    )
+    if row is None:
+        current = await session.scalar(
+            select(ChannelJoinRequest.status).where(ChannelJoinRequest.id == request_id)
+        )
+        raise errors.FailedPrecondition(
+            f"Join request is already {current}", reason="JOIN_REQUEST_NOT_PENDING"
+        )
+    if status == ACCEPTED:
+        await membership.insert_member(
+            session, channel_id=request.channel_id, user_id=request.user_id
+        )
+    return _view(row)
+
+
+async def accept_join_request(
+    session: AsyncSession, *, actor: Actor, request_id: int
+) -> JoinRequestView:
+    """Accept a pending request; the requester becomes a member."""
+    return await _decide(session, actor=actor, request_id=request_id, status=ACCEPTED)
+
+
+async def decline_join_request(
+    session: AsyncSession, *, actor: Actor, request_id: int
+) -> JoinRequestView:
+    """Reject a pending request; the user may ask again."""
+    return await _decide(session, actor=actor, request_id=request_id, status=REJECTED)
+
+
+async def settle_pending(
+    session: AsyncSession, *, actor: Actor, channel_id: int, user_id: int
+) -> None:
+    """A user added directly no longer waits: their pending request counts as accepted."""
+    await session.execute(
+        update(ChannelJoinRequest)
+        .where(
+            ChannelJoinRequest.channel_id == channel_id,
+            ChannelJoinRequest.user_id == user_id,
+            ChannelJoinRequest.status == PENDING,
+        )
+        .values(status=ACCEPTED, decided_at=func.now(), decided_by=actor.user_id)
+    )

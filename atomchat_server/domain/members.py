@@ -1,0 +1,81 @@
+"""Adding, removing and listing a channel's members; leaving a channel."""
+
+from __future__ import annotations
+
+from sqlalchemy import case, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from atomchat_server.db.models import ChannelMember, User
+from atomchat_server.domain import errors, events, membership, pagination, policy
+from atomchat_server.domain.channels import (
+    get_active_channel,
+    member_view,
+    open_for_managing,
+    open_for_reading,
+    standing,
+)
+from atomchat_server.domain.entities import Actor, MemberView, Page
+from atomchat_server.domain.join_requests import settle_pending
+
+
+async def add_member(
+    session: AsyncSession, *, actor: Actor, channel_id: int, user_id: int
+) -> MemberView:
+    await open_for_managing(session, actor=actor, channel_id=channel_id, lock=True)
+    user = await session.get(User, user_id)
+    if user is None or not user.is_active:
+        raise errors.user_not_found()
+    row = await membership.insert_member(session, channel_id=channel_id, user_id=user_id)
+    if row is None:
+        raise errors.AlreadyExists(
+            "User is already a member of this channel", reason="ALREADY_MEMBER"
+        )
+    await settle_pending(session, actor=actor, channel_id=channel_id, user_id=user_id)
+    return member_view(row, user.username)
+
+
+async def remove_member(
+    session: AsyncSession, *, actor: Actor, channel_id: int, user_id: int
+) -> None:
+    """Remove a member (never the owner); their streams in the channel end."""
+    await open_for_managing(session, actor=actor, channel_id=channel_id, lock=True)
+    target = await standing(session, channel_id=channel_id, user_id=user_id)
+    if not target.is_member:
+        raise errors.NotFound("User is not a member of this channel", reason="MEMBER_NOT_FOUND")
+    policy.ensure_can_be_removed(target)
+    await membership.delete_member(session, channel_id=channel_id, user_id=user_id)
+    await events.emit(session, events.MemberRemoved(channel_id, user_id))
+
+
+async def leave_channel(session: AsyncSession, *, actor: Actor, channel_id: int) -> None:
+    await get_active_channel(session, channel_id=channel_id, lock=True)
+    policy.ensure_can_leave(await standing(session, channel_id=channel_id, user_id=actor.user_id))
+    await membership.delete_member(session, channel_id=channel_id, user_id=actor.user_id)
+    await events.emit(session, events.MemberRemoved(channel_id, actor.user_id))
+
+
+async def list_members(
+    session: AsyncSession, *, actor: Actor, channel_id: int, page_size: int, page_token: str
+) -> Page[MemberView]:
+    """Owner first, then in joining order."""
+    await open_for_reading(session, actor=actor, channel_id=channel_id)
+    limit = pagination.page_size(page_size)
+    kind = f"members:{channel_id}"
+    after = pagination.decode_token(kind, page_token)
+    query = (
+        select(ChannelMember, User.username)
+        .join(User, User.id == ChannelMember.user_id)
+        .where(ChannelMember.channel_id == channel_id)
+    )
+    # Owner first: the owner sorts as position 0, everyone else by row id.
+    position = case((ChannelMember.is_owner, 0), else_=ChannelMember.id)
+    if after is not None:
+        query = query.where(position > after)
+    rows = (await session.execute(query.order_by(position).limit(limit + 1))).all()
+    views = tuple(member_view(member, username) for member, username in rows[:limit])
+    more = len(rows) > limit
+    last = rows[limit - 1][0] if more else None
+    token = ""
+    if last is not None:
+        token = pagination.encode_token(kind, 0 if last.is_owner else last.id)
+    return Page(views, token)

@@ -1,0 +1,48 @@
+"""Member rows and the channel's member_count, changed together.
+
+Callers hold the channel's row lock (channels.get_active_channel(lock=True))
+before calling these, so the count is exact under concurrency.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import delete, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from atomchat_server.db.models import Channel, ChannelMember
+
+
+async def _count(session: AsyncSession, channel_id: int, delta: int) -> None:
+    await session.execute(
+        update(Channel)
+        .where(Channel.id == channel_id)
+        .values(member_count=Channel.member_count + delta)
+    )
+
+
+async def insert_member(
+    session: AsyncSession, *, channel_id: int, user_id: int, is_owner: bool = False
+) -> ChannelMember | None:
+    """The new member row, or None if the user was a member already."""
+    row = await session.scalar(
+        insert(ChannelMember)
+        .values(channel_id=channel_id, user_id=user_id, is_owner=is_owner)
+        .on_conflict_do_nothing(index_elements=[ChannelMember.channel_id, ChannelMember.user_id])
+        .returning(ChannelMember)
+    )
+    if row is not None:
+        await _count(session, channel_id, +1)
+    return row
+
+
+async def delete_member(session: AsyncSession, *, channel_id: int, user_id: int) -> bool:
+    """True if the user was a member and no longer is."""
+    removed = await session.scalar(
+        delete(ChannelMember)
+        .where(ChannelMember.channel_id == channel_id, ChannelMember.user_id == user_id)
+        .returning(ChannelMember.id)
+    )
+    if removed is not None:
+        await _count(session, channel_id, -1)
+    return removed is not None

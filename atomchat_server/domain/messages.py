@@ -1,0 +1,153 @@
+"""Message rules and reads: validation, history, ranges by seq, newest-first pages."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import Row, Select, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from atomchat_server.db.models import Channel, Message, User
+from atomchat_server.domain import errors, pagination
+from atomchat_server.domain.channels import open_for_reading
+from atomchat_server.domain.entities import Actor, ChannelView, MessageView, Page
+
+CONTENT_MAX = 4000
+CLIENT_MESSAGE_ID_MAX = 128
+DEFAULT_HISTORY = 10
+MAX_HISTORY = 1000
+CATCH_UP_PAGE = 500
+
+
+def clean_content(content: str) -> str:
+    """The content as stored: trimmed, 1-4000 characters."""
+    cleaned = content.strip()
+    if not 1 <= len(cleaned) <= CONTENT_MAX:
+        raise errors.InvalidArgument(
+            f"Message content must be 1-{CONTENT_MAX} characters after trimming",
+            reason="INVALID_CONTENT",
+            field="content",
+        )
+    return cleaned
+
+
+def clean_client_message_id(client_message_id: str) -> str | None:
+    if len(client_message_id) > CLIENT_MESSAGE_ID_MAX:
+        raise errors.InvalidArgument(
+            f"client_message_id must be at most {CLIENT_MESSAGE_ID_MAX} characters",
+            reason="INVALID_CLIENT_MESSAGE_ID",
+            field="client_message_id",
+        )
+    return client_message_id or None
+
+
+async def open_stream(
+    session: AsyncSession, *, actor: Actor, channel_id: int
+) -> tuple[ChannelView, int]:
+    """The channel a stream joins, if the caller may read it, and its last seq now."""
+    channel = await open_for_reading(session, actor=actor, channel_id=channel_id)
+    last_seq = await session.scalar(select(Channel.last_seq).where(Channel.id == channel_id))
+    return channel, int(last_seq or 0)
+
+
+def start_after(*, last_seq: int, after_seq: int | None, history_limit: int | None) -> int:
+    """The seq a stream starts after: the client's resume point, or history's start.
+
+    Seqs are gap-free, so the last `limit` messages are exactly those after
+    last_seq - limit.
+    """
+    if after_seq is not None:
+        if after_seq < 0:
+            raise errors.InvalidArgument("after_seq must not be negative", field="after_seq")
+        return after_seq
+    limit = DEFAULT_HISTORY if history_limit is None else history_limit
+    if not 0 <= limit <= MAX_HISTORY:
+        raise errors.InvalidArgument(
+            f"history_limit must be 0-{MAX_HISTORY}", field="history_limit"
+        )
+    return max(0, last_seq - limit)
+
+
+def _select() -> Select[tuple[Message, str]]:
+    return select(Message, User.username).join(User, User.id == Message.sender_id)
+
+
+def _view(row: Row[tuple[Message, str]]) -> MessageView:
+    message, username = row
+    return MessageView(
+        id=message.id,
+        channel_id=message.channel_id,
+        seq=message.seq,
+        sender_id=message.sender_id,
+        sender_username=username,
+        content=message.content,
+        created_at=message.created_at,
+        client_message_id=message.client_message_id,
+    )
+
+
+def _views(rows: Sequence[Row[tuple[Message, str]]]) -> list[MessageView]:
+    return [_view(row) for row in rows]
+
+
+async def after(
+    session: AsyncSession, *, channel_id: int, after_seq: int, limit: int = CATCH_UP_PAGE
+) -> list[MessageView]:
+    """Up to `limit` messages with seq > after_seq, in seq order."""
+    rows = (
+        await session.execute(
+            _select()
+            .where(Message.channel_id == channel_id, Message.seq > after_seq)
+            .order_by(Message.seq)
+            .limit(limit)
+        )
+    ).all()
+    return _views(rows)
+
+
+async def all_after(session: AsyncSession, *, channel_id: int, after_seq: int) -> list[MessageView]:
+    """Every message with seq > after_seq, read page by page."""
+    found: list[MessageView] = []
+    while True:
+        page = await after(session, channel_id=channel_id, after_seq=after_seq)
+        found.extend(page)
+        if len(page) < CATCH_UP_PAGE:
+            return found
+        after_seq = page[-1].seq
+
+
+async def between(
+    session: AsyncSession,
+    *,
+    channel_id: int,
+    first_seq: int,
+    last_seq: int,
+    limit: int = CATCH_UP_PAGE,
+) -> list[MessageView]:
+    """Up to `limit` of the messages first_seq..last_seq inclusive, in seq order."""
+    rows = (
+        await session.execute(
+            _select()
+            .where(Message.channel_id == channel_id, Message.seq.between(first_seq, last_seq))
+            .order_by(Message.seq)
+            .limit(limit)
+        )
+    ).all()
+    return _views(rows)
+
+
+async def list_messages(
+    session: AsyncSession, *, actor: Actor, channel_id: int, page_size: int, page_token: str
+) -> Page[MessageView]:
+    """Newest first."""
+    await open_for_reading(session, actor=actor, channel_id=channel_id)
+    limit = pagination.page_size(page_size)
+    kind = f"messages:{channel_id}"
+    before = pagination.decode_token(kind, page_token)
+    query = _select().where(Message.channel_id == channel_id)
+    if before is not None:
+        query = query.where(Message.seq < before)
+    rows = (await session.execute(query.order_by(Message.seq.desc()).limit(limit + 1))).all()
+    views = tuple(_views(rows[:limit]))
+    more = len(rows) > limit
+    return Page(views, pagination.encode_token(kind, views[-1].seq) if more else "")

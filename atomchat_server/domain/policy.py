@@ -1,0 +1,74 @@
+"""Who may do what: the only place that knows.
+
+Every rule is a plain function of the caller and their standing in a channel
+(`Standing`, loaded by the caller of these functions). Each either returns or
+raises the DomainError the client will see.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from atomchat_server.domain import errors
+from atomchat_server.domain.entities import Actor, JoinRequestView
+
+
+@dataclass(frozen=True, slots=True)
+class Standing:
+    """The caller's relation to one channel."""
+
+    is_member: bool
+    is_owner: bool
+
+
+OUTSIDER = Standing(is_member=False, is_owner=False)
+
+
+def ensure_moderator(actor: Actor) -> None:
+    """Blocking and unblocking users."""
+    if not actor.is_moderator:
+        raise errors.not_enough_permissions("MODERATOR_REQUIRED")
+
+
+def ensure_can_manage_channel(actor: Actor, standing: Standing) -> None:
+    """Changing or deleting a channel, deciding join requests, adding and removing members."""
+    if not (standing.is_owner or actor.is_moderator):
+        raise errors.not_enough_permissions("CHANNEL_OWNER_REQUIRED")
+
+
+def ensure_can_read_channel(actor: Actor, standing: Standing) -> None:
+    """Chatting, reading history and listing members: members and moderators."""
+    if not (standing.is_member or actor.is_moderator):
+        raise errors.not_a_member()
+
+
+def can_see_join_request(actor: Actor, request: JoinRequestView, standing: Standing) -> bool:
+    """The requester, the channel's owner and moderators."""
+    return actor.user_id == request.user_id or standing.is_owner or actor.is_moderator
+
+
+def ensure_can_be_removed(target: Standing) -> None:
+    if target.is_owner:
+        raise errors.FailedPrecondition(
+            "You cannot remove the channel owner", reason="CANNOT_REMOVE_OWNER"
+        )
+
+
+def ensure_can_leave(standing: Standing) -> None:
+    if not standing.is_member:
+        raise errors.NotFound(errors.NOT_A_MEMBER, reason="NOT_A_MEMBER")
+    if standing.is_owner:
+        raise errors.FailedPrecondition(
+            "The channel owner cannot leave the channel", reason="OWNER_CANNOT_LEAVE"
+        )
+
+
+def ensure_not_self(actor: Actor, user_id: int) -> None:
+    """A moderator may not block themselves out of the service."""
+    if actor.user_id == user_id:
+        raise errors.FailedPrecondition("You cannot block yourself", reason="CANNOT_BLOCK_SELF")
+
+
+def stream_survives_removal(is_moderator: bool) -> bool:
+    """A moderator reads any channel, so losing membership does not end their stream."""
+    return is_moderator

@@ -1,0 +1,118 @@
+"""Registering, logging in, profiles, blocking."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from atomchat_server.db.models import User
+from atomchat_server.domain import errors, events, policy
+from atomchat_server.domain.entities import Actor, UserView
+
+USERNAME_PATTERN = re.compile(r"[\w.-]{4,32}")
+PASSWORD_MIN, PASSWORD_MAX = 4, 128
+
+PasswordVerifier = Callable[[str, str | None], Awaitable[bool]]
+
+
+def user_view(row: User) -> UserView:
+    return UserView(
+        id=row.id,
+        username=row.username,
+        role=row.role,
+        is_active=row.is_active,
+        created_at=row.created_at,
+    )
+
+
+def validate_credentials(username: str, password: str) -> None:
+    if not USERNAME_PATTERN.fullmatch(username):
+        raise errors.InvalidArgument(
+            "Username must be 4-32 characters: letters, digits, '_', '.' or '-'",
+            reason="INVALID_USERNAME",
+            field="username",
+        )
+    if not PASSWORD_MIN <= len(password) <= PASSWORD_MAX:
+        raise errors.InvalidArgument(
+            "Password must be 4-128 characters", reason="INVALID_PASSWORD", field="password"
+        )
+
+
+async def ensure_can_register(session: AsyncSession, *, username: str, password: str) -> None:
+    """Refuse bad or taken credentials before anyone spends time hashing the password."""
+    validate_credentials(username, password)
+    if await session.scalar(select(User.id).where(User.username == username)) is not None:
+        raise _username_taken()
+
+
+async def create_user(session: AsyncSession, *, username: str, hashed_password: str) -> UserView:
+    """Insert a registered user; a concurrent registration of the same name loses."""
+    row = await session.scalar(
+        insert(User)
+        .values(username=username, hashed_password=hashed_password)
+        .on_conflict_do_nothing(index_elements=[User.username])
+        .returning(User)
+    )
+    if row is None:
+        raise _username_taken()
+    return user_view(row)
+
+
+def _username_taken() -> errors.AlreadyExists:
+    return errors.AlreadyExists("Username already exists", reason="USERNAME_TAKEN")
+
+
+@dataclass(frozen=True, slots=True)
+class LoginCandidate:
+    user: UserView
+    hashed_password: str
+
+
+async def find_login_candidate(session: AsyncSession, *, username: str) -> LoginCandidate | None:
+    """The user a login names, if any; `authenticate` then checks the password."""
+    row = await session.scalar(select(User).where(User.username == username))
+    return None if row is None else LoginCandidate(user_view(row), row.hashed_password)
+
+
+async def authenticate(
+    candidate: LoginCandidate | None, *, password: str, verify_password: PasswordVerifier
+) -> UserView:
+    """The user, if the password is right and the user is not blocked.
+
+    Runs outside any transaction: verifying is slow on purpose. Unknown users
+    still cost one verification, so timing does not tell which names exist.
+    """
+    stored = candidate.hashed_password if candidate is not None else None
+    matches = await verify_password(password, stored)
+    if candidate is None or not matches or not candidate.user.is_active:
+        raise errors.invalid_credentials()
+    return candidate.user
+
+
+async def get_user(session: AsyncSession, *, user_id: int) -> UserView:
+    row = await session.get(User, user_id)
+    if row is None:
+        raise errors.user_not_found()
+    return user_view(row)
+
+
+async def set_active(
+    session: AsyncSession, *, actor: Actor, user_id: int, active: bool
+) -> UserView:
+    """Block (active=False) or unblock a user. Moderators only."""
+    policy.ensure_moderator(actor)
+    if not active:
+        policy.ensure_not_self(actor, user_id)
+    row = await session.scalar(
+        update(User).where(User.id == user_id).values(is_active=active).returning(User)
+    )
+    if row is None:
+        raise errors.user_not_found()
+    event = events.UserUnblocked(user_id) if active else events.UserBlocked(user_id)
+    await events.emit(session, event)
+    return user_view(row)

@@ -1,0 +1,1 @@
+"""Envoy in front of the gRPC port: rendering its configuration and running it."""

@@ -1,0 +1,49 @@
+"""Wrapping a gRPC method handler's behaviour without changing its shape.
+
+An aio interceptor that returned a unary handler for every method would
+break the streaming ones; `wrap_handler` keeps each method's kind (unary or
+streaming request, unary or streaming response) and its serializers. The
+behaviours it wraps are coroutines (streaming responses are written with
+`context.write`), so one `around` sees the whole call, errors included.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import grpc
+
+Context = grpc.aio.ServicerContext[Any, Any]
+Behaviour = Callable[[Any, Context], Awaitable[Any]]
+# Runs around one call: around(behaviour, request, context) -> the behaviour's result.
+Around = Callable[[Behaviour, Any, Context], Awaitable[Any]]
+
+_KINDS = {
+    (False, False): ("unary_unary", grpc.unary_unary_rpc_method_handler),
+    (False, True): ("unary_stream", grpc.unary_stream_rpc_method_handler),
+    (True, False): ("stream_unary", grpc.stream_unary_rpc_method_handler),
+    (True, True): ("stream_stream", grpc.stream_stream_rpc_method_handler),
+}
+
+
+def wrap_handler(handler: grpc.RpcMethodHandler, around: Around) -> grpc.RpcMethodHandler:
+    attribute, factory = _KINDS[(handler.request_streaming, handler.response_streaming)]
+    behaviour: Behaviour = getattr(handler, attribute)
+    if not inspect.iscoroutinefunction(behaviour):
+        raise TypeError(f"{behaviour!r} must be a coroutine function to be wrapped")
+
+    async def wrapped(request: Any, context: Context) -> Any:
+        return await around(behaviour, request, context)
+
+    return factory(  # type: ignore[no-any-return]
+        wrapped,
+        request_deserializer=handler.request_deserializer,
+        response_serializer=handler.response_serializer,
+    )
+
+
+def is_own_method(method: str) -> bool:
+    """The project's own services, as opposed to health checking and reflection."""
+    return method.startswith("/atomchat.v1.")

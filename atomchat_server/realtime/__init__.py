@@ -1,0 +1,1 @@
+"""Live delivery: per-channel subscribers in this process and the bus between processes."""

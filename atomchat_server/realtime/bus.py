@@ -1,0 +1,120 @@
+"""PostgreSQL LISTEN/NOTIFY between server processes.
+
+One dedicated connection per process LISTENs on the events channel and hands
+every decoded event from *other* processes to `on_event` (this process's own
+events were dispatched right after their commit). If the connection drops,
+the bus reconnects with backoff and then calls `on_reconnect`, which lets
+the process catch up on whatever it may have missed, by seq.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+from collections.abc import Awaitable, Callable
+
+import asyncpg
+
+from atomchat_server.domain import events
+
+log = logging.getLogger(__name__)
+
+APPLICATION_NAME = "atomchat-listener"
+
+
+def _mark_lost(lost: asyncio.Future[None], _connection: object) -> None:
+    if not lost.done():
+        lost.set_result(None)
+
+
+class Bus:
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        origin: str,
+        on_event: Callable[[events.Event], None],
+        on_reconnect: Callable[[], Awaitable[None]],
+        keepalive_seconds: float = 5.0,
+    ) -> None:
+        self._dsn = dsn
+        self._origin = origin
+        self._on_event = on_event
+        self._on_reconnect = on_reconnect
+        self._keepalive = keepalive_seconds
+        self._task: asyncio.Task[None] | None = None
+        self._listening = asyncio.Event()
+        self.reconnects = 0
+
+    async def start(self) -> None:
+        """Start listening; returns once the first LISTEN is in place."""
+        self._task = asyncio.create_task(self._run(), name="event-bus")
+        listening = asyncio.ensure_future(self._listening.wait())
+        done, _ = await asyncio.wait({listening, self._task}, return_when=asyncio.FIRST_COMPLETED)
+        if self._task in done:
+            listening.cancel()
+            self._task.result()
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    def _receive(self, _connection: object, _pid: int, _channel: str, payload: str) -> None:
+        try:
+            origin, event = events.decode(payload)
+        except ValueError:
+            log.exception("ignoring a malformed notification")
+            return
+        if origin != self._origin:
+            self._on_event(event)
+
+    async def _run(self) -> None:
+        delay = 0.1
+        first = True
+        while True:
+            try:
+                connection = await asyncpg.connect(
+                    self._dsn, server_settings={"application_name": APPLICATION_NAME}
+                )
+            except (OSError, asyncpg.PostgresError) as exc:
+                if first:
+                    raise
+                log.warning("event bus: cannot reconnect (%s); retrying in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            try:
+                lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+                connection.add_termination_listener(functools.partial(_mark_lost, lost))
+                await connection.add_listener(events.NOTIFY_CHANNEL, self._receive)
+                delay = 0.1
+                if not first:
+                    self.reconnects += 1
+                    log.info("event bus: listening again; catching up")
+                    await self._catch_up()
+                first = False
+                self._listening.set()
+                await self._watch(connection, lost)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log.warning("event bus: connection lost (%s)", exc)
+            finally:
+                if not connection.is_closed():
+                    connection.terminate()
+
+    async def _catch_up(self) -> None:
+        try:
+            await self._on_reconnect()
+        except Exception:
+            log.exception("event bus: catching up after a reconnect failed")
+
+    async def _watch(self, connection: asyncpg.Connection, lost: asyncio.Future[None]) -> None:
+        """Return when the connection is gone; a periodic query notices silent drops."""
+        while not lost.done():
+            done, _ = await asyncio.wait({lost}, timeout=self._keepalive)
+            if done:
+                return
+            await asyncio.wait_for(connection.execute("SELECT 1"), timeout=self._keepalive)

@@ -1,0 +1,117 @@
+"""One stream's writer: history, then live messages, in seq order, no gap, no duplicate.
+
+Seqs are gap-free per channel, so "what this stream still owes its reader"
+is always a range of seqs. A stream subscribes to the hub first, then reads
+the channel's last seq; everything from its starting point to that seq is
+read from the database in pages (history, or a resume with after_seq), and
+everything after arrives in its hub buffer. Live messages the stream has
+already sent are skipped; a gap before a live message (one that reached the
+hub out of order, or was missed while the bus reconnected) is filled from
+the database before the message is sent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from atomchat_server.realtime.hub import Subscriber
+
+
+class Encoded(Protocol):
+    """A message encoded once for every stream: as a whole frame and as a batch part."""
+
+    @property
+    def seq(self) -> int: ...
+
+    @property
+    def frame(self) -> bytes: ...
+
+    @property
+    def part(self) -> bytes: ...
+
+
+# fetch(first_seq, last_seq): up to a page of the messages in that inclusive range.
+Fetch = Callable[[int, int], Awaitable[Sequence[Encoded]]]
+Write = Callable[[bytes], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Framing:
+    batch: Callable[[Sequence[bytes]], bytes]
+    heartbeat: Callable[[], bytes]
+
+
+class Delivery:
+    def __init__(
+        self,
+        subscriber: Subscriber[Encoded],
+        *,
+        start_after: int,
+        fetch: Fetch,
+        write: Write,
+        framing: Framing,
+        max_batch: int,
+        heartbeat_seconds: float,
+    ) -> None:
+        self._subscriber = subscriber
+        self._last = start_after
+        self._fetch = fetch
+        self._write = write
+        self._framing = framing
+        self._max_batch = max(1, max_batch)
+        self._heartbeat = heartbeat_seconds
+
+    async def run(self, *, catch_up_to: int) -> None:
+        """Send history up to `catch_up_to`, then live messages until the subscriber closes.
+
+        Raises the DomainError the subscriber was closed with, after sending
+        the acks and errors it had queued.
+        """
+        await self._fill(catch_up_to)
+        subscriber = self._subscriber
+        while True:
+            if not await subscriber.wait(self._heartbeat):
+                await self._write(self._framing.heartbeat())
+                continue
+            if subscriber.closed is None:
+                await self._send_live(subscriber.take(self._max_batch * 8))
+            while subscriber.control:
+                await self._write(subscriber.control.popleft())
+            if subscriber.closed is not None:
+                raise subscriber.closed
+
+    async def _send_live(self, items: Sequence[Encoded]) -> None:
+        pending: list[Encoded] = []
+        for item in items:
+            if item.seq <= self._last:
+                continue
+            if item.seq > self._last + 1:
+                await self._send(pending)
+                pending = []
+                await self._fill(item.seq - 1)
+            pending.append(item)
+            self._last = item.seq
+        await self._send(pending)
+
+    async def _fill(self, up_to: int) -> None:
+        """Send every message after the last one sent, up to seq `up_to`, from the database."""
+        while self._last < up_to:
+            page = await self._fetch(self._last + 1, up_to)
+            if not page:
+                return
+            await self._send(page)
+            self._last = page[-1].seq
+
+    async def _send(self, items: Sequence[Encoded]) -> None:
+        if self._max_batch == 1:
+            for item in items:
+                await self._write(item.frame)
+            return
+        for start in range(0, len(items), self._max_batch):
+            chunk = items[start : start + self._max_batch]
+            if len(chunk) == 1:
+                await self._write(chunk[0].frame)
+            else:
+                await self._write(self._framing.batch([item.part for item in chunk]))

@@ -1,0 +1,126 @@
+"""Where each event goes in this process: the hub's streams and the auth cache.
+
+Events arrive twice over: this process's own, right after their commit, and
+other processes', through the bus. After the bus reconnects, `catch_up`
+re-reads from the database what notifications may have been missed: new
+messages by seq, deleted channels, and subscribers who lost their access.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from typing import cast
+
+from sqlalchemy import select
+
+from atomchat_server.db.engine import Database
+from atomchat_server.db.models import Channel, ChannelMember, User
+from atomchat_server.domain import errors, events, messages
+from atomchat_server.realtime.hub import Hub, Sequenced
+
+log = logging.getLogger(__name__)
+
+
+def user_blocked_error() -> errors.Unauthenticated:
+    return errors.Unauthenticated("User is blocked", reason="USER_BLOCKED")
+
+
+class EventRouter:
+    def __init__(
+        self, hub: Hub[Sequenced], database: Database, *, forget_user: Callable[[int], None]
+    ) -> None:
+        self._hub = hub
+        self._database = database
+        self._forget_user = forget_user
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def after_commit(self, items: Sequence[object]) -> None:
+        """The database's on_commit hook: this process's own events."""
+        for item in items:
+            self.dispatch(cast(events.Event, item))
+
+    def dispatch(self, event: events.Event) -> None:
+        hub = self._hub
+        match event:
+            case events.MessagesPosted(channel_id, posted):
+                hub.publish(channel_id, posted)
+            case events.MessagesCommitted(channel_id, first_seq, last_seq):
+                self._spawn(self._fetch_and_publish(channel_id, first_seq, last_seq))
+            case events.UserBlocked(user_id):
+                self._forget_user(user_id)
+                hub.close_user(user_id, user_blocked_error())
+            case events.UserUnblocked(user_id):
+                self._forget_user(user_id)
+            case events.MemberRemoved(channel_id, user_id):
+                hub.close_member(channel_id, user_id, errors.not_a_member(), spare_moderators=True)
+            case events.ChannelDeleted(channel_id):
+                hub.close_channel(channel_id, errors.channel_not_found())
+
+    def _spawn(self, coroutine: object) -> None:
+        task = asyncio.ensure_future(coroutine)  # type: ignore[arg-type]
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _fetch_and_publish(self, channel_id: int, first_seq: int, last_seq: int) -> None:
+        async with self._database.transaction() as session:
+            found = await messages.between(
+                session, channel_id=channel_id, first_seq=first_seq, last_seq=last_seq
+            )
+        self._hub.publish(channel_id, found)
+
+    async def catch_up(self) -> None:
+        """Recover what the bus may have missed while it was disconnected."""
+        watched = self._hub.channels()
+        if not watched:
+            return
+        async with self._database.transaction() as session:
+            active = set(
+                (
+                    await session.scalars(
+                        select(Channel.id).where(Channel.id.in_(watched), Channel.is_active)
+                    )
+                ).all()
+            )
+            missed = {
+                channel_id: await messages.all_after(session, channel_id=channel_id, after_seq=seq)
+                for channel_id, seq in watched.items()
+                if channel_id in active
+            }
+            allowed = set(
+                (
+                    await session.execute(
+                        select(ChannelMember.channel_id, ChannelMember.user_id)
+                        .join(User, User.id == ChannelMember.user_id)
+                        .where(ChannelMember.channel_id.in_(watched), User.is_active)
+                    )
+                ).tuples()
+            )
+            users = {s.user_id for c in watched for s in self._hub.subscribers(c)}
+            active_users = set(
+                (
+                    await session.scalars(select(User.id).where(User.id.in_(users), User.is_active))
+                ).all()
+            )
+        for user_id in users:
+            self._forget_user(user_id)
+        for channel_id in watched:
+            if channel_id not in active:
+                self._hub.close_channel(channel_id, errors.channel_not_found())
+                continue
+            for subscriber in self._hub.subscribers(channel_id):
+                if subscriber.user_id not in active_users:
+                    self._hub.close_user(subscriber.user_id, user_blocked_error())
+                elif (
+                    not subscriber.is_moderator and (channel_id, subscriber.user_id) not in allowed
+                ):
+                    self._hub.close_member(
+                        channel_id, subscriber.user_id, errors.not_a_member(), spare_moderators=True
+                    )
+            self._hub.publish(channel_id, missed[channel_id])
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -1,0 +1,1 @@
+"""Alembic migrations of the AtomChat schema (installed as atomchat_server.migrations)."""
