@@ -1,0 +1,82 @@
+"""Fixtures: a real PostgreSQL (DATABASE_URL's server, or an embedded one),
+a fresh database per test session, and the real server on a free port."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import grpc
+import pytest
+
+from atomchat_server.app import App
+from atomchat_server.config import Settings
+from atomchat_server.db.embedded import EmbeddedPostgres
+from atomchat_server.db.engine import Database
+from atomchat_server.db.migrate import upgrade
+from atomchat_server.seeding import seed
+from tests.support import People, create_database, drop_database
+
+TEST_SETTINGS = Settings(
+    grpc_port=0,
+    envoy=False,
+    jwt_secret="test-secret-" + "x" * 32,
+    heartbeat_seconds=15.0,
+    shutdown_grace=1.0,
+)
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url() -> Iterator[str]:
+    """The PostgreSQL server tests create their databases on."""
+    url = os.environ.get("DATABASE_URL")
+    if url:
+        yield url
+        return
+    with tempfile.TemporaryDirectory(prefix="atomchat-pg-") as folder:
+        embedded = EmbeddedPostgres(Path(folder))
+        yield embedded.start()
+        embedded.stop()
+
+
+@pytest.fixture(scope="session")
+async def database_url(postgres_server_url: str) -> AsyncIterator[str]:
+    """A fresh database for this test session, migrated and seeded."""
+    url = await create_database(postgres_server_url)
+    await upgrade(url)
+    database = Database(url)
+    await seed(database)
+    await database.dispose()
+    yield url
+    await drop_database(url)
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    return TEST_SETTINGS
+
+
+@pytest.fixture(scope="session")
+async def app(database_url: str, settings: Settings) -> AsyncIterator[App]:
+    app = App(settings, database_url)
+    await app.start()
+    yield app
+    await app.stop()
+
+
+@pytest.fixture(scope="session")
+async def grpc_channel(app: App) -> AsyncIterator[grpc.aio.Channel]:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as channel:
+        yield channel
+
+
+@pytest.fixture(scope="session")
+def people(grpc_channel: grpc.aio.Channel, database_url: str) -> People:
+    return People(grpc_channel, database_url)
+
+
+def with_settings(**changes: object) -> Settings:
+    return replace(TEST_SETTINGS, **changes)  # type: ignore[arg-type]
