@@ -80,7 +80,6 @@ async def _serve(settings: Settings) -> int:
     from atomchat_server.app import App
     from atomchat_server.db.engine import Database
     from atomchat_server.db.migrate import upgrade
-    from atomchat_server.edge.envoy import Envoy
     from atomchat_server.seeding import seed
 
     stop = asyncio.Event()
@@ -98,10 +97,12 @@ async def _serve(settings: Settings) -> int:
                 await seeder.dispose()
         app = App(settings, url)
         port = await app.start()
-        envoy: Envoy | None = None
+        envoy = None
         try:
             print(f"gRPC      {settings.host}:{port}", flush=True)
             if settings.envoy:
+                from atomchat_server.edge.envoy import Envoy
+
                 envoy = Envoy(
                     listen_host=settings.host,
                     http_port=settings.http_port,

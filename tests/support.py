@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import itertools
 import os
+import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -121,10 +122,10 @@ class Person:
 class People:
     """Makes users (and moderators, and channels) that no other test touches."""
 
-    def __init__(self, channel: grpc.aio.Channel, database_url: str) -> None:
-        self.channel = channel
+    def __init__(self, grpc_channel: grpc.aio.Channel, database_url: str) -> None:
+        self.grpc_channel = grpc_channel
         self.database_url = database_url
-        self.anonymous = Api(channel)
+        self.anonymous = Api(grpc_channel)
 
     async def login(self, username: str, password: str) -> Person:
         response = await self.anonymous.users.Login(
@@ -135,7 +136,7 @@ class People:
             username=username,
             password=password,
             token=response.access_token,
-            api=Api(self.channel, response.access_token),
+            api=Api(self.grpc_channel, response.access_token),
         )
 
     async def user(self, prefix: str = "user") -> Person:
@@ -216,3 +217,62 @@ async def env(**values: str) -> AsyncIterator[None]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+@dataclass
+class ServerProcess:
+    process: asyncio.subprocess.Process
+    port: int
+    output: list[str]
+
+
+@contextlib.asynccontextmanager
+async def server_process(
+    database_url: str | None, *args: str, **environment: str
+) -> AsyncIterator[ServerProcess]:
+    """`atomchat serve --no-envoy --grpc-port 0` as a child process, stopped with SIGTERM."""
+    child_env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    if database_url is not None:
+        child_env["DATABASE_URL"] = database_url
+    child_env.update(environment)
+    process = await asyncio.create_subprocess_exec(
+        os.path.join(os.path.dirname(sys.executable), "atomchat"),
+        "serve",
+        "--no-envoy",
+        "--grpc-port",
+        "0",
+        *args,
+        env=child_env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    output: list[str] = []
+    port = 0
+    drain: asyncio.Task[None] | None = None
+    try:
+        async with asyncio.timeout(60):
+            assert process.stdout is not None
+            while not port:
+                line = (await process.stdout.readline()).decode()
+                if not line:
+                    raise AssertionError("server exited early:\n" + "".join(output))
+                output.append(line)
+                if line.startswith("gRPC "):
+                    port = int(line.split()[-1].rsplit(":", 1)[1])
+            while "ready" not in output[-1]:
+                output.append((await process.stdout.readline()).decode())
+        drain = asyncio.create_task(_drain(process, output))
+        yield ServerProcess(process, port, output)
+    finally:
+        if process.returncode is None:
+            process.terminate()
+            async with asyncio.timeout(30):
+                await process.wait()
+        if drain is not None:
+            await drain
+
+
+async def _drain(process: asyncio.subprocess.Process, output: list[str]) -> None:
+    assert process.stdout is not None
+    async for line in process.stdout:
+        output.append(line.decode())

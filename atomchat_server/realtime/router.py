@@ -95,7 +95,7 @@ class EventRouter:
                         .join(User, User.id == ChannelMember.user_id)
                         .where(ChannelMember.channel_id.in_(watched), User.is_active)
                     )
-                ).tuples()
+                )
             )
             users = {s.user_id for c in watched for s in self._hub.subscribers(c)}
             active_users = set(
