@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 import asyncpg
 import grpc
+import pytest
 from atomchat.v1 import (
     channels_pb2,
     channels_pb2_grpc,
@@ -174,14 +175,13 @@ class Failure:
 
 async def fails(call: Awaitable[Any], code: grpc.StatusCode, message: str | None = None) -> Failure:
     """Await a call that must fail with `code` (and `message`, when given)."""
-    try:
-        result = await call
-    except grpc.aio.AioRpcError as error:
-        assert error.code() == code, f"expected {code}, got {error.code()}: {error.details()}"
-        if message is not None:
-            assert error.details() == message
-        return failure_of(error)
-    raise AssertionError(f"expected {code}, but the call succeeded: {result}")
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await call
+    failure = failure_of(raised.value)
+    assert failure.code == code, f"expected {code}, got {failure.code}: {failure.message}"
+    if message is not None:
+        assert failure.message == message
+    return failure
 
 
 def failure_of(error: grpc.aio.AioRpcError) -> Failure:
@@ -201,7 +201,7 @@ def failure_of(error: grpc.aio.AioRpcError) -> Failure:
 async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> None:
     """Poll `check` until it holds (for state that has no event to wait on)."""
     async with asyncio.timeout(timeout):
-        while not await check():
+        while not await check():  # noqa: ASYNC110 - state kept elsewhere, with no event to await
             await asyncio.sleep(0.02)
 
 
