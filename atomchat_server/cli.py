@@ -150,4 +150,4 @@ def _run(main_coroutine: object) -> int:
         import uvloop
     except ImportError:
         return asyncio.run(main_coroutine)  # type: ignore[arg-type]
-    return uvloop.run(main_coroutine)  # type: ignore[arg-type,no-any-return]
+    return uvloop.run(main_coroutine)  # type: ignore[arg-type]

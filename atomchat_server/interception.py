@@ -28,7 +28,9 @@ _KINDS = {
 }
 
 
-def wrap_handler(handler: grpc.RpcMethodHandler, around: Around) -> grpc.RpcMethodHandler:
+def wrap_handler(
+    handler: grpc.RpcMethodHandler[Any, Any], around: Around
+) -> grpc.RpcMethodHandler[Any, Any]:
     attribute, factory = _KINDS[(handler.request_streaming, handler.response_streaming)]
     behaviour: Behaviour = getattr(handler, attribute)
     if not inspect.iscoroutinefunction(behaviour):
@@ -37,7 +39,7 @@ def wrap_handler(handler: grpc.RpcMethodHandler, around: Around) -> grpc.RpcMeth
     async def wrapped(request: Any, context: Context) -> Any:
         return await around(behaviour, request, context)
 
-    return factory(  # type: ignore[no-any-return]
+    return factory(
         wrapped,
         request_deserializer=handler.request_deserializer,
         response_serializer=handler.response_serializer,

@@ -126,7 +126,7 @@ async def _insert(session: AsyncSession) -> None:
     await session.execute(insert(Message), rows)
     # Rows inserted with explicit ids: move each identity past them.
     for table in (User, Channel, ChannelJoinRequest):
-        top = await session.scalar(select(func.max(table.id)))
+        following = int(await session.scalar(select(func.max(table.id))) or 0) + 1
         await session.execute(
-            text(f"ALTER TABLE {table.__tablename__} ALTER COLUMN id RESTART WITH {int(top) + 1}")
+            text(f"ALTER TABLE {table.__tablename__} ALTER COLUMN id RESTART WITH {following}")
         )

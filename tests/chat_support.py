@@ -105,14 +105,16 @@ class Chat:
             return any(a.client_message_id == client_message_id for a in feed.of("ack"))
 
         await self.feed.until(acked)
-        return next(a for a in self.feed.of("ack") if a.client_message_id == client_message_id)
+        acks: list[chat_pb2.ChatAck] = self.feed.of("ack")
+        return next(a for a in acks if a.client_message_id == client_message_id)
 
     async def error(self, client_message_id: str) -> chat_pb2.ChatError:
         def failed(feed: Feed) -> bool:
             return any(e.client_message_id == client_message_id for e in feed.of("error"))
 
         await self.feed.until(failed)
-        return next(e for e in self.feed.of("error") if e.client_message_id == client_message_id)
+        errors: list[chat_pb2.ChatError] = self.feed.of("error")
+        return next(e for e in errors if e.client_message_id == client_message_id)
 
 
 @contextlib.asynccontextmanager

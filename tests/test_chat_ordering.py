@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from typing import Any
 
 import grpc
 from atomchat.v1 import chat_pb2
@@ -49,7 +50,7 @@ async def test_streams_joining_during_a_flood_see_contiguous_seqs(people: People
         streams = []
         for index, reader in enumerate(readers):
             await post(owner, channel.id, f"between joins {index}")
-            options = {"after_seq": 0} if index % 2 else {"history_limit": 3}
+            options: dict[str, Any] = {"after_seq": 0} if index % 2 else {"history_limit": 3}
             streams.append(await stack.enter_async_context(chat(reader, channel.id, **options)))
         stop.set()
         await asyncio.gather(*flood)

@@ -16,7 +16,7 @@ STATUSES = {
     "accepted": pb.JOIN_REQUEST_STATUS_ACCEPTED,
     "rejected": pb.JOIN_REQUEST_STATUS_REJECTED,
 }
-STATUS_NAMES = {number: name for name, number in STATUSES.items()}
+STATUS_NAMES: dict[int, str] = {number: name for name, number in STATUSES.items()}
 
 
 def timestamp(moment: datetime | None) -> Timestamp | None:

@@ -88,8 +88,8 @@ async def abort(context: Context, error: errors.DomainError) -> None:
 class ErrorInterceptor(grpc.aio.ServerInterceptor):
     async def intercept_service(
         self, continuation: Any, handler_call_details: grpc.HandlerCallDetails
-    ) -> grpc.RpcMethodHandler:
-        handler: grpc.RpcMethodHandler = await continuation(handler_call_details)
+    ) -> grpc.RpcMethodHandler[Any, Any]:
+        handler: grpc.RpcMethodHandler[Any, Any] = await continuation(handler_call_details)
         if handler is None or not is_own_method(handler_call_details.method):
             return handler
         return wrap_handler(handler, _mapped)

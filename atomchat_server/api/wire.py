@@ -79,7 +79,7 @@ def ack_frame(client_message_id: str, message: MessageView) -> bytes:
 
 
 def error_frame(code: int, message: str, client_message_id: str) -> bytes:
-    error = chat_pb2.ChatError(code=code, message=message, client_message_id=client_message_id)  # type: ignore[arg-type]
+    error = chat_pb2.ChatError(code=code, message=message, client_message_id=client_message_id)
     return chat_pb2.ChatStreamResponse(error=error).SerializeToString()
 
 

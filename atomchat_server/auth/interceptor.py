@@ -8,7 +8,7 @@ their next call. The caller is available to servicers as `current_actor()`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable
 from contextvars import ContextVar
 from typing import Any
 
@@ -33,7 +33,7 @@ def current_actor() -> Actor:
     return _actor.get()
 
 
-def bearer_token(metadata: Sequence[tuple[str, str | bytes]] | None) -> str:
+def bearer_token(metadata: Iterable[tuple[str, str | bytes]] | None) -> str:
     for key, value in metadata or ():
         if key == "authorization" and isinstance(value, str):
             scheme, _, token = value.partition(" ")
@@ -54,7 +54,7 @@ class Authenticator:
         # Bumped by every forget: a lookup that raced with one is not cached.
         self._generation = 0
 
-    async def actor(self, metadata: Sequence[tuple[str, str | bytes]] | None) -> Actor:
+    async def actor(self, metadata: Iterable[tuple[str, str | bytes]] | None) -> Actor:
         user_id = self._tokens.user_id(bearer_token(metadata))
         if user_id in self._cache:
             actor = self._cache[user_id]
@@ -94,8 +94,8 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         self,
         continuation: Any,
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler: grpc.RpcMethodHandler = await continuation(handler_call_details)
+    ) -> grpc.RpcMethodHandler[Any, Any]:
+        handler: grpc.RpcMethodHandler[Any, Any] = await continuation(handler_call_details)
         method = handler_call_details.method
         if handler is None or not is_own_method(method) or method in PUBLIC_METHODS:
             return handler

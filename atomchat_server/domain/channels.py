@@ -28,13 +28,13 @@ UPDATABLE_FIELDS = ("name", "description")
 _owner = ChannelMember.__table__.alias("owner")
 
 
-def _channel_columns() -> Select[tuple[Channel, int]]:
+def _channel_columns() -> Select[Channel, int]:
     return select(Channel, func.coalesce(_owner.c.user_id, 0)).outerjoin(
         _owner, and_(_owner.c.channel_id == Channel.id, _owner.c.is_owner)
     )
 
 
-def _view(row: Row[tuple[Channel, int]]) -> ChannelView:
+def _view(row: Row[Channel, int]) -> ChannelView:
     channel, owner_id = row
     return ChannelView(
         id=channel.id,
@@ -168,7 +168,7 @@ async def create_channel(
 
 
 async def _page(
-    session: AsyncSession, query: Select[tuple[Channel, int]], *, kind: str, size: int, token: str
+    session: AsyncSession, query: Select[Channel, int], *, kind: str, size: int, token: str
 ) -> Page[ChannelView]:
     limit = pagination.page_size(size)
     after = pagination.decode_token(kind, token)

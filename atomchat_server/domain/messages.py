@@ -68,11 +68,11 @@ def start_after(*, last_seq: int, after_seq: int | None, history_limit: int | No
     return max(0, last_seq - limit)
 
 
-def _select() -> Select[tuple[Message, str]]:
+def _select() -> Select[Message, str]:
     return select(Message, User.username).join(User, User.id == Message.sender_id)
 
 
-def _view(row: Row[tuple[Message, str]]) -> MessageView:
+def _view(row: Row[Message, str]) -> MessageView:
     message, username = row
     return MessageView(
         id=message.id,
@@ -86,7 +86,7 @@ def _view(row: Row[tuple[Message, str]]) -> MessageView:
     )
 
 
-def _views(rows: Sequence[Row[tuple[Message, str]]]) -> list[MessageView]:
+def _views(rows: Sequence[Row[Message, str]]) -> list[MessageView]:
     return [_view(row) for row in rows]
 
 

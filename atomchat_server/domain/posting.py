@@ -166,10 +166,10 @@ def _fail(post: _Post, error: errors.DomainError) -> None:
 async def _write_batch(session: AsyncSession, batch: list[_Post]) -> None:
     channel_ids = sorted({post.channel_id for post in batch})
     user_ids = sorted({post.actor.user_id for post in batch})
-    last_seq = dict((await session.execute(_LOCK_CHANNELS, {"ids": channel_ids})).all())
-    writers = set(
-        (await session.execute(_WRITERS, {"channels": channel_ids, "users": user_ids}))
+    last_seq: dict[int, int] = dict(
+        (await session.execute(_LOCK_CHANNELS, {"ids": channel_ids})).all()
     )
+    writers = set(await session.execute(_WRITERS, {"channels": channel_ids, "users": user_ids}))
     active = set((await session.scalars(_ACTIVE_USERS, {"users": user_ids})).all())
 
     accepted: list[_Post] = []

@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
-from typing import cast
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any, cast
 
 from sqlalchemy import select
 
 from atomchat_server.db.engine import Database
 from atomchat_server.db.models import Channel, ChannelMember, User
 from atomchat_server.domain import errors, events, messages
-from atomchat_server.realtime.hub import Hub, Sequenced
+from atomchat_server.realtime.hub import Hub
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ def user_blocked_error() -> errors.Unauthenticated:
 
 class EventRouter:
     def __init__(
-        self, hub: Hub[Sequenced], database: Database, *, forget_user: Callable[[int], None]
+        self, hub: Hub[Any], database: Database, *, forget_user: Callable[[int], None]
     ) -> None:
         self._hub = hub
         self._database = database
@@ -58,8 +58,8 @@ class EventRouter:
             case events.ChannelDeleted(channel_id):
                 hub.close_channel(channel_id, errors.channel_not_found())
 
-    def _spawn(self, coroutine: object) -> None:
-        task = asyncio.ensure_future(coroutine)  # type: ignore[arg-type]
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coroutine)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -89,13 +89,13 @@ class EventRouter:
                 if channel_id in active
             }
             allowed = set(
-                (
+
                     await session.execute(
                         select(ChannelMember.channel_id, ChannelMember.user_id)
                         .join(User, User.id == ChannelMember.user_id)
                         .where(ChannelMember.channel_id.in_(watched), User.is_active)
                     )
-                )
+
             )
             users = {s.user_id for c in watched for s in self._hub.subscribers(c)}
             active_users = set(
