@@ -25,7 +25,7 @@ GENERATED_DIR = ROOT / "generated"
 DESCRIPTOR_NAME = "atomchat/v1/atomchat_descriptor.binpb"
 
 
-def _include_dirs() -> list[Path]:
+def include_dirs() -> list[Path]:
     well_known = Path(str(resources.files("grpc_tools") / "_proto"))
     import google.api.annotations_pb2 as annotations
 
@@ -35,7 +35,7 @@ def _include_dirs() -> list[Path]:
 
 def generate(out_dir: Path) -> None:
     sources = sorted(str(p.relative_to(PROTO_DIR)) for p in PROTO_DIR.rglob("*.proto"))
-    includes = [f"-I{d}" for d in _include_dirs()]
+    includes = [f"-I{d}" for d in include_dirs()]
     descriptor = out_dir / DESCRIPTOR_NAME
     descriptor.parent.mkdir(parents=True, exist_ok=True)
     plugins = [
