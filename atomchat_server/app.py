@@ -69,7 +69,11 @@ class App:
         self.settings = settings
         origin = uuid.uuid4().hex[:12]
         self.database = Database(database_url, origin=origin)
-        self.hub: Hub[Encoded] = Hub(wire.encode_message, buffer_limit=settings.stream_buffer)
+        self.hub: Hub[Encoded] = Hub(
+            wire.encode_message,
+            buffer_limit=settings.stream_buffer,
+            heartbeat_seconds=settings.heartbeat_seconds,
+        )
         self.tokens = Tokens(
             secret=settings.jwt_secret, lifetime=timedelta(minutes=settings.token_minutes)
         )
@@ -105,12 +109,7 @@ class App:
             JoinRequestServicer(self.database), server
         )
         members_pb2_grpc.add_MemberServiceServicer_to_server(MemberServicer(self.database), server)
-        chat = ChatServicer(
-            self.database,
-            self.hub,
-            self.poster,
-            heartbeat_seconds=self.settings.heartbeat_seconds,
-        )
+        chat = ChatServicer(self.database, self.hub, self.poster)
         server.add_generic_rpc_handlers((chat.handler(),))
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
@@ -125,6 +124,7 @@ class App:
         await self._wait_for_database()
         await self.bus.start()
         self.poster.start()
+        self.hub.start()
         await self._set_health(serving=True)
         self._health_task = asyncio.create_task(self._watch_database(), name="health-check")
         return self.port
@@ -174,6 +174,7 @@ class App:
         await self.poster.close()
         self.hub.close_all(errors.Unavailable("Server is shutting down", reason="SHUTTING_DOWN"))
         await stopping
+        await self.hub.close()
         await self.bus.close()
         await self.router.close()
         self.passwords.close()

@@ -181,3 +181,23 @@ async def test_sigterm_ends_streams_unavailable_and_keeps_every_acked_message(
     finally:
         for connection in connections:
             await connection.close()
+
+
+async def test_quiet_streams_get_heartbeats(people: People, database_url: str) -> None:
+    app = App(with_settings(heartbeat_seconds=0.2), database_url)
+    await app.start()
+    connections: list[grpc.aio.Channel] = []
+    try:
+        owner = await people.user()
+        channel = await people.channel(owner)
+        local = await people_on(app.port, database_url, connections).login(
+            owner.username, owner.password
+        )
+        async with subscription(local, channel.id, history_limit=0) as feed:
+            await feed.until(lambda f: len(f.of("heartbeat")) >= 2, timeout=5)
+            assert all(beat.server_time.seconds > 0 for beat in feed.of("heartbeat"))
+            assert not feed.messages()
+    finally:
+        for connection in connections:
+            await connection.close()
+        await app.stop()

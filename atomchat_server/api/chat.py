@@ -47,13 +47,10 @@ class ChatServicer:
         database: Database,
         hub: Hub[Encoded],
         poster: MessagePoster,
-        *,
-        heartbeat_seconds: float,
     ) -> None:
         self._db = database
         self._hub = hub
         self._poster = poster
-        self._heartbeat = heartbeat_seconds
 
     def handler(self) -> grpc.GenericRpcHandler:
         """The service's handlers; stream frames are bytes encoded by `wire`."""
@@ -185,7 +182,6 @@ class ChatServicer:
                 write=context.write,
                 framing=FRAMING,
                 max_batch=max(1, min(max_batch, 1000)),
-                heartbeat_seconds=self._heartbeat,
             )
             await delivery.run(catch_up_to=stream.last_seq)
         finally:

@@ -53,7 +53,6 @@ class Delivery:
         write: Write,
         framing: Framing,
         max_batch: int,
-        heartbeat_seconds: float,
     ) -> None:
         self._subscriber = subscriber
         self._last = start_after
@@ -61,7 +60,6 @@ class Delivery:
         self._write = write
         self._framing = framing
         self._max_batch = max(1, max_batch)
-        self._heartbeat = heartbeat_seconds
 
     async def run(self, *, catch_up_to: int) -> None:
         """Send history up to `catch_up_to`, then live messages until the subscriber closes.
@@ -72,11 +70,15 @@ class Delivery:
         await self._fill(catch_up_to)
         subscriber = self._subscriber
         while True:
-            if not await subscriber.wait(self._heartbeat):
-                await self._write(self._framing.heartbeat())
-                continue
+            await subscriber.wait()
+            subscriber.active = True
             if subscriber.closed is None:
-                await self._send_live(subscriber.take(self._max_batch * 8))
+                items = subscriber.take(self._max_batch * 8)
+                if items:
+                    await self._send_live(items)
+                elif subscriber.heartbeat_due and not subscriber.control:
+                    await self._write(self._framing.heartbeat())
+                subscriber.heartbeat_due = False
             while subscriber.control:
                 await self._write(subscriber.control.popleft())
             if subscriber.closed is not None:

@@ -10,11 +10,16 @@ reader, and the reader can resume by seq.
 Closing is how a stream learns it must end: blocking a user, removing a
 member, deleting a channel and shutting down close the affected subscribers
 with the error their stream ends with.
+
+Heartbeats: one sweep per heartbeat interval marks every subscriber that
+sent nothing since the previous sweep, and wakes it to send a heartbeat. No
+per-stream timer is armed or cancelled on the hot path.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Generic, Protocol, TypeVar
@@ -37,10 +42,12 @@ class Subscriber(Generic[Item]):
     __slots__ = (
         "_items",
         "_limit",
-        "_wake",
+        "_waiter",
+        "active",
         "channel_id",
         "closed",
         "control",
+        "heartbeat_due",
         "is_moderator",
         "user_id",
     )
@@ -53,7 +60,15 @@ class Subscriber(Generic[Item]):
         self.control: deque[bytes] = deque()
         self._items: deque[Item] = deque()
         self._limit = limit
-        self._wake = asyncio.Event()
+        self._waiter: asyncio.Future[None] | None = None
+        # Set by the stream whenever it sends; cleared by the heartbeat sweep.
+        self.active = True
+        self.heartbeat_due = False
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def push(self, item: Item) -> bool:
         """Buffer a message; False (and closed) if the reader fell too far behind."""
@@ -67,30 +82,34 @@ class Subscriber(Generic[Item]):
             )
             return False
         self._items.append(item)
-        self._wake.set()
+        self._wake()
         return True
 
     def push_control(self, frame: bytes) -> None:
         """Queue a frame for this stream alone (an ack or an error)."""
         if self.closed is None:
             self.control.append(frame)
-            self._wake.set()
+            self._wake()
 
     def close(self, error: errors.DomainError) -> None:
         if self.closed is None:
             self.closed = error
             self._items.clear()
-            self._wake.set()
+            self._wake()
 
-    async def wait(self, timeout: float) -> bool:
-        """Wait for something to send; False when `timeout` passed with nothing."""
-        if not (self._items or self.control or self.closed):
-            self._wake.clear()
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout)
-            except TimeoutError:
-                return False
-        return True
+    def request_heartbeat(self) -> None:
+        self.heartbeat_due = True
+        self._wake()
+
+    async def wait(self) -> None:
+        """Wait until there is something to send, a heartbeat is due, or the end."""
+        if self._items or self.control or self.closed or self.heartbeat_due:
+            return
+        self._waiter = asyncio.get_running_loop().create_future()
+        try:
+            await self._waiter
+        finally:
+            self._waiter = None
 
     def take(self, limit: int) -> list[Item]:
         """Up to `limit` buffered messages, oldest first."""
@@ -103,11 +122,37 @@ class Subscriber(Generic[Item]):
 
 
 class Hub(Generic[Item]):
-    def __init__(self, encode: Callable[[MessageView], Item], *, buffer_limit: int) -> None:
+    def __init__(
+        self,
+        encode: Callable[[MessageView], Item],
+        *,
+        buffer_limit: int,
+        heartbeat_seconds: float,
+    ) -> None:
         self._encode = encode
         self._buffer_limit = buffer_limit
+        self._heartbeat_seconds = heartbeat_seconds
         self._channels: dict[int, set[Subscriber[Item]]] = {}
         self._last_seq: dict[int, int] = {}
+        self._sweeper: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._sweeper = asyncio.create_task(self._sweep(), name="heartbeat-sweep")
+
+    async def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+
+    async def _sweep(self) -> None:
+        while True:
+            await asyncio.sleep(self._heartbeat_seconds)
+            for subscribers in self._channels.values():
+                for subscriber in subscribers:
+                    if not subscriber.active:
+                        subscriber.request_heartbeat()
+                    subscriber.active = False
 
     def subscribe(self, channel_id: int, user_id: int, *, is_moderator: bool) -> Subscriber[Item]:
         subscriber: Subscriber[Item] = Subscriber(
