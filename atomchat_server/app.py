@@ -36,7 +36,7 @@ from atomchat_server.auth.passwords import Passwords
 from atomchat_server.auth.tokens import Tokens
 from atomchat_server.config import Settings
 from atomchat_server.db.engine import Database, asyncpg_dsn
-from atomchat_server.domain import errors
+from atomchat_server.domain import errors, messages
 from atomchat_server.domain.posting import MessagePoster
 from atomchat_server.realtime.bus import Bus
 from atomchat_server.realtime.delivery import Encoded
@@ -71,6 +71,7 @@ class App:
         self.database = Database(database_url, origin=origin)
         self.hub: Hub[Encoded] = Hub(
             wire.encode_message,
+            messages.range_reader(self.database),
             buffer_limit=settings.stream_buffer,
             heartbeat_seconds=settings.heartbeat_seconds,
         )
@@ -176,6 +177,5 @@ class App:
         await stopping
         await self.hub.close()
         await self.bus.close()
-        await self.router.close()
         self.passwords.close()
         await self.database.dispose()

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from sqlalchemy import Row, Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from atomchat_server.db.engine import Database
 from atomchat_server.db.models import Channel, Message, User
 from atomchat_server.domain import errors, pagination
 from atomchat_server.domain.channels import open_for_reading
@@ -105,17 +106,6 @@ async def after(
     return _views(rows)
 
 
-async def all_after(session: AsyncSession, *, channel_id: int, after_seq: int) -> list[MessageView]:
-    """Every message with seq > after_seq, read page by page."""
-    found: list[MessageView] = []
-    while True:
-        page = await after(session, channel_id=channel_id, after_seq=after_seq)
-        found.extend(page)
-        if len(page) < CATCH_UP_PAGE:
-            return found
-        after_seq = page[-1].seq
-
-
 async def between(
     session: AsyncSession,
     *,
@@ -134,6 +124,18 @@ async def between(
         )
     ).all()
     return _views(rows)
+
+
+def range_reader(database: Database) -> Callable[[int, int, int], Awaitable[list[MessageView]]]:
+    """between(), each call in a transaction of its own: how the hub reads what it missed."""
+
+    async def read(channel_id: int, first_seq: int, last_seq: int) -> list[MessageView]:
+        async with database.transaction() as session:
+            return await between(
+                session, channel_id=channel_id, first_seq=first_seq, last_seq=last_seq
+            )
+
+    return read
 
 
 async def list_messages(

@@ -19,13 +19,19 @@ per-stream timer is armed or cancelled on the hot path.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import logging
 from collections import deque
-from collections.abc import Callable, Iterable
-from typing import Generic, Protocol, TypeVar
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
+from typing import Any, Generic, Protocol, TypeVar
 
 from atomchat_server.domain import errors
 from atomchat_server.domain.entities import MessageView
+
+log = logging.getLogger(__name__)
+
+
+def _seq(message: MessageView) -> int:
+    return message.seq
 
 
 class Sequenced(Protocol):
@@ -121,35 +127,70 @@ class Subscriber(Generic[Item]):
         return [items.popleft() for _ in range(limit)]
 
 
+# fetch(channel_id, first_seq, last_seq): the stored messages in that inclusive range.
+FetchRange = Callable[[int, int, int], Awaitable[Sequence[MessageView]]]
+
+HELD_LIMIT = 10_000
+
+
+class _Feed(Generic[Item]):
+    """One channel in this process: its subscribers, and the seq it expects next."""
+
+    __slots__ = ("filling", "held", "next_seq", "subscribers")
+
+    def __init__(self) -> None:
+        self.subscribers: set[Subscriber[Item]] = set()
+        # Unknown until the first message arrives; from then on messages are
+        # handed out in seq order, and early ones wait in `held`.
+        self.next_seq: int | None = None
+        self.held: dict[int, MessageView] = {}
+        self.filling = False
+
+
 class Hub(Generic[Item]):
+    """Subscribers by channel; messages handed out once, in seq order.
+
+    Messages can reach a process out of order (its own commit and another
+    process's notification race; a message too large for a notification is
+    read back later; the bus may have been disconnected). The hub holds
+    messages that arrive early and reads the missing ones from the database
+    once per channel, so subscribers see every channel in order and never
+    query the database themselves on the live path.
+    """
+
     def __init__(
         self,
         encode: Callable[[MessageView], Item],
+        fetch: FetchRange,
         *,
         buffer_limit: int,
         heartbeat_seconds: float,
     ) -> None:
         self._encode = encode
+        self._fetch = fetch
         self._buffer_limit = buffer_limit
         self._heartbeat_seconds = heartbeat_seconds
-        self._channels: dict[int, set[Subscriber[Item]]] = {}
-        self._last_seq: dict[int, int] = {}
-        self._sweeper: asyncio.Task[None] | None = None
+        self._feeds: dict[int, _Feed[Item]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
 
     def start(self) -> None:
-        self._sweeper = asyncio.create_task(self._sweep(), name="heartbeat-sweep")
+        self._spawn(self._sweep())
 
     async def close(self) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _sweep(self) -> None:
         while True:
             await asyncio.sleep(self._heartbeat_seconds)
-            for subscribers in self._channels.values():
-                for subscriber in subscribers:
+            for feed in self._feeds.values():
+                for subscriber in feed.subscribers:
                     if not subscriber.active:
                         subscriber.request_heartbeat()
                     subscriber.active = False
@@ -158,38 +199,100 @@ class Hub(Generic[Item]):
         subscriber: Subscriber[Item] = Subscriber(
             channel_id, user_id, is_moderator=is_moderator, limit=self._buffer_limit
         )
-        self._channels.setdefault(channel_id, set()).add(subscriber)
+        feed = self._feeds.get(channel_id)
+        if feed is None:
+            feed = self._feeds[channel_id] = _Feed()
+        feed.subscribers.add(subscriber)
         return subscriber
 
     def unsubscribe(self, subscriber: Subscriber[Item]) -> None:
-        members = self._channels.get(subscriber.channel_id)
-        if members is None:
+        feed = self._feeds.get(subscriber.channel_id)
+        if feed is None:
             return
-        members.discard(subscriber)
-        if not members:
-            del self._channels[subscriber.channel_id]
-            self._last_seq.pop(subscriber.channel_id, None)
+        feed.subscribers.discard(subscriber)
+        if not feed.subscribers:
+            del self._feeds[subscriber.channel_id]
 
     def channels(self) -> dict[int, int]:
-        """Channels with subscribers here, with the highest seq seen in each (0 if none)."""
-        return {channel: self._last_seq.get(channel, 0) for channel in self._channels}
+        """Channels with subscribers here, with the last seq handed out (0 if none yet)."""
+        return {channel: (feed.next_seq or 1) - 1 for channel, feed in self._feeds.items()}
 
     def subscribers(self, channel_id: int) -> list[Subscriber[Item]]:
-        return list(self._channels.get(channel_id, ()))
+        feed = self._feeds.get(channel_id)
+        return list(feed.subscribers) if feed is not None else []
 
     def publish(self, channel_id: int, messages: Iterable[MessageView]) -> None:
-        subscribers = self._channels.get(channel_id)
-        if not subscribers:
+        """Hand out committed messages (in any order; repeats are ignored)."""
+        feed = self._feeds.get(channel_id)
+        if feed is None:
             return
+        ready: list[MessageView] = []
+        for message in sorted(messages, key=_seq):
+            if feed.next_seq is None or message.seq == feed.next_seq:
+                ready.append(message)
+                feed.next_seq = message.seq + 1
+                while feed.next_seq in feed.held:
+                    ready.append(feed.held.pop(feed.next_seq))
+                    feed.next_seq += 1
+            elif message.seq > feed.next_seq:
+                feed.held[message.seq] = message
+        if ready:
+            self._hand_out(feed, ready)
+        if feed.held:
+            if len(feed.held) > HELD_LIMIT:
+                self._give_up_waiting(feed)
+            elif not feed.filling:
+                self._fill(channel_id, feed, min(feed.held) - 1)
+
+    def advance_to(self, channel_id: int, last_seq: int, *, first_seq: int | None = None) -> None:
+        """Messages up to `last_seq` exist (first_seq..last_seq are new): read the unseen ones."""
+        feed = self._feeds.get(channel_id)
+        if feed is None:
+            return
+        if feed.next_seq is None:
+            if first_seq is None:
+                return
+            feed.next_seq = first_seq
+        if last_seq >= feed.next_seq and not feed.filling:
+            self._fill(channel_id, feed, last_seq)
+
+    def _fill(self, channel_id: int, feed: _Feed[Item], up_to: int) -> None:
+        feed.filling = True
+        self._spawn(self._fill_from_store(channel_id, feed, up_to))
+
+    async def _fill_from_store(self, channel_id: int, feed: _Feed[Item], up_to: int) -> None:
+        try:
+            while self._feeds.get(channel_id) is feed and (feed.next_seq or up_to + 1) <= up_to:
+                expected = feed.next_seq
+                found = await self._fetch(channel_id, expected or 0, up_to)
+                self.publish(channel_id, found)
+                if feed.next_seq == expected:
+                    break
+        except Exception:
+            log.exception("reading missed messages of channel %d failed", channel_id)
+            self._give_up_waiting(feed)
+        finally:
+            feed.filling = False
+        if feed.held and self._feeds.get(channel_id) is feed:
+            self._fill(channel_id, feed, min(feed.held) - 1)
+
+    def _give_up_waiting(self, feed: _Feed[Item]) -> None:
+        """Hand out what is held; each stream fills the gap from the database itself."""
+        if not feed.held:
+            return
+        held = [feed.held[seq] for seq in sorted(feed.held)]
+        feed.held.clear()
+        feed.next_seq = held[-1].seq + 1
+        self._hand_out(feed, held)
+
+    def _hand_out(self, feed: _Feed[Item], messages: list[MessageView]) -> None:
         slow: list[Subscriber[Item]] = []
-        last = self._last_seq.get(channel_id, 0)
+        subscribers = feed.subscribers
         for message in messages:
             item = self._encode(message)
-            last = max(last, message.seq)
             for subscriber in subscribers:
                 if not subscriber.push(item):
                     slow.append(subscriber)
-        self._last_seq[channel_id] = last
         for subscriber in slow:
             self.unsubscribe(subscriber)
 
@@ -200,13 +303,13 @@ class Hub(Generic[Item]):
         channel_ids: Iterable[int],
     ) -> None:
         for channel_id in list(channel_ids):
-            for subscriber in list(self._channels.get(channel_id, ())):
+            for subscriber in self.subscribers(channel_id):
                 if not keep(subscriber):
                     subscriber.close(error)
                     self.unsubscribe(subscriber)
 
     def close_user(self, user_id: int, error: errors.DomainError) -> None:
-        self._close_where(error, lambda s: s.user_id != user_id, self._channels)
+        self._close_where(error, lambda s: s.user_id != user_id, self._feeds)
 
     def close_member(
         self, channel_id: int, user_id: int, error: errors.DomainError, *, spare_moderators: bool
@@ -221,4 +324,4 @@ class Hub(Generic[Item]):
         self._close_where(error, lambda s: False, [channel_id])
 
     def close_all(self, error: errors.DomainError) -> None:
-        self._close_where(error, lambda s: False, self._channels)
+        self._close_where(error, lambda s: False, self._feeds)

@@ -8,16 +8,15 @@ messages by seq, deleted channels, and subscribers who lost their access.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 from sqlalchemy import select
 
 from atomchat_server.db.engine import Database
 from atomchat_server.db.models import Channel, ChannelMember, User
-from atomchat_server.domain import errors, events, messages
+from atomchat_server.domain import errors, events
 from atomchat_server.realtime.hub import Hub
 
 log = logging.getLogger(__name__)
@@ -34,7 +33,6 @@ class EventRouter:
         self._hub = hub
         self._database = database
         self._forget_user = forget_user
-        self._tasks: set[asyncio.Task[None]] = set()
 
     def after_commit(self, items: Sequence[object]) -> None:
         """The database's on_commit hook: this process's own events."""
@@ -47,7 +45,7 @@ class EventRouter:
             case events.MessagesPosted(channel_id, posted):
                 hub.publish(channel_id, posted)
             case events.MessagesCommitted(channel_id, first_seq, last_seq):
-                self._spawn(self._fetch_and_publish(channel_id, first_seq, last_seq))
+                hub.advance_to(channel_id, last_seq, first_seq=first_seq)
             case events.UserBlocked(user_id):
                 self._forget_user(user_id)
                 hub.close_user(user_id, user_blocked_error())
@@ -58,46 +56,31 @@ class EventRouter:
             case events.ChannelDeleted(channel_id):
                 hub.close_channel(channel_id, errors.channel_not_found())
 
-    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.create_task(coroutine)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _fetch_and_publish(self, channel_id: int, first_seq: int, last_seq: int) -> None:
-        async with self._database.transaction() as session:
-            found = await messages.between(
-                session, channel_id=channel_id, first_seq=first_seq, last_seq=last_seq
-            )
-        self._hub.publish(channel_id, found)
-
     async def catch_up(self) -> None:
         """Recover what the bus may have missed while it was disconnected."""
         watched = self._hub.channels()
         if not watched:
             return
+        users = {s.user_id for c in watched for s in self._hub.subscribers(c)}
         async with self._database.transaction() as session:
-            active = set(
+            last_seqs = dict(
                 (
-                    await session.scalars(
-                        select(Channel.id).where(Channel.id.in_(watched), Channel.is_active)
+                    await session.execute(
+                        select(Channel.id, Channel.last_seq).where(
+                            Channel.id.in_(watched), Channel.is_active
+                        )
                     )
                 ).all()
             )
-            missed = {
-                channel_id: await messages.all_after(session, channel_id=channel_id, after_seq=seq)
-                for channel_id, seq in watched.items()
-                if channel_id in active
-            }
             allowed = set(
-
+                (
                     await session.execute(
-                        select(ChannelMember.channel_id, ChannelMember.user_id)
-                        .join(User, User.id == ChannelMember.user_id)
-                        .where(ChannelMember.channel_id.in_(watched), User.is_active)
+                        select(ChannelMember.channel_id, ChannelMember.user_id).where(
+                            ChannelMember.channel_id.in_(watched)
+                        )
                     )
-
+                ).all()
             )
-            users = {s.user_id for c in watched for s in self._hub.subscribers(c)}
             active_users = set(
                 (
                     await session.scalars(select(User.id).where(User.id.in_(users), User.is_active))
@@ -105,22 +88,15 @@ class EventRouter:
             )
         for user_id in users:
             self._forget_user(user_id)
+            if user_id not in active_users:
+                self._hub.close_user(user_id, user_blocked_error())
         for channel_id in watched:
-            if channel_id not in active:
+            if channel_id not in last_seqs:
                 self._hub.close_channel(channel_id, errors.channel_not_found())
                 continue
             for subscriber in self._hub.subscribers(channel_id):
-                if subscriber.user_id not in active_users:
-                    self._hub.close_user(subscriber.user_id, user_blocked_error())
-                elif (
-                    not subscriber.is_moderator and (channel_id, subscriber.user_id) not in allowed
-                ):
+                if (channel_id, subscriber.user_id) not in allowed:
                     self._hub.close_member(
                         channel_id, subscriber.user_id, errors.not_a_member(), spare_moderators=True
                     )
-            self._hub.publish(channel_id, missed[channel_id])
-
-    async def close(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+            self._hub.advance_to(channel_id, last_seqs[channel_id])
