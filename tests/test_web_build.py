@@ -1,0 +1,51 @@
+"""The checked-in web client (web/dist) is exactly what web/build.sh makes
+from the checked-in sources and lockfile, built from scratch elsewhere."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+WEB = ROOT / "web"
+DESCRIPTOR = Path("generated/atomchat/v1/atomchat_descriptor.binpb")
+BUILD_OUTPUTS = {WEB / "node_modules", WEB / "dist", WEB / "src" / "gen"}
+
+
+def _build_outputs(folder: str, names: list[str]) -> set[str]:
+    return {name for name in names if Path(folder) / name in BUILD_OUTPUTS}
+
+
+def _run(command: list[str], cwd: Path) -> None:
+    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, f"{' '.join(command)} failed:\n{result.stdout}{result.stderr}"
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {
+        str(path.relative_to(folder)): path.read_bytes()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }
+
+
+@pytest.mark.timeout(600)
+def test_checked_in_web_dist_is_what_the_build_makes(tmp_path: Path) -> None:
+    assert shutil.which("npm"), "npm is missing: install Node.js 20+ (scripts/test does)"
+    web = tmp_path / "web"
+    shutil.copytree(WEB, web, ignore=_build_outputs)
+    (tmp_path / DESCRIPTOR).parent.mkdir(parents=True)
+    shutil.copyfile(ROOT / DESCRIPTOR, tmp_path / DESCRIPTOR)
+
+    _run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"], web)
+    _run(["bash", "build.sh"], web)
+
+    built, checked_in = _files(web / "dist"), _files(WEB / "dist")
+    assert sorted(built) == ["app.css", "app.js", "index.html"]
+    stale = sorted(
+        name for name in built.keys() | checked_in.keys() if built.get(name) != checked_in.get(name)
+    )
+    assert stale == [], f"web/dist is stale, run `npm ci && ./build.sh` in web/: {stale}"
