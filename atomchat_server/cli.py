@@ -118,9 +118,13 @@ async def _serve(settings: Settings) -> int:
             await stop.wait()
             log.info("shutting down")
         finally:
-            if envoy is not None:
-                await envoy.stop()
-            await app.stop()
+            # The server first, so that its streams end with a status that
+            # reaches clients through Envoy; then Envoy.
+            try:
+                await app.stop()
+            finally:
+                if envoy is not None:
+                    await envoy.stop()
     return 0
 
 

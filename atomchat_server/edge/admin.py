@@ -1,0 +1,56 @@
+"""Envoy's admin interface: is it ready, and where does a listener listen."""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import json
+from dataclasses import dataclass
+
+REQUEST_SECONDS = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class Admin:
+    host: str
+    port: int
+
+    @classmethod
+    def parse(cls, address: str) -> Admin | None:
+        """From the `host:port` that `envoy --admin-address-path` writes (None
+        while the file is still empty or half written)."""
+        host, _, port = address.strip().rpartition(":")
+        if not host or not port.isdigit():
+            return None
+        return cls(host.strip("[]"), int(port))
+
+    async def is_ready(self) -> bool:
+        """GET /ready answers 200 once the server is initialised and listening."""
+        try:
+            status, _ = await self._get("/ready")
+        except OSError:
+            return False
+        return status == 200
+
+    async def listener_port(self, name: str) -> int:
+        """The port a listener bound, which tells what port 0 became."""
+        status, body = await self._get("/listeners?format=json")
+        if status != 200:
+            raise OSError(f"Envoy admin /listeners answered {status}")
+        for listener in json.loads(body)["listener_statuses"]:
+            if listener["name"] == name:
+                port: int = listener["local_address"]["socket_address"]["port_value"]
+                return port
+        raise LookupError(f"Envoy has no listener {name!r}")
+
+    async def _get(self, path: str) -> tuple[int, bytes]:
+        return await asyncio.to_thread(self._get_blocking, path)
+
+    def _get_blocking(self, path: str) -> tuple[int, bytes]:
+        connection = http.client.HTTPConnection(self.host, self.port, timeout=REQUEST_SECONDS)
+        try:
+            connection.request("GET", path)
+            response = connection.getresponse()
+            return response.status, response.read()
+        finally:
+            connection.close()
