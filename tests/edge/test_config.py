@@ -1,0 +1,174 @@
+"""envoy.yaml: the file docker-compose runs and its local rendering are both
+valid Envoy configurations, and rendering changes only what differs locally."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from atomchat_server.edge import config
+from atomchat_server.edge.envoy import envoy_binary
+from tests.edge.edge_support import ROOT
+
+COMPOSE_DESCRIPTOR = "/etc/envoy/atomchat_descriptor.binpb"
+COMPOSE_WEB_DIR = "/srv/web"
+WEB_FILES = ("index.html", "app.js", "app.css")
+
+
+def web_dir(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in WEB_FILES:
+        (folder / name).write_text(f"/* {name} */\n")
+    return folder
+
+
+def local(tmp_path: Path, **changes: Any) -> config.Local:
+    values: dict[str, Any] = {
+        "listen_host": "127.0.0.1",
+        "http_port": 0,
+        "upstream_host": "127.0.0.1",
+        "grpc_port": 50123,
+        "descriptor": config.packaged_descriptor(),
+        "web_dir": web_dir(tmp_path / "web"),
+    }
+    values.update(changes)
+    return config.Local(**values)
+
+
+async def envoy_validate(path: Path) -> str:
+    process = await asyncio.create_subprocess_exec(
+        str(envoy_binary()),
+        "--mode",
+        "validate",
+        "--config-path",
+        str(path),
+        "--disable-hot-restart",
+        "--log-level",
+        "warn",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    output, _ = await process.communicate()
+    text = output.decode()
+    assert process.returncode == 0, text
+    return text
+
+
+def test_the_package_ships_the_repository_file() -> None:
+    packaged = resources.files("atomchat_server.edge") / "envoy.yaml"
+    assert packaged.read_text("utf-8") == (ROOT / "envoy.yaml").read_text("utf-8")
+
+
+async def test_local_rendering_is_valid(tmp_path: Path) -> None:
+    path = tmp_path / "envoy.yaml"
+    path.write_text(config.dump(config.render(config.load_template(), local(tmp_path)).config))
+    assert "OK" in await envoy_validate(path)
+
+
+async def test_compose_file_is_valid_with_its_mounts_at_local_paths(tmp_path: Path) -> None:
+    # The file as docker-compose mounts it, byte for byte, except for the two
+    # mount points (/etc/envoy, /srv/web), which are not on this machine: they
+    # point at the same files here. The upstream `app` is a DNS name that
+    # validation does not resolve.
+    text = (ROOT / "envoy.yaml").read_text("utf-8")
+    assert text.count(COMPOSE_DESCRIPTOR) == 2
+    assert text.count(COMPOSE_WEB_DIR + "/") == len(WEB_FILES)
+    descriptor = tmp_path / "atomchat_descriptor.binpb"
+    shutil.copyfile(config.packaged_descriptor(), descriptor)
+    web = web_dir(tmp_path / "web")
+    path = tmp_path / "envoy.yaml"
+    path.write_text(
+        text.replace(COMPOSE_DESCRIPTOR, str(descriptor)).replace(COMPOSE_WEB_DIR, str(web))
+    )
+    assert "OK" in await envoy_validate(path)
+
+
+def test_rendering_changes_only_the_local_fields(tmp_path: Path) -> None:
+    template = config.load_template()
+    web = web_dir(tmp_path / "web")
+    compose_values = config.Local(
+        listen_host="0.0.0.0",
+        http_port=8080,
+        upstream_host="app",
+        grpc_port=50051,
+        descriptor=Path(COMPOSE_DESCRIPTOR),
+        web_dir=web,
+        admin_port=9901,
+    )
+    rendered = config.render(template, compose_values)
+    assert rendered.missing_web_files == ()
+    assert config.dump(rendered.config).replace(str(web.resolve()), COMPOSE_WEB_DIR) == (
+        config.dump(template)
+    )
+
+
+def test_rendering_sets_addresses_descriptor_web_files_and_idle_timeout(tmp_path: Path) -> None:
+    descriptor = tmp_path / "descriptor.binpb"
+    settings = local(
+        tmp_path,
+        listen_host="127.0.0.2",
+        http_port=18080,
+        upstream_host="127.0.0.3",
+        grpc_port=15051,
+        descriptor=descriptor,
+        stream_idle_timeout=2,
+    )
+    rendered = config.render(config.load_template(), settings).config
+
+    admin = rendered["admin"]["address"]["socket_address"]
+    assert (admin["address"], admin["port_value"]) == ("127.0.0.1", 0)
+    listener = rendered["static_resources"]["listeners"][0]["address"]["socket_address"]
+    assert (listener["address"], listener["port_value"]) == ("127.0.0.2", 18080)
+    cluster = rendered["static_resources"]["clusters"][0]
+    upstream = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]
+    assert upstream["address"]["socket_address"] == {"address": "127.0.0.3", "port_value": 15051}
+    manager = config.connection_manager(rendered)
+    assert manager["stream_idle_timeout"] == "2.000s"
+    descriptors = [t["proto_descriptor"] for t in config.transcoders(rendered)]
+    assert descriptors == [str(descriptor), str(descriptor)]
+    files = [
+        route["direct_response"]["body"]["filename"]
+        for route in manager["route_config"]["virtual_hosts"][0]["routes"]
+        if "direct_response" in route
+    ]
+    assert files == [str((tmp_path / "web" / name).resolve()) for name in WEB_FILES]
+
+
+def test_a_missing_web_client_leaves_the_api_routes(tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for web in (empty, None):
+        rendered = config.render(config.load_template(), local(tmp_path, web_dir=web))
+        assert rendered.missing_web_files == WEB_FILES
+        routes = config.connection_manager(rendered.config)["route_config"]["virtual_hosts"][0]
+        assert [route["name"] for route in routes["routes"]] == ["events", "api"]
+
+
+@pytest.mark.parametrize(
+    ("listen_host", "upstream"),
+    [
+        ("0.0.0.0", "127.0.0.1"),
+        ("::", "::1"),
+        ("127.0.0.1", "127.0.0.1"),
+        ("10.1.2.3", "10.1.2.3"),
+        ("localhost", "localhost"),
+    ],
+)
+def test_envoy_reaches_the_grpc_server_where_it_listens(listen_host: str, upstream: str) -> None:
+    assert config.upstream_host(listen_host) == upstream
+
+
+def test_long_lived_streams_are_not_cut_by_route_timeouts() -> None:
+    manager = config.connection_manager(config.load_template())
+    assert manager["stream_idle_timeout"] == "300s"
+    routes = manager["route_config"]["virtual_hosts"][0]["routes"]
+    forwarded = [route["route"] for route in routes if "route" in route]
+    assert forwarded
+    for route in forwarded:
+        assert route["timeout"] == "0s"
+        assert "max_stream_duration" not in route
