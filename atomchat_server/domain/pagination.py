@@ -14,6 +14,10 @@ from atomchat_server.domain.errors import InvalidArgument
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
+# Positions are ids and seqs: PostgreSQL bigints, never negative.
+MAX_POSITION = 2**63 - 1
+# Our tokens are a few dozen characters; anything much longer is not one of them.
+MAX_TOKEN_LENGTH = 256
 
 
 def page_size(requested: int) -> int:
@@ -34,10 +38,17 @@ def decode_token(kind: str, token: str) -> int | None:
     if not token:
         return None
     try:
+        if len(token) > MAX_TOKEN_LENGTH:
+            raise ValueError("page token too long")
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         data = json.loads(raw)
         position = data["p"]
-        if data["k"] != kind or not isinstance(position, int):
+        if (
+            data["k"] != kind
+            or not isinstance(position, int)
+            or isinstance(position, bool)
+            or not 0 <= position <= MAX_POSITION
+        ):
             raise ValueError(kind)
     except (binascii.Error, ValueError, KeyError, TypeError) as exc:
         raise InvalidArgument("Invalid page token", field="page_token") from exc

@@ -1,0 +1,283 @@
+"""UserService (SPEC §4): Register, Login, GetMe, BlockUser, UnblockUser."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+from atomchat.v1 import resources_pb2, users_pb2
+
+from tests.support import People, fails, unique
+
+UNAUTHENTICATED = grpc.StatusCode.UNAUTHENTICATED
+BAD_CREDENTIALS = "Invalid authentication credentials"
+
+
+# Register
+
+
+async def test_register_returns_the_new_user(people: People) -> None:
+    username = unique("reg")
+    user = await people.anonymous.users.Register(
+        users_pb2.RegisterRequest(username=username, password="pass")
+    )
+    assert user.id > 7
+    assert user.username == username
+    assert user.role == resources_pb2.ROLE_USER
+    assert user.is_active
+    assert user.HasField("created_at")
+
+
+async def test_register_with_a_taken_username_is_already_exists(people: People) -> None:
+    person = await people.user()
+    failure = await fails(
+        people.anonymous.users.Register(
+            users_pb2.RegisterRequest(username=person.username, password="other-pw")
+        ),
+        grpc.StatusCode.ALREADY_EXISTS,
+        "Username already exists",
+    )
+    assert failure.reason == "USERNAME_TAKEN"
+
+
+async def test_register_with_a_seeded_username_is_already_exists(people: People) -> None:
+    await fails(
+        people.anonymous.users.Register(
+            users_pb2.RegisterRequest(username="moderator", password="1234")
+        ),
+        grpc.StatusCode.ALREADY_EXISTS,
+        "Username already exists",
+    )
+
+
+@pytest.mark.parametrize(
+    "username",
+    [
+        pytest.param("abc", id="3-chars"),
+        pytest.param("a" * 33, id="33-chars"),
+        pytest.param("", id="empty"),
+        pytest.param("with space", id="space"),
+        pytest.param("semi;colon", id="semicolon"),
+        pytest.param("slash/name", id="slash"),
+        pytest.param(" padded ", id="padded"),
+    ],
+)
+async def test_register_refuses_a_bad_username_with_a_field_violation(
+    people: People, username: str
+) -> None:
+    failure = await fails(
+        people.anonymous.users.Register(
+            users_pb2.RegisterRequest(username=username, password="pass")
+        ),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "Username must be 4-32 characters: letters, digits, '_', '.' or '-'",
+    )
+    assert failure.reason == "INVALID_USERNAME"
+    assert [field for field, _ in failure.violations] == ["username"]
+
+
+@pytest.mark.parametrize(
+    "password",
+    [pytest.param("123", id="3-chars"), pytest.param("p" * 129, id="129-chars")],
+)
+async def test_register_refuses_a_bad_password_with_a_field_violation(
+    people: People, password: str
+) -> None:
+    failure = await fails(
+        people.anonymous.users.Register(
+            users_pb2.RegisterRequest(username=unique("pw"), password=password)
+        ),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "Password must be 4-128 characters",
+    )
+    assert failure.reason == "INVALID_PASSWORD"
+    assert failure.violations == [("password", "Password must be 4-128 characters")]
+
+
+@pytest.mark.parametrize(
+    ("username", "password"),
+    [
+        pytest.param("ab.c", "1234", id="4-char-username-and-password"),
+        pytest.param("u" * 32, "p" * 128, id="32-char-username-128-char-password"),
+        pytest.param("Ivan.Petrov-2_x", "pass", id="letters-digits-dot-dash-underscore"),
+        pytest.param("Иван_Петров", "pass", id="non-latin-letters"),
+    ],
+)
+async def test_register_accepts_the_edges_of_the_rules(
+    people: People, username: str, password: str
+) -> None:
+    user = await people.anonymous.users.Register(
+        users_pb2.RegisterRequest(username=username, password=password)
+    )
+    assert user.username == username
+    logged_in = await people.login(username, password)
+    assert logged_in.id == user.id
+
+
+# Login and GetMe
+
+
+async def test_login_returns_a_bearer_token_and_the_user(people: People) -> None:
+    person = await people.user()
+    response = await people.anonymous.users.Login(
+        users_pb2.LoginRequest(username=person.username, password=person.password)
+    )
+    assert response.access_token
+    assert response.token_type == "bearer"
+    assert response.expires_in == 20 * 60
+    assert response.user.id == person.id
+    assert response.user.username == person.username
+    assert response.user.role == resources_pb2.ROLE_USER
+
+
+async def test_login_with_a_wrong_password_is_unauthenticated(people: People) -> None:
+    person = await people.user()
+    failure = await fails(
+        people.anonymous.users.Login(
+            users_pb2.LoginRequest(username=person.username, password="wrong-password")
+        ),
+        UNAUTHENTICATED,
+        BAD_CREDENTIALS,
+    )
+    assert failure.reason == "INVALID_CREDENTIALS"
+
+
+async def test_login_as_an_unknown_user_is_unauthenticated(people: People) -> None:
+    failure = await fails(
+        people.anonymous.users.Login(
+            users_pb2.LoginRequest(username=unique("nobody"), password="whatever")
+        ),
+        UNAUTHENTICATED,
+        BAD_CREDENTIALS,
+    )
+    assert failure.reason == "INVALID_CREDENTIALS"
+
+
+async def test_get_me_returns_the_callers_profile(people: People) -> None:
+    person = await people.user()
+    me = await person.api.users.GetMe(users_pb2.GetMeRequest())
+    assert (me.id, me.username, me.role, me.is_active) == (
+        person.id,
+        person.username,
+        resources_pb2.ROLE_USER,
+        True,
+    )
+    assert me.created_at.seconds > 0
+
+
+async def test_get_me_without_a_token_is_unauthenticated(people: People) -> None:
+    failure = await fails(people.anonymous.users.GetMe(users_pb2.GetMeRequest()), UNAUTHENTICATED)
+    assert failure.reason == "MISSING_TOKEN"
+
+
+async def test_a_moderator_sees_the_moderator_role(people: People) -> None:
+    moderator = await people.moderator()
+    me = await moderator.api.users.GetMe(users_pb2.GetMeRequest())
+    assert me.role == resources_pb2.ROLE_MODERATOR
+
+
+# BlockUser and UnblockUser
+
+
+async def test_moderator_blocks_a_user(people: People) -> None:
+    moderator, user = await people.moderator(), await people.user()
+    blocked = await moderator.api.users.BlockUser(users_pb2.BlockUserRequest(user_id=user.id))
+    assert blocked.id == user.id
+    assert not blocked.is_active
+
+
+async def test_a_blocked_user_cannot_log_in(people: People) -> None:
+    moderator, user = await people.moderator(), await people.user()
+    await moderator.api.users.BlockUser(users_pb2.BlockUserRequest(user_id=user.id))
+    failure = await fails(
+        people.anonymous.users.Login(
+            users_pb2.LoginRequest(username=user.username, password=user.password)
+        ),
+        UNAUTHENTICATED,
+        BAD_CREDENTIALS,
+    )
+    assert failure.reason == "INVALID_CREDENTIALS"
+
+
+async def test_a_blocked_users_old_token_stops_working_on_the_next_call(people: People) -> None:
+    moderator, user = await people.moderator(), await people.user()
+    await user.api.users.GetMe(users_pb2.GetMeRequest())  # the token works (and is cached)
+    await moderator.api.users.BlockUser(users_pb2.BlockUserRequest(user_id=user.id))
+    await fails(user.api.users.GetMe(users_pb2.GetMeRequest()), UNAUTHENTICATED, BAD_CREDENTIALS)
+
+
+async def test_unblocking_restores_login_and_the_old_token(people: People) -> None:
+    moderator, user = await people.moderator(), await people.user()
+    await moderator.api.users.BlockUser(users_pb2.BlockUserRequest(user_id=user.id))
+    await fails(user.api.users.GetMe(users_pb2.GetMeRequest()), UNAUTHENTICATED)
+
+    unblocked = await moderator.api.users.UnblockUser(users_pb2.UnblockUserRequest(user_id=user.id))
+    assert unblocked.is_active
+    me = await user.api.users.GetMe(users_pb2.GetMeRequest())
+    assert me.is_active
+    again = await people.login(user.username, user.password)
+    assert again.id == user.id
+
+
+async def test_a_non_moderator_cannot_block(people: People) -> None:
+    user, target = await people.user(), await people.user()
+    failure = await fails(
+        user.api.users.BlockUser(users_pb2.BlockUserRequest(user_id=target.id)),
+        grpc.StatusCode.PERMISSION_DENIED,
+        "Not enough permissions",
+    )
+    assert failure.reason == "MODERATOR_REQUIRED"
+    me = await target.api.users.GetMe(users_pb2.GetMeRequest())
+    assert me.is_active
+
+
+async def test_a_non_moderator_cannot_unblock(people: People) -> None:
+    user, target = await people.user(), await people.user()
+    failure = await fails(
+        user.api.users.UnblockUser(users_pb2.UnblockUserRequest(user_id=target.id)),
+        grpc.StatusCode.PERMISSION_DENIED,
+        "Not enough permissions",
+    )
+    assert failure.reason == "MODERATOR_REQUIRED"
+
+
+async def test_blocking_an_unknown_user_is_not_found(people: People) -> None:
+    moderator = await people.moderator()
+    failure = await fails(
+        moderator.api.users.BlockUser(users_pb2.BlockUserRequest(user_id=10**12)),
+        grpc.StatusCode.NOT_FOUND,
+        "User not found",
+    )
+    assert failure.reason == "USER_NOT_FOUND"
+
+
+async def test_unblocking_an_unknown_user_is_not_found(people: People) -> None:
+    moderator = await people.moderator()
+    failure = await fails(
+        moderator.api.users.UnblockUser(users_pb2.UnblockUserRequest(user_id=10**12)),
+        grpc.StatusCode.NOT_FOUND,
+        "User not found",
+    )
+    assert failure.reason == "USER_NOT_FOUND"
+
+
+async def test_a_moderator_cannot_block_themselves(people: People) -> None:
+    moderator = await people.moderator()
+    failure = await fails(
+        moderator.api.users.BlockUser(users_pb2.BlockUserRequest(user_id=moderator.id)),
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "You cannot block yourself",
+    )
+    assert failure.reason == "CANNOT_BLOCK_SELF"
+    me = await moderator.api.users.GetMe(users_pb2.GetMeRequest())
+    assert me.is_active
+
+
+async def test_a_blocked_moderator_loses_moderator_powers(people: People) -> None:
+    first, second = await people.moderator(), await people.moderator()
+    target = await people.user()
+    await first.api.users.BlockUser(users_pb2.BlockUserRequest(user_id=second.id))
+    await fails(
+        second.api.users.BlockUser(users_pb2.BlockUserRequest(user_id=target.id)),
+        UNAUTHENTICATED,
+        BAD_CREDENTIALS,
+    )
