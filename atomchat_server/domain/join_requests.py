@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -12,6 +12,12 @@ from atomchat_server.domain.channels import get_active_channel, open_for_managin
 from atomchat_server.domain.entities import Actor, JoinRequestView, Page
 
 PENDING, ACCEPTED, REJECTED = "pending", "accepted", "rejected"
+# The predicate of the partial unique index uq_channel_join_requests_pending,
+# as SQL text: ON CONFLICT infers the index only from a literal predicate. A
+# bound parameter ("status = $1") matches while PostgreSQL plans each call
+# with its values and fails once it switches to a generic plan (the sixth
+# call on a connection).
+_PENDING_INDEX_WHERE = text("status = 'pending'")
 
 
 def _view(row: ChannelJoinRequest) -> JoinRequestView:
@@ -39,7 +45,7 @@ async def create_join_request(
         .values(channel_id=channel_id, user_id=actor.user_id)
         .on_conflict_do_nothing(
             index_elements=[ChannelJoinRequest.channel_id, ChannelJoinRequest.user_id],
-            index_where=ChannelJoinRequest.status == PENDING,
+            index_where=_PENDING_INDEX_WHERE,
         )
         .returning(ChannelJoinRequest)
     )
@@ -113,6 +119,9 @@ async def _decide(
             f"Join request is already {current}", reason="JOIN_REQUEST_NOT_PENDING"
         )
     if status == ACCEPTED:
+        # A user blocked since asking is not let in (as AddMember would not);
+        # raising here rolls the decision back too.
+        await membership.joinable_user(session, user_id=request.user_id)
         await membership.insert_member(
             session, channel_id=request.channel_id, user_id=request.user_id
         )

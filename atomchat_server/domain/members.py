@@ -22,9 +22,7 @@ async def add_member(
     session: AsyncSession, *, actor: Actor, channel_id: int, user_id: int
 ) -> MemberView:
     await open_for_managing(session, actor=actor, channel_id=channel_id, lock=True)
-    user = await session.get(User, user_id)
-    if user is None or not user.is_active:
-        raise errors.user_not_found()
+    user = await membership.joinable_user(session, user_id=user_id)
     row = await membership.insert_member(session, channel_id=channel_id, user_id=user_id)
     if row is None:
         raise errors.AlreadyExists(

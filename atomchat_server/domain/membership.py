@@ -10,7 +10,8 @@ from sqlalchemy import delete, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from atomchat_server.db.models import Channel, ChannelMember
+from atomchat_server.db.models import Channel, ChannelMember, User
+from atomchat_server.domain import errors
 
 
 async def _count(session: AsyncSession, channel_id: int, delta: int) -> None:
@@ -19,6 +20,14 @@ async def _count(session: AsyncSession, channel_id: int, delta: int) -> None:
         .where(Channel.id == channel_id)
         .values(member_count=Channel.member_count + delta)
     )
+
+
+async def joinable_user(session: AsyncSession, *, user_id: int) -> User:
+    """The user about to become a member: NOT_FOUND if unknown or blocked."""
+    user = await session.get(User, user_id)
+    if user is None or not user.is_active:
+        raise errors.user_not_found()
+    return user
 
 
 async def insert_member(
