@@ -55,8 +55,9 @@ def ensure_can_be_removed(target: Standing) -> None:
 
 
 def ensure_can_leave(standing: Standing) -> None:
+    """Members other than the owner; for anyone else it is not a member's call."""
     if not standing.is_member:
-        raise errors.NotFound(errors.NOT_A_MEMBER, reason="NOT_A_MEMBER")
+        raise errors.not_a_member()
     if standing.is_owner:
         raise errors.FailedPrecondition(
             "The channel owner cannot leave the channel", reason="OWNER_CANNOT_LEAVE"
