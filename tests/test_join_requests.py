@@ -20,6 +20,7 @@ from tests.support import People, Person, fails
 PENDING = resources_pb2.JOIN_REQUEST_STATUS_PENDING
 ACCEPTED = resources_pb2.JOIN_REQUEST_STATUS_ACCEPTED
 REJECTED = resources_pb2.JOIN_REQUEST_STATUS_REJECTED
+NO_STATUS = resources_pb2.JOIN_REQUEST_STATUS_UNSPECIFIED  # the server reads it as PENDING
 NOT_FOUND = grpc.StatusCode.NOT_FOUND
 DENIED = grpc.StatusCode.PERMISSION_DENIED
 
@@ -53,7 +54,10 @@ async def get(person: Person, request_id: int) -> resources_pb2.JoinRequest:
 
 
 async def listed(
-    person: Person, channel_id: int, status: int = 0, page_size: int = 0
+    person: Person,
+    channel_id: int,
+    status: resources_pb2.JoinRequestStatus.ValueType = NO_STATUS,
+    page_size: int = 0,
 ) -> list[resources_pb2.JoinRequest]:
     async def fetch(token: str) -> Any:
         return await person.api.join_requests.ListJoinRequests(
@@ -266,7 +270,9 @@ async def test_an_unknown_status_filter_is_invalid(people: People) -> None:
     channel = await people.channel(owner)
     failure = await fails(
         owner.api.join_requests.ListJoinRequests(
-            join_requests_pb2.ListJoinRequestsRequest(channel_id=channel.id, status=42)
+            join_requests_pb2.ListJoinRequestsRequest(
+                channel_id=channel.id, status=resources_pb2.JoinRequestStatus.ValueType(42)
+            )
         ),
         grpc.StatusCode.INVALID_ARGUMENT,
         "Unknown join request status",
