@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -11,6 +12,9 @@ from atomchat_server.domain import errors
 from atomchat_server.domain.entities import UserView
 
 ALGORITHM = "HS256"
+# A user id as `sub` carries it: a positive PostgreSQL bigint, in plain digits.
+_SUBJECT = re.compile(r"[1-9][0-9]{0,18}")
+_MAX_USER_ID = 2**63 - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +49,12 @@ class Tokens:
                 algorithms=[ALGORITHM],
                 options={"require": ["exp", "iat", "sub"]},
             )
-            return int(claims["sub"])
-        except (jwt.InvalidTokenError, ValueError, TypeError) as exc:
+        except jwt.InvalidTokenError as exc:
             raise errors.invalid_credentials() from exc
+        subject = claims["sub"]
+        if not isinstance(subject, str) or not _SUBJECT.fullmatch(subject):
+            raise errors.invalid_credentials()
+        user_id = int(subject)
+        if user_id > _MAX_USER_ID:
+            raise errors.invalid_credentials()
+        return user_id
