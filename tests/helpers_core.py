@@ -8,9 +8,11 @@ import os
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
+import grpc
 from atomchat.v1 import channels_pb2, members_pb2, resources_pb2
+from grpc_health.v1 import health_pb2_grpc
 
 from atomchat_server.db.migrate import upgrade
 from tests.support import Person, create_database, drop_database, sql
@@ -121,3 +123,8 @@ def child_environment(**values: str) -> dict[str, str]:
     }
     environment.update(values)
     return environment
+
+
+def health_stub(grpc_channel: grpc.aio.Channel) -> Any:
+    """The Health stub (its type stubs know only the synchronous channel)."""
+    return health_pb2_grpc.HealthStub(cast(Any, grpc_channel))

@@ -6,17 +6,13 @@ from typing import Any, cast
 
 import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from atomchat_server.app import SERVICE_NAMES
+from tests.helpers_core import health_stub
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
-
-
-def health_stub(grpc_channel: grpc.aio.Channel) -> Any:
-    """The Health stub (its type stubs know only the synchronous channel)."""
-    return health_pb2_grpc.HealthStub(cast(Any, grpc_channel))
 
 
 @pytest.mark.parametrize("service", ["", *SERVICE_NAMES])
