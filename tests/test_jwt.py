@@ -183,6 +183,25 @@ async def test_the_bearer_scheme_is_case_insensitive(people: People, person: Per
     assert me.id == person.id
 
 
+async def test_register_and_login_ignore_a_stale_token(
+    people: People, person: Person, settings: Settings
+) -> None:
+    """A client holding an expired token must still be able to log in again."""
+    past = datetime.now(UTC) - timedelta(minutes=21)
+    stale = Api(
+        people.grpc_channel,
+        sign(claims_for(person, iat=past, exp=past + timedelta(minutes=20)), settings.jwt_secret),
+    )
+    login = await stale.users.Login(
+        users_pb2.LoginRequest(username=person.username, password=person.password)
+    )
+    assert login.user.id == person.id
+    registered = await stale.users.Register(
+        users_pb2.RegisterRequest(username=person.username + "_2", password="secret-pw")
+    )
+    assert registered.username == person.username + "_2"
+
+
 async def test_a_token_of_a_since_blocked_user_is_unauthenticated(
     people: People, person: Person
 ) -> None:

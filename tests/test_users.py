@@ -5,6 +5,8 @@ from __future__ import annotations
 import grpc
 import pytest
 from atomchat.v1 import resources_pb2, users_pb2
+from google.rpc import code_pb2, error_details_pb2
+from grpc_status import rpc_status
 
 from tests.support import People, fails, unique
 
@@ -281,3 +283,21 @@ async def test_a_blocked_moderator_loses_moderator_powers(people: People) -> Non
         UNAUTHENTICATED,
         BAD_CREDENTIALS,
     )
+
+
+async def test_an_error_carries_error_info_in_the_atomchat_domain(people: People) -> None:
+    person = await people.user()
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await people.anonymous.users.Register(
+            users_pb2.RegisterRequest(username=person.username, password="other-pw")
+        )
+    status = rpc_status.from_call(raised.value)  # type: ignore[arg-type]
+    assert status is not None
+    assert status.code == code_pb2.ALREADY_EXISTS
+    assert status.message == "Username already exists"
+    infos = []
+    for detail in status.details:
+        info = error_details_pb2.ErrorInfo()
+        if detail.Unpack(info):
+            infos.append((info.domain, info.reason))
+    assert infos == [("atomchat", "USERNAME_TAKEN")]
