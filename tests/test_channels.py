@@ -403,6 +403,30 @@ async def test_renaming_a_channel_to_its_own_name_keeps_it(people: People) -> No
     assert (updated.name, updated.slug) == (channel.name, channel.slug)
 
 
+async def test_setting_the_same_name_keeps_a_slug_made_elsewhere(people: People) -> None:
+    """Like the seeded `Дизайнеры`, whose slug `dizayneri` came from another transliteration."""
+    owner = await people.user()
+    suffix = tag()
+    channel = await create(owner, f"Дизайнеры {suffix}")
+    assert channel.slug == f"dizainery-{suffix}"
+    await sql(
+        people.database_url,
+        "UPDATE channels SET slug = $1 WHERE id = $2",
+        f"dizayneri-{suffix}",
+        channel.id,
+    )
+    updated = await owner.api.channels.UpdateChannel(
+        update(channel.id, "name", "description", name=channel.name, description="new")
+    )
+    assert (updated.name, updated.slug, updated.description) == (
+        channel.name,
+        f"dizayneri-{suffix}",
+        "new",
+    )
+    same = await owner.api.channels.UpdateChannel(update(channel.id, "name", name=channel.name))
+    assert same.slug == f"dizayneri-{suffix}"
+
+
 async def test_updating_an_unknown_channel_is_not_found(people: People) -> None:
     owner = await people.user()
     failure = await fails(

@@ -252,14 +252,19 @@ async def update_channel(
         )
     channel = await open_for_managing(session, actor=actor, channel_id=channel_id)
     values: dict[str, str] = {}
-    if "name" in paths:
-        values["name"] = _clean_name(name or "")
-        values["slug"] = make_slug(values["name"])
+    new_name = _clean_name(name or "") if "name" in paths else channel.name
+    if new_name != channel.name:
+        # Only a new name re-slugs: a channel keeps its slug (and its links)
+        # when it is given the name it has.
+        values["name"] = new_name
+        values["slug"] = make_slug(new_name)
         await _ensure_name_free(
             session, name=values["name"], slug=values["slug"], except_id=channel.id
         )
     if "description" in paths:
         values["description"] = _clean_description(description or "")
+    if not values:
+        return channel
     try:
         async with session.begin_nested():
             await session.execute(update(Channel).where(Channel.id == channel.id).values(values))
