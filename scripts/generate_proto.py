@@ -23,6 +23,9 @@ ROOT = Path(__file__).resolve().parent.parent
 PROTO_DIR = ROOT / "proto"
 GENERATED_DIR = ROOT / "generated"
 DESCRIPTOR_NAME = "atomchat/v1/atomchat_descriptor.binpb"
+# Envoy's transcoder renders error details (convert_grpc_status) only for the
+# types in its descriptor set: add google.rpc.Status and the details we send.
+ERROR_PROTOS = ("google/rpc/status.proto", "google/rpc/error_details.proto")
 
 
 def include_dirs() -> list[Path]:
@@ -50,12 +53,20 @@ def generate(out_dir: Path) -> None:
         f"--grpc_python_out={out_dir}",
         f"--mypy_out={out_dir}",
         f"--mypy_grpc_out={out_dir}",
-        f"--descriptor_set_out={descriptor}",
-        "--include_imports",
         *sources,
     ]
     if protoc.main(args) != 0:
         raise SystemExit("protoc failed")
+    descriptor_args = [
+        "grpc_tools.protoc",
+        *includes,
+        f"--descriptor_set_out={descriptor}",
+        "--include_imports",
+        *sources,
+        *ERROR_PROTOS,
+    ]
+    if protoc.main(descriptor_args) != 0:
+        raise SystemExit("protoc failed on the descriptor set")
     for package in {p.parent for p in out_dir.rglob("*_pb2.py")} | {out_dir / "atomchat"}:
         (package / "py.typed").touch()
 
