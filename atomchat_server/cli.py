@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 from collections.abc import AsyncIterator, Sequence
@@ -129,6 +130,9 @@ async def _serve(settings: Settings) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # The children this process starts (Envoy, PostgreSQL) exec at once and
+    # never use gRPC: gRPC's fork handlers have nothing to do, and only warn.
+    os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
     options = _parser().parse_args(argv)
     logging.basicConfig(
         level=options.log_level.upper(),

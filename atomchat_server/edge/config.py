@@ -71,9 +71,16 @@ def packaged_descriptor() -> Path:
 
 
 def packaged_web_dir() -> Path | None:
-    """The built web client installed with the package, if there is one."""
+    """The built web client installed with the package, if there is one.
+
+    An editable install cannot import the data-only package nested in a
+    regular one; there the client is found where the checkout keeps it.
+    """
     folders = _package_folders("atomchat_server.webapp")
-    return folders[0] if folders else None
+    if folders:
+        return folders[0]
+    checkout = Path(__file__).resolve().parents[2] / "web" / "dist"
+    return checkout if (checkout / "index.html").is_file() else None
 
 
 def upstream_host(listen_host: str) -> str:
