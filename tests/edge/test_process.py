@@ -113,7 +113,7 @@ async def test_atomchat_serve_runs_envoy_and_stops_it(database_url: str, tmp_pat
         "0",
         env=environment,
         stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.STDOUT,
     )
     assert process.stdout is not None
     lines: list[str] = []
@@ -134,12 +134,17 @@ async def test_atomchat_serve_runs_envoy_and_stops_it(database_url: str, tmp_pat
             response = await http.post(
                 "/v1/auth/token", json={"username": "moderator", "password": "1234"}
             )
+            page = await http.get("/")
         assert response.status_code == 200
+        assert page.status_code == 200, "the web client is served from this checkout too"
+        assert page.headers["content-type"].startswith("text/html")
         assert (tmp_path / "envoy" / "envoy.yaml").is_file()
     finally:
         if process.returncode is None:
             process.send_signal(signal.SIGTERM)
         async with asyncio.timeout(30):
+            lines.extend((await process.stdout.read()).decode().splitlines(keepends=True))
             await process.wait()
     assert process.returncode == 0
     assert gone(envoys[0])
+    assert not [line for line in lines if "fork_posix" in line], "gRPC warned about fork()"
