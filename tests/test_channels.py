@@ -143,6 +143,45 @@ async def test_create_channel_refuses_a_bad_name(people: People, name: str, mess
     assert [field for field, _ in failure.violations] == ["name"]
 
 
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param("abc\x00def", id="nul"),
+        pytest.param("two\nlines", id="line-break"),
+        pytest.param("bell\x07", id="bell"),
+    ],
+)
+async def test_create_channel_refuses_control_characters_in_the_name(
+    people: People, name: str
+) -> None:
+    owner = await people.user()
+    failure = await fails(
+        owner.api.channels.CreateChannel(channels_pb2.CreateChannelRequest(name=name)),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "Channel name must not contain control characters",
+    )
+    assert [field for field, _ in failure.violations] == ["name"]
+
+
+async def test_create_channel_refuses_a_nul_in_the_description(people: People) -> None:
+    owner = await people.user()
+    failure = await fails(
+        owner.api.channels.CreateChannel(
+            channels_pb2.CreateChannelRequest(name=unique("Nul"), description="a\x00b")
+        ),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "Description must not contain NUL characters",
+    )
+    assert failure.reason == "INVALID_DESCRIPTION"
+    assert [field for field, _ in failure.violations] == ["description"]
+
+
+async def test_a_description_may_have_several_lines(people: People) -> None:
+    owner = await people.user()
+    channel = await create(owner, unique("Lines"), "first line\n\tsecond line")
+    assert channel.description == "first line\n\tsecond line"
+
+
 async def test_concurrent_creates_of_one_name_make_one_channel(people: People) -> None:
     first, second = await people.user(), await people.user()
     name = unique("Race")
@@ -318,6 +357,15 @@ async def test_get_channel_with_an_unknown_slug_is_not_found(people: People) -> 
     assert failure.reason == "CHANNEL_NOT_FOUND"
 
 
+async def test_get_channel_with_a_nul_in_the_slug_is_not_found(people: People) -> None:
+    viewer = await people.user()
+    await fails(
+        viewer.api.channels.GetChannel(channels_pb2.GetChannelRequest(slug="program\x00misty")),
+        NOT_FOUND,
+        "Channel not found",
+    )
+
+
 # UpdateChannel
 
 
@@ -384,6 +432,21 @@ async def test_update_with_nothing_to_change_is_invalid(people: People) -> None:
         "Nothing to update: give name or description",
     )
     assert failure.reason == "EMPTY_UPDATE"
+
+
+async def test_update_refuses_control_characters_and_nul(people: People) -> None:
+    owner = await people.user()
+    channel = await people.channel(owner)
+    await fails(
+        owner.api.channels.UpdateChannel(update(channel.id, "name", name="bad\x00name")),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "Channel name must not contain control characters",
+    )
+    await fails(
+        owner.api.channels.UpdateChannel(update(channel.id, "description", description="\x00")),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "Description must not contain NUL characters",
+    )
 
 
 async def test_renaming_to_a_taken_name_is_already_exists(people: People) -> None:

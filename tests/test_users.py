@@ -154,6 +154,25 @@ async def test_login_as_an_unknown_user_is_unauthenticated(people: People) -> No
     assert failure.reason == "INVALID_CREDENTIALS"
 
 
+async def test_login_with_a_nul_in_the_username_is_unauthenticated(people: People) -> None:
+    await fails(
+        people.anonymous.users.Login(
+            users_pb2.LoginRequest(username="moder\x00ator", password="1234")
+        ),
+        UNAUTHENTICATED,
+        BAD_CREDENTIALS,
+    )
+
+
+async def test_a_password_may_hold_any_character(people: People) -> None:
+    username = unique("anychar")
+    password = "pa\x00ss wörd\n"
+    await people.anonymous.users.Register(
+        users_pb2.RegisterRequest(username=username, password=password)
+    )
+    assert (await people.login(username, password)).username == username
+
+
 async def test_get_me_returns_the_callers_profile(people: People) -> None:
     person = await people.user()
     me = await person.api.users.GetMe(users_pb2.GetMeRequest())

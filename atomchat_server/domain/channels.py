@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from slugify import slugify
@@ -24,6 +25,7 @@ from atomchat_server.domain.users import user_view
 NAME_MAX = 100
 DESCRIPTION_MAX = 1000
 UPDATABLE_FIELDS = ("name", "description")
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
 
 _owner = ChannelMember.__table__.alias("owner")
 
@@ -109,6 +111,12 @@ def make_slug(name: str) -> str:
 
 def _clean_name(name: str) -> str:
     cleaned = name.strip()
+    if _CONTROL_CHARACTERS.search(cleaned):
+        raise errors.InvalidArgument(
+            "Channel name must not contain control characters",
+            reason="INVALID_NAME",
+            field="name",
+        )
     if not 1 <= len(cleaned) <= NAME_MAX:
         raise errors.InvalidArgument(
             f"Channel name must be 1-{NAME_MAX} characters", reason="INVALID_NAME", field="name"
@@ -117,6 +125,13 @@ def _clean_name(name: str) -> str:
 
 
 def _clean_description(description: str) -> str:
+    if "\x00" in description:
+        # PostgreSQL text cannot hold NUL; line breaks and tabs are welcome.
+        raise errors.InvalidArgument(
+            "Description must not contain NUL characters",
+            reason="INVALID_DESCRIPTION",
+            field="description",
+        )
     if len(description) > DESCRIPTION_MAX:
         raise errors.InvalidArgument(
             f"Description must be at most {DESCRIPTION_MAX} characters",
@@ -196,6 +211,8 @@ async def list_my_channels(
 
 
 async def get_channel_detail(session: AsyncSession, *, slug: str) -> ChannelDetailView:
+    if "\x00" in slug:  # no slug has one, and PostgreSQL text cannot hold it
+        raise errors.channel_not_found()
     row = (
         await session.execute(_channel_columns().where(Channel.slug == slug, Channel.is_active))
     ).first()

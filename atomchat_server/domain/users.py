@@ -75,6 +75,8 @@ class LoginCandidate:
 
 async def find_login_candidate(session: AsyncSession, *, username: str) -> LoginCandidate | None:
     """The user a login names, if any; `authenticate` then checks the password."""
+    if "\x00" in username:  # no username has one, and PostgreSQL text cannot hold it
+        return None
     row = await session.scalar(select(User).where(User.username == username))
     return None if row is None else LoginCandidate(user_view(row), row.hashed_password)
 
