@@ -16,7 +16,7 @@ import grpc
 from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from atomchat_server.domain import errors
 from atomchat_server.interception import Behaviour, Context, is_own_method, wrap_handler
@@ -78,6 +78,16 @@ def status_of(error: errors.DomainError) -> grpc.Status:
 
 UNAVAILABLE = errors.Unavailable("Database unavailable, try again", reason="DATABASE_UNAVAILABLE")
 INTERNAL_MESSAGE = "Internal Server Error"
+# Text PostgreSQL cannot store (a NUL character) that got past validation is
+# still the client's doing: character_not_in_repertoire, untranslatable_character.
+UNSTORABLE_TEXT_SQLSTATES = frozenset({"22021", "22P05"})
+UNSTORABLE_TEXT = errors.InvalidArgument(
+    "Text must not contain NUL characters", reason="INVALID_TEXT"
+)
+
+
+def _unstorable_text(exc: DBAPIError) -> bool:
+    return getattr(exc.orig, "sqlstate", None) in UNSTORABLE_TEXT_SQLSTATES
 
 
 async def abort(context: Context, error: errors.DomainError) -> None:
@@ -105,6 +115,13 @@ async def _mapped(behaviour: Behaviour, request: Any, context: Context) -> Any:
     except (OperationalError, InterfaceError, ConnectionError) as exc:
         log.warning("database unavailable: %s", exc)
         await abort(context, UNAVAILABLE)
+    except DBAPIError as exc:
+        if _unstorable_text(exc):
+            log.warning("refused text the database cannot store: %s", exc.orig)
+            await abort(context, UNSTORABLE_TEXT)
+        else:
+            log.exception("unexpected error")
+            await context.abort(grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE)
     except Exception:
         log.exception("unexpected error")
         await context.abort(grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE)
