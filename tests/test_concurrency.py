@@ -145,3 +145,46 @@ async def test_the_loser_of_a_join_request_race_is_told_it_already_exists(
     assert [(r.code(), r.details()) for r in refused] == [
         (grpc.StatusCode.ALREADY_EXISTS, "Join request already exists")
     ]
+
+
+async def test_racing_accept_and_decline_of_one_request_agree_with_the_outcome(
+    people: People,
+) -> None:
+    owner, moderator = await people.user(), await people.moderator()
+    askers = [await people.user() for _ in range(5)]
+    channel = await people.channel(owner)
+    requests = [await ask(person, channel.id) for person in askers]
+
+    for person, request in zip(askers, requests, strict=True):
+        accepted, declined = await asyncio.gather(
+            outcome(
+                owner.api.join_requests.AcceptJoinRequest(
+                    join_requests_pb2.AcceptJoinRequestRequest(request_id=request.id)
+                )
+            ),
+            outcome(
+                moderator.api.join_requests.DeclineJoinRequest(
+                    join_requests_pb2.DeclineJoinRequestRequest(request_id=request.id)
+                )
+            ),
+        )
+        assert sorted([accepted, declined]) == ["FAILED_PRECONDITION", OK]
+        decided = await person.api.join_requests.GetJoinRequest(
+            join_requests_pb2.GetJoinRequestRequest(request_id=request.id)
+        )
+        is_member = person.id in await member_ids(owner, channel.id)
+        if accepted == OK:
+            assert (decided.status, decided.decided_by, is_member) == (
+                resources_pb2.JOIN_REQUEST_STATUS_ACCEPTED,
+                owner.id,
+                True,
+            )
+        else:
+            assert (decided.status, decided.decided_by, is_member) == (
+                resources_pb2.JOIN_REQUEST_STATUS_REJECTED,
+                moderator.id,
+                False,
+            )
+    assert await member_rows(people.database_url, channel.id) == await stored_member_count(
+        people.database_url, channel.id
+    )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import grpc
 import pytest
 from atomchat.v1 import resources_pb2, users_pb2
@@ -26,7 +28,8 @@ async def test_register_returns_the_new_user(people: People) -> None:
     assert user.username == username
     assert user.role == resources_pb2.ROLE_USER
     assert user.is_active
-    assert user.HasField("created_at")
+    created = user.created_at.ToDatetime(tzinfo=UTC)
+    assert abs((created - datetime.now(UTC)).total_seconds()) < 60
 
 
 async def test_register_with_a_taken_username_is_already_exists(people: People) -> None:
