@@ -256,7 +256,7 @@ async def test_a_page_that_ends_the_list_exactly_has_no_token(people: People) ->
     assert page.next_page_token == ""
 
 
-async def test_list_my_channels_defaults_to_pages_of_50_and_caps_page_size_at_200(
+async def test_lists_default_to_pages_of_50_and_cap_page_size_at_200(
     people: People,
 ) -> None:
     owner = await people.user()
@@ -278,6 +278,12 @@ async def test_list_my_channels_defaults_to_pages_of_50_and_caps_page_size_at_20
     assert len(rest.channels) == 1
     assert rest.next_page_token == ""
     assert {c.name for c in (*capped.channels, *rest.channels)} == set(names)
+
+    everyone = await owner.api.channels.ListChannels(
+        channels_pb2.ListChannelsRequest(page_size=1000)
+    )
+    assert len(everyone.channels) == 200
+    assert everyone.next_page_token
 
 
 @pytest.mark.parametrize(
