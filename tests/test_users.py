@@ -10,7 +10,7 @@ from atomchat.v1 import resources_pb2, users_pb2
 from google.rpc import code_pb2, error_details_pb2
 from grpc_status import rpc_status
 
-from tests.support import People, fails, unique
+from tests.support import People, fails, sql, unique
 
 UNAUTHENTICATED = grpc.StatusCode.UNAUTHENTICATED
 BAD_CREDENTIALS = "Invalid authentication credentials"
@@ -323,3 +323,19 @@ async def test_an_error_carries_error_info_in_the_atomchat_domain(people: People
         if detail.Unpack(info):
             infos.append((info.domain, info.reason))
     assert infos == [("atomchat", "USERNAME_TAKEN")]
+
+
+async def test_a_user_whose_stored_hash_is_unusable_cannot_log_in(people: People) -> None:
+    """An account locked by hand (hash set to '!') is refused like a wrong password."""
+    person = await people.user()
+    await sql(
+        people.database_url, "UPDATE users SET hashed_password = '!' WHERE id = $1", person.id
+    )
+    failure = await fails(
+        people.anonymous.users.Login(
+            users_pb2.LoginRequest(username=person.username, password=person.password)
+        ),
+        UNAUTHENTICATED,
+        BAD_CREDENTIALS,
+    )
+    assert failure.reason == "INVALID_CREDENTIALS"

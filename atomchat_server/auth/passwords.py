@@ -31,6 +31,15 @@ _context = CryptContext(
 _DUMMY_HASH = _context.hash("atomchat-timing-equaliser")
 
 
+def _verify(password: str, hashed: str) -> bool:
+    """passlib's verify; a stored hash it cannot read (a locked account's '!') matches nothing."""
+    try:
+        return bool(_context.verify(password, hashed))
+    except ValueError:
+        _context.verify(password, _DUMMY_HASH)  # the same time as a real refusal
+        return False
+
+
 def _lower_priority() -> None:
     with contextlib.suppress(OSError, AttributeError):
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), HASH_THREAD_NICENESS)
@@ -49,9 +58,9 @@ class Passwords:
         """True if `password` matches; with hashed=None, spends the same time and says False."""
         target = hashed if hashed is not None else _DUMMY_HASH
         matches = await asyncio.get_running_loop().run_in_executor(
-            self._pool, _context.verify, password, target
+            self._pool, _verify, password, target
         )
-        return bool(matches) and hashed is not None
+        return matches and hashed is not None
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
