@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from atomchat_server.db.engine import sqlalchemy_url
 from atomchat_server.db.migrate import downgrade, upgrade
 from atomchat_server.db.models import Base
-from tests.helpers_core import fresh_database
+from tests.helpers_core import child_environment, fresh_database, run_atomchat
 from tests.support import admin_dsn, sql
 
 TABLES = {"users", "channels", "channel_join_requests", "channel_members", "messages"}
@@ -230,3 +230,11 @@ async def test_the_models_match_the_migrations(shared_database: str) -> None:
     finally:
         await engine.dispose()
     assert found == []
+
+
+async def test_atomchat_migrate_brings_an_empty_database_to_head(postgres_server_url: str) -> None:
+    async with fresh_database(postgres_server_url, migrated=False) as url:
+        result = await run_atomchat("migrate", env=child_environment(DATABASE_URL=url))
+        assert result.returncode == 0, result.output
+        assert "database schema is up to date" in result.output
+        assert await public_tables(url) == TABLES | {"alembic_version"}
