@@ -9,9 +9,10 @@ from typing import Any
 
 import grpc
 from atomchat.v1 import chat_pb2
+from google.rpc import code_pb2
 
 from tests.chat_support import chat, post, seqs, subscription
-from tests.support import People, Person, fails
+from tests.support import People, Person, fails, sql
 
 
 async def test_concurrent_senders_get_gap_free_increasing_seqs(people: People) -> None:
@@ -149,3 +150,52 @@ async def test_list_messages_pages_newest_first(people: People) -> None:
         if not token:
             break
     assert pages == [[7, 6, 5], [4, 3, 2], [1]]
+
+
+async def test_nul_characters_are_refused_before_they_reach_the_database(people: People) -> None:
+    owner = await people.user()
+    channel = await people.channel(owner)
+    failure = await fails(post(owner, channel.id, "a\x00b"), grpc.StatusCode.INVALID_ARGUMENT)
+    assert failure.violations == [("content", "Message content must not contain NUL characters")]
+    await fails(post(owner, channel.id, "fine", "key\x00"), grpc.StatusCode.INVALID_ARGUMENT)
+    async with chat(owner, channel.id, history_limit=0) as stream:
+        await stream.send("x\x00y", "nul")
+        assert (await stream.error("nul")).code == code_pb2.INVALID_ARGUMENT
+
+
+async def test_a_message_the_database_refuses_does_not_fail_those_committed_with_it(
+    people: People, database_url: str
+) -> None:
+    owner = await people.user()
+    channel = await people.channel(owner)
+    marker = f"poison {channel.id}"
+    await sql(
+        database_url,
+        f"""
+        CREATE FUNCTION refuse_poison_{channel.id}() RETURNS trigger AS $$
+        BEGIN
+            IF NEW.content = '{marker}' THEN RAISE EXCEPTION 'refused'; END IF;
+            RETURN NEW;
+        END $$ LANGUAGE plpgsql
+        """,
+    )
+    await sql(
+        database_url,
+        f"CREATE TRIGGER refuse_poison_{channel.id} BEFORE INSERT ON messages"
+        f" FOR EACH ROW EXECUTE FUNCTION refuse_poison_{channel.id}()",
+    )
+    try:
+        contents = [f"good {n}" for n in range(30)]
+        contents.insert(15, marker)
+        results = await asyncio.gather(
+            *(post(owner, channel.id, content) for content in contents), return_exceptions=True
+        )
+    finally:
+        await sql(database_url, f"DROP TRIGGER refuse_poison_{channel.id} ON messages")
+        await sql(database_url, f"DROP FUNCTION refuse_poison_{channel.id}()")
+    refused = results.pop(15)
+    assert isinstance(refused, grpc.aio.AioRpcError)
+    assert refused.code() == grpc.StatusCode.INTERNAL
+    stored = [r for r in results if not isinstance(r, BaseException)]
+    assert sorted(m.content for m in stored) == sorted(f"good {n}" for n in range(30))
+    assert sorted(m.seq for m in stored) == list(range(1, 31))

@@ -21,7 +21,7 @@ CATCH_UP_PAGE = 500
 
 
 def clean_content(content: str) -> str:
-    """The content as stored: trimmed, 1-4000 characters."""
+    """The content as stored: trimmed, 1-4000 characters, no NUL (PostgreSQL text has none)."""
     cleaned = content.strip()
     if not 1 <= len(cleaned) <= CONTENT_MAX:
         raise errors.InvalidArgument(
@@ -29,13 +29,19 @@ def clean_content(content: str) -> str:
             reason="INVALID_CONTENT",
             field="content",
         )
+    if "\x00" in cleaned:
+        raise errors.InvalidArgument(
+            "Message content must not contain NUL characters",
+            reason="INVALID_CONTENT",
+            field="content",
+        )
     return cleaned
 
 
 def clean_client_message_id(client_message_id: str) -> str | None:
-    if len(client_message_id) > CLIENT_MESSAGE_ID_MAX:
+    if len(client_message_id) > CLIENT_MESSAGE_ID_MAX or "\x00" in client_message_id:
         raise errors.InvalidArgument(
-            f"client_message_id must be at most {CLIENT_MESSAGE_ID_MAX} characters",
+            f"client_message_id must be at most {CLIENT_MESSAGE_ID_MAX} characters, without NUL",
             reason="INVALID_CLIENT_MESSAGE_ID",
             field="client_message_id",
         )

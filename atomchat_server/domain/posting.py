@@ -74,6 +74,15 @@ class _Post:
     outcome: MessageView | errors.DomainError | None = field(default=None, repr=False)
     duplicate_of: _Post | None = field(default=None, repr=False)
 
+    def reset(self) -> None:
+        self.seq = 0
+        self.outcome = None
+        self.duplicate_of = None
+
+    def fail(self, error: BaseException) -> None:
+        if not self.future.done():
+            self.future.set_exception(error)
+
     def settle(self) -> None:
         """Answer the caller; only after the batch's transaction has ended."""
         outcome = self.duplicate_of.outcome if self.duplicate_of is not None else self.outcome
@@ -150,10 +159,15 @@ class MessagePoster:
             async with self._database.transaction() as session:
                 await _write_batch(session, batch)
         except Exception as exc:
-            log.exception("committing %d messages failed", len(batch))
-            for post in batch:
-                if not post.future.done():
-                    post.future.set_exception(exc)
+            if len(batch) > 1:
+                # One bad post must not fail the others it was batched with.
+                log.warning("a batch of %d messages failed (%r); one by one now", len(batch), exc)
+                for post in batch:
+                    post.reset()
+                    await self._commit([post])
+                return
+            log.exception("committing a message failed")
+            batch[0].fail(exc)
             return
         for post in batch:
             post.settle()
