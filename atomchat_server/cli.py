@@ -65,12 +65,15 @@ async def _migrate(settings: Settings) -> int:
 
 async def _seed(settings: Settings) -> int:
     from atomchat_server.db.engine import Database
-    from atomchat_server.seeding import seed
+    from atomchat_server.seeding import SeedError, seed
 
     async with _database_url(settings) as url:
         database = Database(url)
         try:
             result = await seed(database)
+        except SeedError as exc:
+            print(f"atomchat: {exc}", file=sys.stderr)
+            return 1
         finally:
             await database.dispose()
     log.info("%s", result.describe())

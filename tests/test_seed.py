@@ -276,3 +276,14 @@ async def test_atomchat_seed_twice_says_nothing_changed(postgres_server_url: str
         assert second.returncode == 0, second.output
         assert NOTHING_CHANGED in second.output
         assert await row_counts(url) == counts
+
+
+async def test_atomchat_seed_on_a_database_with_other_users_says_why_it_refuses(
+    postgres_server_url: str,
+) -> None:
+    async with fresh_database(postgres_server_url) as url:
+        await sql(url, "INSERT INTO users (username, hashed_password) VALUES ('someone', 'x')")
+        refused = await run_atomchat("seed", env=child_environment(DATABASE_URL=url))
+    assert refused.returncode == 1
+    assert "atomchat: the database already has other users" in refused.output
+    assert "Traceback" not in refused.output
