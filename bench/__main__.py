@@ -1,0 +1,147 @@
+"""`python -m bench`: the whole benchmark, or the parts chosen by options."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import time
+from pathlib import Path
+
+from bench import report
+from bench.database import BenchDatabase
+from bench.scenarios import SCENARIOS
+from bench.suite import Options, Suite
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench", description="AtomChat fan-out, latency, logins, memory, profile"
+    )
+    parser.add_argument("--quick", action="store_true", help="short runs, no profile")
+    parser.add_argument(
+        "--scenarios",
+        default=",".join(SCENARIOS),
+        help=f"comma-separated, from {', '.join(SCENARIOS)} (default: all)",
+    )
+    parser.add_argument("--modes", default="0,64", help="max_batch values to run (default 0,64)")
+    parser.add_argument("--warmup", type=float, help="seconds before measuring (3; quick 1)")
+    parser.add_argument("--duration", type=float, help="seconds measured (10; quick 3)")
+    parser.add_argument(
+        "--window-copies",
+        type=int,
+        default=65536,
+        help="copies in flight over all streams; each channel gets its share (65536)",
+    )
+    parser.add_argument(
+        "--max-window", type=int, default=2048, help="at most this many messages per channel (2048)"
+    )
+    parser.add_argument("--ack-window", type=int, default=64, help="unacked sends per sender (64)")
+    parser.add_argument("--payload", type=int, default=100, help="message length in chars (100)")
+    parser.add_argument(
+        "--streams-per-connection", type=int, default=50, help="streams per HTTP/2 connection (50)"
+    )
+    parser.add_argument("--no-bare", dest="bare", action="store_false", help="skip the ceiling")
+    parser.add_argument(
+        "--attempts", type=int, default=3, help="measure a disturbed run again, up to (3) in all"
+    )
+    parser.add_argument(
+        "--max-other",
+        type=float,
+        default=15.0,
+        help="other jobs' CPU above which a run counts as disturbed (15%%)",
+    )
+    parser.add_argument(
+        "--quiet-cpu",
+        type=float,
+        default=30.0,
+        help="start a run once the machine's CPU is below this (30%%; waits at most 2 min)",
+    )
+    parser.add_argument(
+        "--logins", type=int, default=20, help="login storm clients beside s500 (20; 0 skips)"
+    )
+    parser.add_argument(
+        "--bar-copies",
+        type=float,
+        default=52000,
+        help="the s500 bar in copies/s; a run paced at half of it checks latency (0 skips)",
+    )
+    parser.add_argument(
+        "--memory-streams", type=int, default=1000, help="streams for the RSS figure (0 skips)"
+    )
+    parser.add_argument("--memory-rounds", type=int, help="open/close rounds (3; quick 1)")
+    parser.add_argument(
+        "--profile-seconds", type=float, help="py-spy under s500 flat out (20; quick 0 = skip)"
+    )
+    parser.add_argument("--results", type=Path, default=RESULTS, help="output folder")
+    return parser
+
+
+def _options(argv: list[str]) -> Options:
+    args = _parser().parse_args(argv)
+    names = [name.strip() for name in args.scenarios.split(",") if name.strip()]
+    unknown = [name for name in names if name not in SCENARIOS]
+    if unknown:
+        raise SystemExit(f"unknown scenarios: {', '.join(unknown)}")
+    quick = args.quick
+    return Options(
+        scenarios=[SCENARIOS[name] for name in names],
+        modes=[int(mode) for mode in args.modes.split(",")],
+        warmup=args.warmup if args.warmup is not None else (1.0 if quick else 3.0),
+        duration=args.duration if args.duration is not None else (3.0 if quick else 10.0),
+        window_copies=args.window_copies,
+        max_window=args.max_window,
+        ack_window=args.ack_window,
+        payload=args.payload,
+        streams_per_connection=args.streams_per_connection,
+        bare=args.bare,
+        attempts=max(1, args.attempts),
+        max_other=args.max_other,
+        quiet_cpu=args.quiet_cpu,
+        logins=args.logins,
+        bar_copies=args.bar_copies,
+        memory_streams=args.memory_streams,
+        memory_rounds=args.memory_rounds or (1 if quick else 3),
+        profile_seconds=(
+            args.profile_seconds if args.profile_seconds is not None else (0 if quick else 20)
+        ),
+        results=args.results,
+    )
+
+
+async def _main(options: Options) -> None:
+    started = time.time()
+    print(f"load average before: {os.getloadavg()}", flush=True)
+    database = BenchDatabase()
+    await database.create()
+    try:
+        needed = max(
+            [s.streams for s in options.scenarios] + [options.memory_streams, options.logins, 1]
+        )
+        suite = Suite(options, database, await database.add_users(needed))
+        print(
+            f"database {database.name}; {needed} users;"
+            f" ATOMCHAT_STREAM_BUFFER={options.stream_buffer}",
+            flush=True,
+        )
+        if options.memory_streams:
+            await suite.memory()
+        for scenario in options.scenarios:
+            await suite.scenario(scenario)
+    finally:
+        await database.drop()
+    print()
+    print(report.render(options, suite.outcome))
+    print(f"\nload average after: {os.getloadavg()}")
+    print(f"results: {report.save(options, suite.outcome, started)}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    asyncio.run(_main(_options(sys.argv[1:] if argv is None else argv)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,115 @@
+"""The benchmark's own database: created fresh, migrated, filled directly, dropped.
+
+Users, channels and memberships are written with SQL (a thousand logins
+would cost a thousand password hashes); tokens are signed with the secret
+the server under test is started with.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+from sqlalchemy.engine import make_url
+
+from atomchat_server.auth.passwords import hash_now
+from atomchat_server.auth.tokens import Tokens
+from atomchat_server.db.migrate import upgrade
+from atomchat_server.domain.entities import USER, UserView
+
+DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
+JWT_SECRET = "atomchat-bench-secret-" + "b" * 32
+PASSWORD = "bench-password"
+TOKEN_LIFETIME = timedelta(hours=6)
+
+
+def _dsn(url: str, database: str) -> str:
+    parsed = make_url(url).set(drivername="postgresql", database=database)
+    return parsed.render_as_string(hide_password=False)
+
+
+@dataclass(frozen=True, slots=True)
+class BenchUser:
+    id: int
+    username: str
+    token: str
+
+
+class BenchDatabase:
+    def __init__(self, server_url: str | None = None) -> None:
+        self._server = server_url or os.environ.get("DATABASE_URL") or DEFAULT_SERVER
+        self.name = f"atomchat_bench_{uuid.uuid4().hex[:12]}"
+        self.url = _dsn(self._server, self.name)
+        self._channels = 0
+
+    async def _admin(self, statement: str) -> None:
+        connection = await asyncpg.connect(_dsn(self._server, "postgres"))
+        try:
+            await connection.execute(statement)
+        finally:
+            await connection.close()
+
+    async def create(self) -> None:
+        await self._admin(f'CREATE DATABASE "{self.name}"')
+        await upgrade(self.url)
+
+    async def drop(self) -> None:
+        await self._admin(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+
+    async def add_users(self, count: int) -> list[BenchUser]:
+        """`count` users, all with password PASSWORD, each with a signed token."""
+        connection = await asyncpg.connect(self.url)
+        try:
+            rows = await connection.fetch(
+                "INSERT INTO users (username, hashed_password)"
+                " SELECT 'bench_' || i, $1 FROM generate_series(1, $2) AS i"
+                " RETURNING id, username, created_at",
+                hash_now(PASSWORD),
+                count,
+            )
+        finally:
+            await connection.close()
+        tokens = Tokens(secret=JWT_SECRET, lifetime=TOKEN_LIFETIME)
+        now = datetime.now(UTC)
+        users = []
+        for row in rows:
+            view = UserView(row["id"], row["username"], USER, True, row["created_at"])
+            users.append(BenchUser(row["id"], row["username"], tokens.issue(view, now=now).token))
+        return users
+
+    async def add_channels(self, members: list[list[BenchUser]]) -> list[int]:
+        """One new channel per list of members; the first member owns it."""
+        connection = await asyncpg.connect(self.url)
+        try:
+            async with connection.transaction():
+                names = [f"bench-{self._channels + i}" for i in range(len(members))]
+                self._channels += len(members)
+                rows = await connection.fetch(
+                    "INSERT INTO channels (name, slug, member_count)"
+                    " SELECT name, name, count"
+                    " FROM unnest($1::text[], $2::int[]) AS t(name, count)"
+                    " RETURNING id, name",
+                    names,
+                    [len(people) for people in members],
+                )
+                by_name = {row["name"]: row["id"] for row in rows}
+                ids: list[int] = [by_name[name] for name in names]
+                channel_ids, user_ids, owners = [], [], []
+                for channel_id, people in zip(ids, members, strict=True):
+                    for index, person in enumerate(people):
+                        channel_ids.append(channel_id)
+                        user_ids.append(person.id)
+                        owners.append(index == 0)
+                await connection.execute(
+                    "INSERT INTO channel_members (channel_id, user_id, is_owner)"
+                    " SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bool[])",
+                    channel_ids,
+                    user_ids,
+                    owners,
+                )
+        finally:
+            await connection.close()
+        return ids

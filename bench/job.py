@@ -1,0 +1,121 @@
+"""What the orchestrator asks a load generator to do, and what it reports back.
+
+Both travel as JSON: the job on the generator's standard input, the result
+as its last line of output.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelJob:
+    channel_id: int
+    # One bearer token per stream; the first `senders` streams also send.
+    tokens: list[str]
+    senders: int
+
+
+@dataclass(frozen=True, slots=True)
+class LoginJob:
+    usernames: list[str]
+    password: str
+    concurrency: int
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    target: str
+    server_pid: int
+    database: str
+    channels: list[ChannelJob]
+    max_batch: int
+    # Messages per second per channel, shared by its senders; None is flat out.
+    rate: float | None
+    # Messages of one channel sent but not yet received by all its streams.
+    window: int
+    # Sends of one sender not yet acknowledged.
+    ack_window: int
+    warmup: float
+    duration: float
+    payload: int
+    streams_per_connection: int
+    logins: LoginJob | None = None
+
+    def dumps(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def loads(cls, text: str) -> Job:
+        raw = json.loads(text)
+        channels = [ChannelJob(**channel) for channel in raw.pop("channels")]
+        logins = raw.pop("logins")
+        return cls(
+            channels=channels, logins=LoginJob(**logins) if logins is not None else None, **raw
+        )
+
+
+@dataclass(slots=True)
+class Result:
+    """One run's figures; latencies in milliseconds, CPU in percent of one core."""
+
+    seconds: float = 0.0
+    copies: int = 0
+    frames: int = 0
+    # Copies divided by the streams of a channel: messages delivered.
+    messages: float = 0.0
+    latency_samples: int = 0
+    p50: float = 0.0
+    p95: float = 0.0
+    p99: float = 0.0
+    max: float = 0.0
+    loss: int = 0
+    duplicates: int = 0
+    leaks: int = 0
+    out_of_order: int = 0
+    sends: int = 0
+    send_errors: int = 0
+    unacked: int = 0
+    stream_errors: dict[str, int] = field(default_factory=dict)
+    window_stalls: int = 0
+    server_cpu: float = 0.0
+    database_cpu: float = 0.0
+    generator_cpu: float = 0.0
+    # The rest of the machine (other people's jobs): busy CPU minus the three above.
+    other_cpu: float = 0.0
+    logins: int = 0
+    login_errors: dict[str, int] = field(default_factory=dict)
+    load_average: float = 0.0
+    failure: str = ""
+
+    @property
+    def copies_per_second(self) -> float:
+        return self.copies / self.seconds if self.seconds else 0.0
+
+    @property
+    def copies_per_frame(self) -> float:
+        return self.copies / self.frames if self.frames else 0.0
+
+    @property
+    def messages_per_second(self) -> float:
+        return self.messages / self.seconds if self.seconds else 0.0
+
+    @property
+    def logins_per_second(self) -> float:
+        return self.logins / self.seconds if self.seconds else 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["copies_per_second"] = round(self.copies_per_second, 1)
+        data["messages_per_second"] = round(self.messages_per_second, 1)
+        data["copies_per_frame"] = round(self.copies_per_frame, 2)
+        data["logins_per_second"] = round(self.logins_per_second, 2)
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Result:
+        names = set(cls.__dataclass_fields__)
+        return cls(**{key: value for key, value in data.items() if key in names})

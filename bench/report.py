@@ -1,0 +1,219 @@
+"""The results as one table (and a few short ones) on the terminal, and as JSON."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from bench.scenarios import FEATURED
+from bench.suite import (
+    AT_BAR,
+    ATOMCHAT,
+    BARE,
+    FLAT,
+    PACED,
+    PACED_WITH_LOGINS,
+    Options,
+    Outcome,
+    Row,
+)
+
+COLUMNS = (
+    ("scenario", 14),
+    ("mode", 14),
+    ("run", 12),
+    ("msg/s", 8),
+    ("copies/s", 9),
+    ("per frame", 9),
+    ("p50 ms", 8),
+    ("p95 ms", 8),
+    ("p99 ms", 8),
+    ("loss", 5),
+    ("dup", 4),
+    ("leaks", 5),
+    ("server%", 7),
+    ("db%", 5),
+    ("gen%", 5),
+    ("other%", 6),
+    ("load", 5),
+)
+
+
+def _mode(row: Row) -> str:
+    return BARE if row.target == BARE else f"{ATOMCHAT} mb={row.max_batch}"
+
+
+def _cells(row: Row) -> list[str]:
+    r = row.result
+    return [
+        row.scenario.describe(),
+        _mode(row),
+        row.kind,
+        f"{r.messages_per_second:.0f}",
+        f"{r.copies_per_second:.0f}",
+        f"{r.copies_per_frame:.1f}",
+        f"{r.p50:.1f}",
+        f"{r.p95:.1f}",
+        f"{r.p99:.1f}",
+        str(r.loss),
+        str(r.duplicates),
+        str(r.leaks),
+        f"{r.server_cpu:.0f}",
+        f"{r.database_cpu:.0f}",
+        f"{r.generator_cpu:.0f}",
+        f"{r.other_cpu:.0f}",
+        f"{r.load_average:.2f}",
+    ]
+
+
+def _line(cells: list[str]) -> str:
+    return "  ".join(cell.rjust(width) for cell, (_, width) in zip(cells, COLUMNS, strict=True))
+
+
+def _notes(row: Row) -> list[str]:
+    r = row.result
+    notes = []
+    if r.failure:
+        notes.append(f"FAILED: {r.failure}")
+    for error, count in r.stream_errors.items():
+        notes.append(f"{count} streams ended {error}")
+    if r.send_errors or r.unacked:
+        notes.append(f"{r.send_errors} send errors, {r.unacked} sends never acked")
+    if r.out_of_order:
+        notes.append(f"{r.out_of_order} messages out of order")
+    if row.attempts > 1:
+        notes.append(f"measured {row.attempts} times (other jobs' CPU); the quietest is shown")
+    if row.kind != FLAT and r.window_stalls:
+        notes.append(f"paced senders waited for the window {r.window_stalls} times")
+    return notes
+
+
+def _find(outcome: Outcome, scenario: str, target: str, max_batch: int, kind: str) -> Row | None:
+    for row in outcome.rows:
+        if (row.scenario.name, row.target, row.max_batch, row.kind) == (
+            scenario,
+            target,
+            max_batch,
+            kind,
+        ):
+            return row
+    return None
+
+
+def render(options: Options, outcome: Outcome) -> str:
+    out = [_line([name for name, _ in COLUMNS]), "-" * len(_line([""] * len(COLUMNS)))]
+    for row in outcome.rows:
+        out.append(_line(_cells(row)))
+        out.extend(f"{'':>14}  ^ {note}" for note in _notes(row))
+    names = list(dict.fromkeys(row.scenario.name for row in outcome.rows))
+    fractions = []
+    for name in names:
+        bare = _find(outcome, name, BARE, 0, FLAT)
+        for max_batch in options.modes:
+            ours = _find(outcome, name, ATOMCHAT, max_batch, FLAT)
+            if bare and ours and bare.result.copies_per_second:
+                share = ours.result.copies_per_second / bare.result.copies_per_second
+                fractions.append(
+                    f"  {ours.scenario.describe():14} mb={max_batch:<3} {share:6.1%} of the bare"
+                    f" {bare.result.copies_per_second:.0f} copies/s"
+                )
+    if fractions:
+        out += ["", "Flat out, AtomChat as a share of the bare grpc.aio fan-out:", *fractions]
+    storms = []
+    for max_batch in options.modes:
+        quiet = _find(outcome, FEATURED, ATOMCHAT, max_batch, PACED)
+        storm = _find(outcome, FEATURED, ATOMCHAT, max_batch, PACED_WITH_LOGINS)
+        if quiet and storm:
+            storms.append(
+                f"  mb={max_batch:<3} p99 {quiet.result.p99:.1f} ms quiet,"
+                f" {storm.result.p99:.1f} ms with the storm"
+                f" (p50 {quiet.result.p50:.1f} / {storm.result.p50:.1f} ms);"
+                f" {storm.result.logins_per_second:.1f} logins/s,"
+                f" login errors {storm.result.login_errors or 'none'}"
+            )
+    if storms:
+        out += ["", f"Login storm ({options.logins} clients) beside {FEATURED} paced:", *storms]
+    out += _bar(options, outcome)
+    if outcome.memory is not None:
+        out += ["", outcome.memory.describe()]
+    for label, spots in outcome.hot_spots.items():
+        out += ["", f"Server hot spots under {label} flat out (own% / total% of samples):"]
+        out += [f"  {s.own:5.1f}  {s.total:5.1f}  {s.function}" for s in spots]
+    return "\n".join(out)
+
+
+def _verdict(ok: bool) -> str:
+    return "meets" if ok else "MISSES"
+
+
+def _bar(options: Options, outcome: Outcome) -> list[str]:
+    """The product's bar, checked against the featured scenario's runs."""
+    if not options.bar_copies:
+        return []
+    lines = []
+    for max_batch in options.modes:
+        flat = _find(outcome, FEATURED, ATOMCHAT, max_batch, FLAT)
+        if flat is None:
+            continue
+        copies = flat.result.copies_per_second
+        meets = _verdict(copies >= options.bar_copies)
+        line = f"  mb={max_batch:<3} flat {copies:.0f} copies/s: {meets}"
+        paced = _find(outcome, FEATURED, ATOMCHAT, max_batch, AT_BAR)
+        if paced is None:
+            line += f"; no run at {options.bar_copies / 2:.0f} copies/s (beyond flat out)"
+        else:
+            p99 = paced.result.p99
+            line += (
+                f"; p99 {p99:.1f} ms at {paced.result.copies_per_second:.0f} copies/s:"
+                f" {_verdict(p99 < 100)}"
+            )
+        lines.append(line)
+    runs = [row.result for row in outcome.rows if row.target == ATOMCHAT]
+    faults = sum(r.loss + r.duplicates + r.leaks for r in runs)
+    lines.append(
+        f"  loss + duplicates + leaks over all {len(runs)} AtomChat runs: {faults}"
+        f" ({_verdict(faults == 0)})"
+    )
+    if not lines[:-1]:
+        return []
+    title = f"The bar ({options.bar_copies:.0f} copies/s at {FEATURED}, p99 < 100 ms at half):"
+    return ["", title, *lines]
+
+
+def save(options: Options, outcome: Outcome, started: float) -> Path:
+    options.results.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(started))
+    path = options.results / f"bench-{stamp}.json"
+    data: dict[str, Any] = {
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
+        "cpus": os.cpu_count(),
+        "load_average_at_end": os.getloadavg(),
+        "options": {
+            **{k: v for k, v in asdict(options).items() if k not in ("scenarios", "results")},
+            "scenarios": [s.name for s in options.scenarios],
+            "stream_buffer": options.stream_buffer,
+        },
+        "runs": [
+            {
+                "scenario": row.scenario.name,
+                "shape": row.scenario.describe(),
+                "target": row.target,
+                "max_batch": row.max_batch,
+                "run": row.kind,
+                "rate_per_channel": row.rate,
+                "attempts": row.attempts,
+                **row.result.to_json(),
+            }
+            for row in outcome.rows
+        ],
+        "memory": asdict(outcome.memory) if outcome.memory is not None else None,
+        "hot_spots": {
+            label: [asdict(spot) for spot in spots] for label, spots in outcome.hot_spots.items()
+        },
+    }
+    path.write_text(json.dumps(data, indent=2) + "\n")
+    return path

@@ -1,0 +1,94 @@
+"""Percentiles and CPU accounting for one measurement window."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from dataclasses import dataclass
+
+import psutil
+
+
+def percentile(ordered: list[int], fraction: float) -> int:
+    """The value below which `fraction` of the sorted samples lie (nearest rank)."""
+    if not ordered:
+        return 0
+    index = min(len(ordered) - 1, max(0, round(fraction * len(ordered)) - 1))
+    return ordered[index]
+
+
+def _cpu_seconds(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return float(times.user + times.system)
+
+
+def database_backends(database: str) -> list[psutil.Process]:
+    """The PostgreSQL backend processes serving `database`."""
+    found: list[psutil.Process] = []
+    for process in psutil.process_iter(["cmdline"]):
+        cmdline = process.info["cmdline"] or []
+        if cmdline and cmdline[0].startswith("postgres:") and f" {database} " in cmdline[0]:
+            found.append(process)
+    return found
+
+
+@dataclass(slots=True)
+class CpuMeter:
+    """CPU used by some processes between `start` and `stop`, in percent of one core."""
+
+    processes: list[psutil.Process]
+    _started: dict[int, float] | None = None
+
+    def _sample(self) -> dict[int, float]:
+        sample: dict[int, float] = {}
+        for process in self.processes:
+            with contextlib.suppress(psutil.Error):
+                sample[process.pid] = _cpu_seconds(process)
+        return sample
+
+    def start(self) -> None:
+        self._started = self._sample()
+
+    def percent(self, seconds: float) -> float:
+        started = self._started or {}
+        ended = self._sample()
+        used = sum(ended[pid] - started[pid] for pid in ended if pid in started)
+        return 100.0 * used / seconds if seconds > 0 else 0.0
+
+
+@dataclass(slots=True)
+class MachineMeter:
+    """CPU used by the whole machine between `start` and `percent`, in percent of one core."""
+
+    _started: tuple[float, float] = (0.0, 0.0)
+
+    @staticmethod
+    def _sample() -> tuple[float, float]:
+        times = psutil.cpu_times()
+        idle = float(times.idle + getattr(times, "iowait", 0.0))
+        return float(sum(times)) - idle, idle
+
+    def start(self) -> None:
+        self._started = self._sample()
+
+    def percent(self, seconds: float) -> float:
+        busy, _ = self._sample()
+        return 100.0 * (busy - self._started[0]) / seconds if seconds > 0 else 0.0
+
+
+async def wait_until_quiet(limit: float, patience: float) -> float:
+    """Wait until the machine's busy CPU over a second is below `limit` %; returns seconds waited.
+
+    Gives up after `patience` seconds: the run then starts anyway, and its
+    other% column tells how disturbed it was.
+    """
+    started = time.monotonic()
+    meter = MachineMeter()
+    while time.monotonic() - started < patience:
+        meter.start()
+        await asyncio.sleep(1.0)
+        if meter.percent(1.0) < limit:
+            break
+    waited = time.monotonic() - started - 1.0
+    return waited if waited > 0.5 else 0.0

@@ -1,0 +1,116 @@
+"""What a channel's streams have received, and the send window that follows from it.
+
+A message is delivered once every stream of its channel has received it.
+Senders may have at most `window` messages sent but not yet delivered, so
+no stream's server-side buffer can pass that many messages (plus its acks).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+
+from bench import payload
+
+
+@dataclass(slots=True)
+class Window:
+    """The measurement window shared by every stream of this process."""
+
+    open_ns: int = 1 << 62
+    close_ns: int = 1 << 62
+    # Running totals of message copies received and of frames that carried them.
+    copies: int = 0
+    frames: int = 0
+    latencies: list[int] = field(default_factory=list)
+    failure: str = ""
+    failed: asyncio.Event = field(default_factory=asyncio.Event)
+    _opened: tuple[int, int] = (0, 0)
+    _closed: tuple[int, int] = (0, 0)
+
+    def open(self) -> None:
+        self.open_ns = time.monotonic_ns()
+        self._opened = (self.copies, self.frames)
+
+    def close(self) -> None:
+        self.close_ns = time.monotonic_ns()
+        self._closed = (self.copies, self.frames)
+
+    @property
+    def copies_inside(self) -> int:
+        return self._closed[0] - self._opened[0]
+
+    @property
+    def frames_inside(self) -> int:
+        return self._closed[1] - self._opened[1]
+
+    def fail(self, reason: str) -> None:
+        if not self.failure:
+            self.failure = reason
+        self.failed.set()
+
+
+class ChannelTracker:
+    def __init__(self, channel_id: int, streams: int) -> None:
+        self.channel_id = channel_id
+        self.tag = payload.tag(channel_id)
+        self.streams = streams
+        # Sends written and not refused; seqs 1..delivered reached every stream.
+        self.sent = 0
+        self.delivered = 0
+        self.acked = 0
+        self.last_seq = 0
+        self.stalls = 0
+        self.released = False
+        self._counts: dict[int, int] = {}
+        self._waiters: list[asyncio.Future[None]] = []
+
+    def received(self, seq: int) -> None:
+        counts = self._counts
+        count = counts.get(seq, 0) + 1
+        counts[seq] = count
+        if count < self.streams or seq != self.delivered + 1:
+            return
+        delivered = seq
+        del counts[seq]
+        while counts.get(delivered + 1) == self.streams:
+            delivered += 1
+            del counts[delivered]
+        self.delivered = delivered
+        self.wake()
+
+    def acknowledged(self, seq: int) -> None:
+        self.acked += 1
+        self.last_seq = max(self.last_seq, seq)
+
+    def refused(self) -> None:
+        self.sent -= 1
+        self.wake()
+
+    def wake(self) -> None:
+        for waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        self._waiters.clear()
+
+    async def changed(self) -> None:
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        await waiter
+
+    async def room(self, window: int) -> None:
+        """Wait until fewer than `window` messages are in flight (or the run ends)."""
+        if self.sent - self.delivered >= window and not self.released:
+            self.stalls += 1
+        while self.sent - self.delivered >= window and not self.released:
+            await self.changed()
+
+    def release(self) -> None:
+        """End of the run: nobody waits for room any more."""
+        self.released = True
+        self.wake()
+
+    @property
+    def settled(self) -> bool:
+        return self.delivered >= self.sent
