@@ -142,3 +142,24 @@ async def test_a_message_known_only_by_its_seq_is_read_even_before_any_other() -
     hub.advance_to(CHANNEL, 9, first_seq=9)
     assert await receive(subscriber, 1) == [9]
     await hub.close()
+
+
+async def test_what_becomes_known_while_reading_is_read_too() -> None:
+    store = Store(last=5)
+    gate = asyncio.Event()
+    fetch = store.fetch
+
+    async def slow_fetch(channel_id: int, first: int, last: int) -> Sequence[MessageView]:
+        await gate.wait()
+        return await fetch(channel_id, first, last)
+
+    store.fetch = slow_fetch  # type: ignore[method-assign]
+    hub = make_hub(store)
+    subscriber = hub.subscribe(CHANNEL, 1, is_moderator=False)
+    hub.publish(CHANNEL, [message(1)])
+    hub.advance_to(CHANNEL, 3)
+    await asyncio.sleep(0)
+    hub.advance_to(CHANNEL, 5)
+    gate.set()
+    assert await receive(subscriber, 5) == [1, 2, 3, 4, 5]
+    await hub.close()

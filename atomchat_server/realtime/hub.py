@@ -136,7 +136,7 @@ HELD_LIMIT = 10_000
 class _Feed(Generic[Item]):
     """One channel in this process: its subscribers, and the seq it expects next."""
 
-    __slots__ = ("filling", "held", "next_seq", "subscribers")
+    __slots__ = ("exists_to", "filling", "held", "next_seq", "subscribers")
 
     def __init__(self) -> None:
         self.subscribers: set[Subscriber[Item]] = set()
@@ -144,7 +144,13 @@ class _Feed(Generic[Item]):
         # handed out in seq order, and early ones wait in `held`.
         self.next_seq: int | None = None
         self.held: dict[int, MessageView] = {}
+        # Every message up to this seq is known to be committed.
+        self.exists_to = 0
         self.filling = False
+
+    def missing_to(self) -> int:
+        """The last seq this channel knows of but has not handed out (or less)."""
+        return max(self.exists_to, min(self.held) - 1 if self.held else 0)
 
 
 class Hub(Generic[Item]):
@@ -238,11 +244,9 @@ class Hub(Generic[Item]):
                 feed.held[message.seq] = message
         if ready:
             self._hand_out(feed, ready)
-        if feed.held:
-            if len(feed.held) > HELD_LIMIT:
-                self._give_up_waiting(feed)
-            elif not feed.filling:
-                self._fill(channel_id, feed, min(feed.held) - 1)
+        if len(feed.held) > HELD_LIMIT:
+            self._give_up_waiting(feed)
+        self._fill_if_missing(channel_id, feed)
 
     def advance_to(self, channel_id: int, last_seq: int, *, first_seq: int | None = None) -> None:
         """Messages up to `last_seq` exist (first_seq..last_seq are new): read the unseen ones."""
@@ -253,28 +257,35 @@ class Hub(Generic[Item]):
             if first_seq is None:
                 return
             feed.next_seq = first_seq
-        if last_seq >= feed.next_seq and not feed.filling:
-            self._fill(channel_id, feed, last_seq)
+        feed.exists_to = max(feed.exists_to, last_seq)
+        self._fill_if_missing(channel_id, feed)
 
-    def _fill(self, channel_id: int, feed: _Feed[Item], up_to: int) -> None:
+    def _fill_if_missing(self, channel_id: int, feed: _Feed[Item]) -> None:
+        """Start the channel's one reader of missed messages, unless one runs or none is missing."""
+        if feed.filling or feed.next_seq is None or feed.next_seq > feed.missing_to():
+            return
         feed.filling = True
-        self._spawn(self._fill_from_store(channel_id, feed, up_to))
+        self._spawn(self._fill_from_store(channel_id, feed))
 
-    async def _fill_from_store(self, channel_id: int, feed: _Feed[Item], up_to: int) -> None:
+    async def _fill_from_store(self, channel_id: int, feed: _Feed[Item]) -> None:
+        """Read until nothing known is missing; whatever becomes known meanwhile is read too."""
         try:
-            while self._feeds.get(channel_id) is feed and (feed.next_seq or up_to + 1) <= up_to:
-                expected = feed.next_seq
-                found = await self._fetch(channel_id, expected or 0, up_to)
-                self.publish(channel_id, found)
+            while self._feeds.get(channel_id) is feed:
+                expected, up_to = feed.next_seq, feed.missing_to()
+                if expected is None or expected > up_to:
+                    return
+                self.publish(channel_id, await self._fetch(channel_id, expected, up_to))
                 if feed.next_seq == expected:
-                    break
+                    log.warning(
+                        "channel %d: messages %d-%d are not stored", channel_id, expected, up_to
+                    )
+                    self._give_up_waiting(feed)
+                    return
         except Exception:
             log.exception("reading missed messages of channel %d failed", channel_id)
             self._give_up_waiting(feed)
         finally:
             feed.filling = False
-        if feed.held and self._feeds.get(channel_id) is feed:
-            self._fill(channel_id, feed, min(feed.held) - 1)
 
     def _give_up_waiting(self, feed: _Feed[Item]) -> None:
         """Hand out what is held; each stream fills the gap from the database itself."""
