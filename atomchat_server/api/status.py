@@ -123,6 +123,10 @@ async def _mapped(behaviour: Behaviour, request: Any, context: Context) -> Any:
             log.exception("unexpected error")
             await context.abort(grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE)
     except Exception:
+        if context.done():
+            # The client went away while a stream was writing to it.
+            log.debug("write to a finished call", exc_info=True)
+            return None
         log.exception("unexpected error")
         await context.abort(grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE)
     return None
