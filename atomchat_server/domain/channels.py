@@ -185,14 +185,11 @@ async def create_channel(
 async def _page(
     session: AsyncSession, query: Select[Channel, int], *, kind: str, size: int, token: str
 ) -> Page[ChannelView]:
-    limit = pagination.page_size(size)
-    after = pagination.decode_token(kind, token)
-    if after is not None:
-        query = query.where(Channel.id > after)
-    rows = (await session.execute(query.order_by(Channel.id).limit(limit + 1))).all()
-    views = tuple(_view(row) for row in rows[:limit])
-    more = len(rows) > limit
-    return Page(views, pagination.encode_token(kind, views[-1].id) if more else "")
+    cursor = pagination.Cursor.read(kind, size, token)
+    if cursor.position is not None:
+        query = query.where(Channel.id > cursor.position)
+    rows = (await session.execute(query.order_by(Channel.id).limit(cursor.fetch))).all()
+    return cursor.page(rows, _view, lambda row: row[0].id)
 
 
 async def list_channels(

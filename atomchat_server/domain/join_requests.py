@@ -85,18 +85,14 @@ async def list_join_requests(
     page_token: str,
 ) -> Page[JoinRequestView]:
     await open_for_managing(session, actor=actor, channel_id=channel_id)
-    limit = pagination.page_size(page_size)
-    kind = f"join_requests:{channel_id}:{status}"
-    after = pagination.decode_token(kind, page_token)
+    cursor = pagination.Cursor.read(f"join_requests:{channel_id}:{status}", page_size, page_token)
     query = select(ChannelJoinRequest).where(
         ChannelJoinRequest.channel_id == channel_id, ChannelJoinRequest.status == status
     )
-    if after is not None:
-        query = query.where(ChannelJoinRequest.id > after)
-    rows = (await session.scalars(query.order_by(ChannelJoinRequest.id).limit(limit + 1))).all()
-    views = tuple(_view(row) for row in rows[:limit])
-    more = len(rows) > limit
-    return Page(views, pagination.encode_token(kind, views[-1].id) if more else "")
+    if cursor.position is not None:
+        query = query.where(ChannelJoinRequest.id > cursor.position)
+    rows = (await session.scalars(query.order_by(ChannelJoinRequest.id).limit(cursor.fetch))).all()
+    return cursor.page(rows, _view, lambda row: row.id)
 
 
 async def _decide(

@@ -57,9 +57,7 @@ async def list_members(
 ) -> Page[MemberView]:
     """Owner first, then in joining order."""
     await open_for_reading(session, actor=actor, channel_id=channel_id)
-    limit = pagination.page_size(page_size)
-    kind = f"members:{channel_id}"
-    after = pagination.decode_token(kind, page_token)
+    cursor = pagination.Cursor.read(f"members:{channel_id}", page_size, page_token)
     query = (
         select(ChannelMember, User.username)
         .join(User, User.id == ChannelMember.user_id)
@@ -67,13 +65,11 @@ async def list_members(
     )
     # Owner first: the owner sorts as position 0, everyone else by row id.
     position = case((ChannelMember.is_owner, 0), else_=ChannelMember.id)
-    if after is not None:
-        query = query.where(position > after)
-    rows = (await session.execute(query.order_by(position).limit(limit + 1))).all()
-    views = tuple(member_view(member, username) for member, username in rows[:limit])
-    more = len(rows) > limit
-    last = rows[limit - 1][0] if more else None
-    token = ""
-    if last is not None:
-        token = pagination.encode_token(kind, 0 if last.is_owner else last.id)
-    return Page(views, token)
+    if cursor.position is not None:
+        query = query.where(position > cursor.position)
+    rows = (await session.execute(query.order_by(position).limit(cursor.fetch))).all()
+    return cursor.page(
+        rows,
+        lambda row: member_view(row[0], row[1]),
+        lambda row: 0 if row[0].is_owner else row[0].id,
+    )

@@ -149,13 +149,9 @@ async def list_messages(
 ) -> Page[MessageView]:
     """Newest first."""
     await open_for_reading(session, actor=actor, channel_id=channel_id)
-    limit = pagination.page_size(page_size)
-    kind = f"messages:{channel_id}"
-    before = pagination.decode_token(kind, page_token)
+    cursor = pagination.Cursor.read(f"messages:{channel_id}", page_size, page_token)
     query = _select().where(Message.channel_id == channel_id)
-    if before is not None:
-        query = query.where(Message.seq < before)
-    rows = (await session.execute(query.order_by(Message.seq.desc()).limit(limit + 1))).all()
-    views = tuple(_views(rows[:limit]))
-    more = len(rows) > limit
-    return Page(views, pagination.encode_token(kind, views[-1].seq) if more else "")
+    if cursor.position is not None:
+        query = query.where(Message.seq < cursor.position)
+    rows = (await session.execute(query.order_by(Message.seq.desc()).limit(cursor.fetch))).all()
+    return cursor.page(rows, _view, lambda row: row[0].seq)

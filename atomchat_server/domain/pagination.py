@@ -9,8 +9,15 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
 
+from atomchat_server.domain.entities import Page
 from atomchat_server.domain.errors import InvalidArgument
+
+Row = TypeVar("Row")
+View = TypeVar("View")
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
@@ -53,3 +60,31 @@ def decode_token(kind: str, token: str) -> int | None:
     except (binascii.Error, ValueError, KeyError, TypeError) as exc:
         raise InvalidArgument("Invalid page token", field="page_token") from exc
     return position
+
+
+@dataclass(frozen=True, slots=True)
+class Cursor:
+    """Where a requested page starts: after `position` (None: the first page)."""
+
+    kind: str
+    limit: int
+    position: int | None
+
+    @classmethod
+    def read(cls, kind: str, requested_size: int, token: str) -> Cursor:
+        return cls(kind, page_size(requested_size), decode_token(kind, token))
+
+    @property
+    def fetch(self) -> int:
+        """How many rows to read: one more than a page tells whether another follows."""
+        return self.limit + 1
+
+    def page(
+        self,
+        rows: Sequence[Row],
+        view: Callable[[Row], View],
+        position_of: Callable[[Row], int],
+    ) -> Page[View]:
+        shown = rows[: self.limit]
+        token = encode_token(self.kind, position_of(shown[-1])) if len(rows) > self.limit else ""
+        return Page(tuple(view(row) for row in shown), token)
