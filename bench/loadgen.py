@@ -171,7 +171,9 @@ class Run:
         timeout = self.job.duration + SETTLE_SECONDS
         await asyncio.wait({waiting, failed}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         if not waiting.done():
-            self.window.fail(self.window.failure or f"not settled {SETTLE_SECONDS:.0f}s after")
+            self.window.fail(
+                self.window.failure or f"messages still missing {timeout:.0f}s after the window"
+            )
             for tracker in self.trackers:
                 tracker.release()
             await waiting
@@ -182,6 +184,9 @@ class Run:
         result.latency_samples = len(latencies)
         for name, fraction in (("p50", 0.50), ("p95", 0.95), ("p99", 0.99), ("max", 1.0)):
             setattr(result, name, stats.percentile(latencies, fraction) / 1e6)
+        for stream in self.streams:
+            # What a channel committed: the last seq acked, or seen by any stream.
+            stream.tracker.last_seq = max(stream.tracker.last_seq, stream.next_seq - 1)
         errors: Counter[str] = Counter()
         for stream in self.streams:
             result.loss += stream.loss()
@@ -215,7 +220,6 @@ async def main() -> None:
     run = Run(job)
     try:
         await run.open()
-        print("joined", flush=True)
         result = await run.measure()
     finally:
         await run.close()

@@ -14,6 +14,8 @@ PY_SPY = str(VENV_BIN / "py-spy")
 _LINE = re.compile(r":\d+\)$")
 # Leaf frames of a thread that waits: with native frames py-spy samples them
 # as running, so they are left out of the shares.
+# A thread blocked on a lock or a queue (an idle worker thread) waits too.
+BLOCKED = "PyThread_acquire_lock_timed ("
 WAITING = (
     "epoll_wait (",
     "epoll_pwait (",
@@ -71,7 +73,7 @@ def hot_spots(collapsed: str, top: int = 15, code: str = "(atomchat_server/") ->
             continue
         count = int(count_text)
         frames = [_function(frame) for frame in stack.split(";")]
-        if frames[-1].startswith(WAITING):
+        if frames[-1].startswith(WAITING) or any(f.startswith(BLOCKED) for f in frames):
             continue
         samples += count
         own[frames[-1]] += count

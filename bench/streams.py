@@ -65,8 +65,9 @@ class Stream:
 
     async def join(self, max_batch: int) -> None:
         """Open the channel from its first message; return once `joined` arrives."""
-        join = chat_pb2.ChatJoin(channel_id=self.tracker.channel_id, after_seq=0)
-        join.max_batch = max_batch
+        join = chat_pb2.ChatJoin(
+            channel_id=self.tracker.channel_id, after_seq=0, max_batch=max_batch
+        )
         await self.call.write(chat_pb2.ChatStreamRequest(join=join))
         first = await self.call.read()
         if not isinstance(first, chat_pb2.ChatStreamResponse) or not first.HasField("joined"):
