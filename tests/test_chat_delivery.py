@@ -76,6 +76,7 @@ async def test_a_reader_that_stops_reading_is_cut_off_and_nobody_waits_for_it(
         )
         assert (await call.read()).WhichOneof("event") == "joined"
         async with subscription(fast, channel.id, history_limit=0) as fast_feed:
+            await fast_feed.until(lambda f: bool(f.of("joined")))
             big = "я" * 3990
             for n in range(150):
                 await post(owner, channel.id, f"{n:03} {big}")
