@@ -87,7 +87,9 @@ class App:
             on_event=self.router.dispatch,
             on_reconnect=self.router.catch_up,
         )
-        self.poster = MessagePoster(self.database)
+        self.poster = MessagePoster(
+            asyncpg_dsn(database_url), origin=origin, on_commit=self.router.after_commit
+        )
         self.passwords = Passwords(threads=settings.hash_threads)
         self.health = health.aio.HealthServicer()
         self.server = grpc.aio.server(

@@ -5,10 +5,13 @@ whatever has queued up in a single transaction: it locks the channels
 concerned (in id order), checks that every sender is still active and still
 allowed to write there, answers repeated client_message_ids with the
 original message, numbers the new messages with gap-free per-channel seqs,
-inserts them, and issues one NOTIFY per channel (PostgreSQL delivers it only
-if the transaction commits). Under load many posts share one commit, which
-PostgreSQL serialises for transactions that notify; when idle, a post
+inserts them, and issues the channels' NOTIFYs (PostgreSQL delivers them
+only if the transaction commits). Under load many posts share one commit,
+which PostgreSQL serialises for transactions that notify; when idle, a post
 commits alone at once.
+
+This is the hot path of the service, so the poster owns one asyncpg
+connection and talks to it directly, in five statements a batch.
 """
 
 from __future__ import annotations
@@ -16,13 +19,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession
+import asyncpg
 
-from atomchat_server.db.engine import Database
 from atomchat_server.domain import errors, events
 from atomchat_server.domain.entities import Actor, MessageView
 from atomchat_server.domain.messages import clean_client_message_id, clean_content
@@ -30,37 +32,42 @@ from atomchat_server.domain.messages import clean_client_message_id, clean_conte
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 500
+APPLICATION_NAME = "atomchat-poster"
 
-_LOCK_CHANNELS = text(
+_LOCK_CHANNELS = (
     "SELECT id, last_seq FROM channels"
-    " WHERE id = ANY(CAST(:ids AS bigint[])) AND is_active ORDER BY id FOR UPDATE"
+    " WHERE id = ANY($1::bigint[]) AND is_active ORDER BY id FOR UPDATE"
 )
-_WRITERS = text(
-    "SELECT m.channel_id, m.user_id FROM channel_members m"
-    " WHERE m.channel_id = ANY(CAST(:channels AS bigint[]))"
-    " AND m.user_id = ANY(CAST(:users AS bigint[]))"
+# Every sender, whether still active, and the channels of the batch they belong to.
+_SENDERS = (
+    "SELECT u.id, u.is_active, m.channel_id FROM users u"
+    " LEFT JOIN channel_members m ON m.user_id = u.id AND m.channel_id = ANY($2::bigint[])"
+    " WHERE u.id = ANY($1::bigint[])"
 )
-_ACTIVE_USERS = text("SELECT id FROM users WHERE id = ANY(CAST(:users AS bigint[])) AND is_active")
-_EXISTING = text(
+_EXISTING = (
     "SELECT m.id, m.channel_id, m.seq, m.sender_id, u.username, m.content, m.created_at,"
     " m.client_message_id"
     " FROM messages m JOIN users u ON u.id = m.sender_id"
-    " JOIN unnest(CAST(:channels AS bigint[]), CAST(:senders AS bigint[]),"
-    " CAST(:keys AS text[])) AS k(channel_id, sender_id, key)"
+    " JOIN unnest($1::bigint[], $2::bigint[], $3::text[]) AS k(channel_id, sender_id, key)"
     " ON m.channel_id = k.channel_id AND m.sender_id = k.sender_id"
     " AND m.client_message_id = k.key"
 )
-_INSERT = text(
+_INSERT = (
     "INSERT INTO messages (channel_id, seq, sender_id, content, client_message_id)"
-    " SELECT * FROM unnest(CAST(:channels AS bigint[]), CAST(:seqs AS bigint[]),"
-    " CAST(:senders AS bigint[]), CAST(:contents AS text[]), CAST(:keys AS text[]))"
+    " SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[], $5::text[])"
     " RETURNING id, channel_id, seq, created_at"
 )
-_ADVANCE = text(
-    "UPDATE channels SET last_seq = v.last_seq"
-    " FROM unnest(CAST(:ids AS bigint[]), CAST(:seqs AS bigint[])) AS v(id, last_seq)"
-    " WHERE channels.id = v.id"
+# Advance the channels' last seq and notify, in one statement.
+_ADVANCE_AND_NOTIFY = (
+    "WITH advanced AS ("
+    " UPDATE channels SET last_seq = v.last_seq"
+    " FROM unnest($1::bigint[], $2::bigint[]) AS v(id, last_seq)"
+    " WHERE channels.id = v.id RETURNING channels.id)"
+    " SELECT (SELECT count(*) FROM advanced), count(pg_notify($3, payload))"
+    " FROM unnest($4::text[]) AS payload"
 )
+
+OnCommit = Callable[[Sequence[object]], None]
 
 
 @dataclass(slots=True)
@@ -97,12 +104,17 @@ class _Post:
 class MessagePoster:
     """Commits posted messages in batches; see the module docstring."""
 
-    def __init__(self, database: Database, *, max_batch: int = MAX_BATCH) -> None:
-        self._database = database
+    def __init__(
+        self, dsn: str, *, origin: str, on_commit: OnCommit, max_batch: int = MAX_BATCH
+    ) -> None:
+        self._dsn = dsn
+        self._origin = origin
+        self._on_commit = on_commit
         self._max_batch = max_batch
         self._queue: deque[_Post] = deque()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._connection: asyncpg.Connection | None = None
         self._closing = False
 
     def start(self) -> None:
@@ -114,6 +126,8 @@ class MessagePoster:
         self._wake.set()
         if self._task is not None:
             await self._task
+        if self._connection is not None:
+            await self._connection.close()
 
     async def post(
         self, *, actor: Actor, channel_id: int, content: str, client_message_id: str = ""
@@ -154,10 +168,29 @@ class MessagePoster:
             if self._closing:
                 return
 
+    async def _connect(self) -> asyncpg.Connection:
+        if self._connection is None or self._connection.is_closed():
+            self._connection = await asyncpg.connect(
+                self._dsn, server_settings={"application_name": APPLICATION_NAME, "jit": "off"}
+            )
+        return self._connection
+
     async def _commit(self, batch: list[_Post]) -> None:
         try:
-            async with self._database.transaction() as session:
-                await _write_batch(session, batch)
+            connection = await self._connect()
+            async with connection.transaction():
+                emitted = await _write_batch(connection, batch, self._origin)
+        except (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError) as exc:
+            log.warning("cannot commit %d messages: %r", len(batch), exc)
+            if self._connection is not None:
+                self._connection.terminate()
+                self._connection = None
+            unavailable = errors.Unavailable(
+                "Database unavailable, try again", reason="DATABASE_UNAVAILABLE"
+            )
+            for post in batch:
+                post.fail(unavailable)
+            return
         except Exception as exc:
             if len(batch) > 1:
                 # One bad post must not fail the others it was batched with.
@@ -169,6 +202,8 @@ class MessagePoster:
             log.exception("committing a message failed")
             batch[0].fail(exc)
             return
+        if emitted:
+            self._on_commit(emitted)
         for post in batch:
             post.settle()
 
@@ -177,14 +212,22 @@ def _fail(post: _Post, error: errors.DomainError) -> None:
     post.outcome = error
 
 
-async def _write_batch(session: AsyncSession, batch: list[_Post]) -> None:
+async def _write_batch(
+    connection: asyncpg.Connection, batch: list[_Post], origin: str
+) -> list[events.Event]:
+    """Decide and store one batch; returns the events to hand out after the commit."""
     channel_ids = sorted({post.channel_id for post in batch})
     user_ids = sorted({post.actor.user_id for post in batch})
-    last_seq: dict[int, int] = dict(
-        (await session.execute(_LOCK_CHANNELS, {"ids": channel_ids})).all()
-    )
-    writers = set(await session.execute(_WRITERS, {"channels": channel_ids, "users": user_ids}))
-    active = set((await session.scalars(_ACTIVE_USERS, {"users": user_ids})).all())
+    last_seq: dict[int, int] = {
+        row["id"]: row["last_seq"] for row in await connection.fetch(_LOCK_CHANNELS, channel_ids)
+    }
+    active: set[int] = set()
+    writers: set[tuple[int, int]] = set()
+    for user_id, is_active, channel_id in await connection.fetch(_SENDERS, user_ids, channel_ids):
+        if is_active:
+            active.add(user_id)
+        if channel_id is not None:
+            writers.add((channel_id, user_id))
 
     accepted: list[_Post] = []
     for post in batch:
@@ -197,50 +240,53 @@ async def _write_batch(session: AsyncSession, batch: list[_Post]) -> None:
         else:
             accepted.append(post)
 
-    fresh = await _resolve_repeats(session, accepted)
+    fresh = await _resolve_repeats(connection, accepted)
     if not fresh:
-        return
+        return []
     for post in fresh:
         last_seq[post.channel_id] += 1
         post.seq = last_seq[post.channel_id]
     inserted = {
-        (channel_id, seq): (message_id, created_at)
-        for message_id, channel_id, seq, created_at in await session.execute(
+        (row["channel_id"], row["seq"]): (row["id"], row["created_at"])
+        for row in await connection.fetch(
             _INSERT,
-            {
-                "channels": [post.channel_id for post in fresh],
-                "seqs": [post.seq for post in fresh],
-                "senders": [post.actor.user_id for post in fresh],
-                "contents": [post.content for post in fresh],
-                "keys": [post.client_message_id for post in fresh],
-            },
+            [post.channel_id for post in fresh],
+            [post.seq for post in fresh],
+            [post.actor.user_id for post in fresh],
+            [post.content for post in fresh],
+            [post.client_message_id for post in fresh],
         )
     }
     touched = sorted({post.channel_id for post in fresh})
-    await session.execute(
-        _ADVANCE, {"ids": touched, "seqs": [last_seq[channel] for channel in touched]}
-    )
     by_channel: dict[int, list[MessageView]] = {channel: [] for channel in touched}
     for post in fresh:
         view = _view(post, *inserted[(post.channel_id, post.seq)])
         by_channel[post.channel_id].append(view)
         post.outcome = view
-    for channel, views in by_channel.items():
-        await events.emit(session, events.MessagesPosted(channel, tuple(views)))
+    posted: list[events.Event] = [
+        events.MessagesPosted(channel, tuple(views)) for channel, views in by_channel.items()
+    ]
+    payloads = [payload for event in posted for payload in events.encode(origin, event)]
+    await connection.fetch(
+        _ADVANCE_AND_NOTIFY,
+        touched,
+        [last_seq[channel] for channel in touched],
+        events.NOTIFY_CHANNEL,
+        payloads,
+    )
+    return posted
 
 
-async def _resolve_repeats(session: AsyncSession, posts: list[_Post]) -> list[_Post]:
+async def _resolve_repeats(connection: asyncpg.Connection, posts: list[_Post]) -> list[_Post]:
     """Answer repeated client_message_ids with the original; return the posts to insert."""
     keyed = [post for post in posts if post.client_message_id is not None]
     existing: dict[tuple[int, int, str], MessageView] = {}
     if keyed:
-        rows = await session.execute(
+        rows = await connection.fetch(
             _EXISTING,
-            {
-                "channels": [post.channel_id for post in keyed],
-                "senders": [post.actor.user_id for post in keyed],
-                "keys": [post.client_message_id for post in keyed],
-            },
+            [post.channel_id for post in keyed],
+            [post.actor.user_id for post in keyed],
+            [post.client_message_id for post in keyed],
         )
         for row in rows:
             view = MessageView(*row)
