@@ -69,8 +69,8 @@ async def test_messages_are_handed_out_once_in_seq_order() -> None:
     second = hub.subscribe(CHANNEL, 2, is_moderator=False)
     hub.publish(CHANNEL, [message(1), message(2)])
     hub.publish(CHANNEL, [message(2), message(3)])
-    assert taken(first) == [1, 2, 3]
-    assert taken(second) == [1, 2, 3]
+    assert await receive(first, 3) == [1, 2, 3]
+    assert await receive(second, 3) == [1, 2, 3]
 
 
 async def test_an_early_message_waits_for_the_missing_one_read_once_for_all() -> None:
@@ -79,7 +79,8 @@ async def test_an_early_message_waits_for_the_missing_one_read_once_for_all() ->
     subscribers = [hub.subscribe(CHANNEL, n, is_moderator=False) for n in range(50)]
     hub.publish(CHANNEL, [message(1)])
     hub.publish(CHANNEL, [message(4)])
-    assert all(taken(s) == [1] for s in subscribers)
+    for subscriber in subscribers:
+        assert await receive(subscriber, 1) == [1]
     for subscriber in subscribers:
         assert await receive(subscriber, 3) == [2, 3, 4]
     assert store.reads == [(2, 3)]
@@ -93,7 +94,7 @@ async def test_the_missing_message_arriving_by_itself_releases_the_held_ones() -
     hub.publish(CHANNEL, [message(1)])
     hub.publish(CHANNEL, [message(3)])
     hub.publish(CHANNEL, [message(2)])
-    assert taken(subscriber) == [1, 2, 3]
+    assert await receive(subscriber, 3) == [1, 2, 3]
     await hub.close()
 
 
@@ -114,7 +115,7 @@ async def test_a_full_buffer_closes_only_that_subscriber() -> None:
     fast = hub.subscribe(CHANNEL, 2, is_moderator=False)
     for seq in range(1, 6):
         hub.publish(CHANNEL, [message(seq)])
-        taken(fast)
+        assert await receive(fast, 1) == [seq]
     assert isinstance(slow.closed, errors.ResourceExhausted)
     assert hub.subscribers(CHANNEL) == [fast]
 
@@ -163,3 +164,15 @@ async def test_what_becomes_known_while_reading_is_read_too() -> None:
     gate.set()
     assert await receive(subscriber, 5) == [1, 2, 3, 4, 5]
     await hub.close()
+
+
+async def test_messages_arriving_between_rounds_share_the_next_round() -> None:
+    hub = make_hub(Store(last=0))
+    subscribers = [hub.subscribe(CHANNEL, n, is_moderator=False) for n in range(100)]
+    hub.publish(CHANNEL, [message(1)])
+    assert all(taken(s) == [1] for s in subscribers), "a quiet channel's round goes out at once"
+    hub.publish(CHANNEL, [message(2)])
+    hub.publish(CHANNEL, [message(3)])
+    assert all(taken(s) == [] for s in subscribers), "the next round waits its turn"
+    assert await receive(subscribers[0], 2) == [2, 3]
+    assert all(taken(s) == [2, 3] for s in subscribers[1:])
