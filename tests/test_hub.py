@@ -176,3 +176,15 @@ async def test_messages_arriving_between_rounds_share_the_next_round() -> None:
     assert all(taken(s) == [] for s in subscribers), "the next round waits its turn"
     assert await receive(subscribers[0], 2) == [2, 3]
     assert all(taken(s) == [2, 3] for s in subscribers[1:])
+
+
+async def test_busy_channels_share_the_fan_out_time() -> None:
+    hub = make_hub(Store(last=0))
+    here = [hub.subscribe(CHANNEL, n, is_moderator=False) for n in range(100)]
+    there = [hub.subscribe(CHANNEL + 1, n, is_moderator=False) for n in range(100)]
+    hub.publish(CHANNEL, [message(1)])
+    assert all(taken(s) == [1] for s in here)
+    hub.publish(CHANNEL + 1, [message(1)])
+    assert all(taken(s) == [] for s in there), "another channel's round waits its turn too"
+    assert await receive(there[0], 1) == [1]
+    await hub.close()

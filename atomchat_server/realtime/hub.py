@@ -132,11 +132,12 @@ FetchRange = Callable[[int, int, int], Awaitable[Sequence[MessageView]]]
 
 HELD_LIMIT = 10_000
 # A fan-out round costs about 50 µs of the event loop per subscriber (one gRPC
-# write). Spacing a channel's rounds at least twice that apart keeps its
-# fan-out to about half the loop, and lets the messages that arrive meanwhile
-# share a round: one frame each for streams that accept batches.
+# write). Each round reserves twice that of the process's fan-out time, and
+# the next round of any channel starts when the reservation is over: fan-out
+# takes about half the loop however many channels are busy, and the messages
+# that arrive meanwhile share a round (one frame each, for streams that
+# accept batches). When the loop has been quiet, a round goes out at once.
 ROUND_SECONDS_PER_SUBSCRIBER = 100e-6
-ROUND_MAX_INTERVAL = 0.1
 
 
 class _Feed(Generic[Item]):
@@ -146,7 +147,6 @@ class _Feed(Generic[Item]):
         "exists_to",
         "filling",
         "held",
-        "last_round",
         "next_seq",
         "round_timer",
         "subscribers",
@@ -162,14 +162,9 @@ class _Feed(Generic[Item]):
         # Every message up to this seq is known to be committed.
         self.exists_to = 0
         self.filling = False
-        # Fan-out rounds: when the last one went out, and what waits for the next.
-        self.last_round = -ROUND_MAX_INTERVAL
+        # What waits for this channel's next fan-out round, and its timer.
         self.waiting: list[MessageView] = []
         self.round_timer: asyncio.TimerHandle | None = None
-
-    def round_interval(self) -> float:
-        """The least time between two fan-out rounds of this channel."""
-        return min(ROUND_MAX_INTERVAL, len(self.subscribers) * ROUND_SECONDS_PER_SUBSCRIBER)
 
     def missing_to(self) -> int:
         """The last seq this channel knows of but has not handed out (or less)."""
@@ -201,6 +196,8 @@ class Hub(Generic[Item]):
         self._heartbeat_seconds = heartbeat_seconds
         self._feeds: dict[int, _Feed[Item]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        # Until when the fan-out time already reserved by rounds lasts.
+        self._fan_out_until = 0.0
 
     def start(self) -> None:
         self._spawn(self._sweep())
@@ -327,15 +324,15 @@ class Hub(Generic[Item]):
         if feed.round_timer is not None:
             return
         loop = asyncio.get_running_loop()
-        due = feed.last_round + feed.round_interval()
-        if loop.time() >= due:
+        start = max(loop.time(), self._fan_out_until)
+        self._fan_out_until = start + len(feed.subscribers) * ROUND_SECONDS_PER_SUBSCRIBER
+        if start <= loop.time():
             self._round(feed)
         else:
-            feed.round_timer = loop.call_at(due, self._round, feed)
+            feed.round_timer = loop.call_at(start, self._round, feed)
 
     def _round(self, feed: _Feed[Item]) -> None:
         feed.round_timer = None
-        feed.last_round = asyncio.get_running_loop().time()
         messages, feed.waiting = feed.waiting, []
         slow: list[Subscriber[Item]] = []
         subscribers = feed.subscribers
