@@ -90,7 +90,7 @@ class App:
         self.poster = MessagePoster(
             asyncpg_dsn(database_url), origin=origin, on_commit=self.router.after_commit
         )
-        self.passwords = Passwords(threads=settings.hash_threads)
+        self.passwords = Passwords(workers=settings.hash_workers)
         self.health = health.aio.HealthServicer()
         self.server = grpc.aio.server(
             interceptors=[ErrorInterceptor(), AuthInterceptor(self.authenticator)],
@@ -128,6 +128,7 @@ class App:
         await self.bus.start()
         self.poster.start()
         self.hub.start()
+        await self.passwords.start()
         await self._set_health(serving=True)
         self._health_task = asyncio.create_task(self._watch_database(), name="health-check")
         return self.port
@@ -179,5 +180,5 @@ class App:
         await stopping
         await self.hub.close()
         await self.bus.close()
-        self.passwords.close()
+        await self.passwords.close()
         await self.database.dispose()

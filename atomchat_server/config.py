@@ -15,7 +15,7 @@ Flags win over environment variables, which win over the defaults:
 | heartbeat_seconds  |                | ATOMCHAT_HEARTBEAT_SECONDS  | 15                   |
 | stream_buffer      |                | ATOMCHAT_STREAM_BUFFER      | 4096                 |
 | shutdown_grace     |                | ATOMCHAT_SHUTDOWN_GRACE     | 3                    |
-| hash_threads       |                | ATOMCHAT_HASH_THREADS       | half the CPUs, >= 1  |
+| hash_workers       |                | ATOMCHAT_HASH_WORKERS       | half the CPUs, >= 1  |
 | envoy              | --no-envoy     |                             | on                   |
 """
 
@@ -73,7 +73,7 @@ class Settings:
     heartbeat_seconds: float = 15.0
     stream_buffer: int = 4096
     shutdown_grace: float = 3.0
-    hash_threads: int = 1
+    hash_workers: int = 1
     envoy: bool = True
 
     @classmethod
@@ -95,8 +95,8 @@ class Settings:
             heartbeat_seconds=_float(env, "ATOMCHAT_HEARTBEAT_SECONDS", defaults.heartbeat_seconds),
             stream_buffer=_int(env, "ATOMCHAT_STREAM_BUFFER", defaults.stream_buffer, minimum=16),
             shutdown_grace=_float(env, "ATOMCHAT_SHUTDOWN_GRACE", defaults.shutdown_grace),
-            hash_threads=_int(
-                env, "ATOMCHAT_HASH_THREADS", max(1, (os.cpu_count() or 2) // 2), minimum=1
+            hash_workers=_int(
+                env, "ATOMCHAT_HASH_WORKERS", max(1, (os.cpu_count() or 2) // 2), minimum=1
             ),
         )
         given = {name: value for name, value in overrides.items() if value is not None}

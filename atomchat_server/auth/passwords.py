@@ -1,30 +1,30 @@
 """Password hashing (argon2 through passlib's CryptContext), off the event loop.
 
-Hashing is deliberately expensive. It runs on a small pool of worker threads
-(argon2 releases the GIL) scheduled as SCHED_IDLE on Linux (elsewhere, at a
-lowered priority): they run only on CPU time nothing else wants, and give
-way the moment chat has work. With that and a small memory footprint per
-hash, a storm of 20 clients logging in (13-21 logins/s) left chat latency
-at 500 subscribers where it was (p99 79 -> 77 ms); with the threads merely
-niced and 19 MiB hashes, p99 doubled.
+Hashing is deliberately expensive. It runs in a small pool of worker
+processes scheduled as SCHED_IDLE on Linux (elsewhere, at a lowered
+priority): they run only on CPU time nothing else wants, and give way the
+moment chat has work. Processes rather than threads, because a hashing
+thread still takes the server's GIL around every hash: an idle-priority
+thread preempted while holding it stalls the event loop behind it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import multiprocessing
 import os
-import threading
-from concurrent.futures import ThreadPoolExecutor
+import signal
+from concurrent.futures import ProcessPoolExecutor
 
 from passlib.context import CryptContext
 
-HASH_THREAD_NICENESS = 19
+HASH_PROCESS_NICENESS = 19
 
 # argon2id at one of OWASP's recommended settings (7 MiB, 5 passes, 1 lane),
 # about 25 ms of one core; of their equivalent settings it has the smallest
 # memory, which keeps hashing from flushing the caches chat runs in. One lane
-# keeps a hash on one thread, so the pool's size bounds the CPU logins take.
+# keeps a hash on one core, so the pool's size bounds the CPU logins take.
 _context = CryptContext(
     schemes=["argon2", "bcrypt"],
     deprecated="auto",
@@ -36,6 +36,10 @@ _context = CryptContext(
 _DUMMY_HASH = _context.hash("atomchat-timing-equaliser")
 
 
+def _hash(password: str) -> str:
+    return str(_context.hash(password))
+
+
 def _verify(password: str, hashed: str) -> bool:
     """passlib's verify; a stored hash it cannot read (a locked account's '!') matches nothing."""
     try:
@@ -45,23 +49,34 @@ def _verify(password: str, hashed: str) -> bool:
         return False
 
 
-def _lower_priority() -> None:
-    """Run this worker thread only when the CPU would otherwise be idle."""
+def _start_worker() -> None:
+    """Run this worker only when the CPU would otherwise be idle; Ctrl-C is the server's."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
     except (OSError, AttributeError):
         with contextlib.suppress(OSError, AttributeError):
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), HASH_THREAD_NICENESS)
+            os.setpriority(os.PRIO_PROCESS, 0, HASH_PROCESS_NICENESS)
 
 
 class Passwords:
-    def __init__(self, *, threads: int = 1) -> None:
-        self._pool = ThreadPoolExecutor(
-            max_workers=threads, thread_name_prefix="password-hash", initializer=_lower_priority
+    def __init__(self, *, workers: int = 1) -> None:
+        self._workers = workers
+        self._pool = ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_start_worker,
+        )
+
+    async def start(self) -> None:
+        """Start every worker now, so that the first logins do not wait for them."""
+        loop = asyncio.get_running_loop()
+        await asyncio.gather(
+            *(loop.run_in_executor(self._pool, os.getpid) for _ in range(self._workers))
         )
 
     async def hash(self, password: str) -> str:
-        return await asyncio.get_running_loop().run_in_executor(self._pool, _context.hash, password)
+        return await asyncio.get_running_loop().run_in_executor(self._pool, _hash, password)
 
     async def verify(self, password: str, hashed: str | None) -> bool:
         """True if `password` matches; with hashed=None, spends the same time and says False."""
@@ -71,10 +86,11 @@ class Passwords:
         )
         return matches and hashed is not None
 
-    def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+    async def close(self) -> None:
+        """Stop the workers and wait for them to exit."""
+        await asyncio.to_thread(self._pool.shutdown, wait=True, cancel_futures=True)
 
 
 def hash_now(password: str) -> str:
     """Synchronous hashing, for the seed script."""
-    return str(_context.hash(password))
+    return _hash(password)
