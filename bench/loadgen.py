@@ -19,7 +19,6 @@ from collections import Counter
 from collections.abc import Coroutine
 from typing import Any
 
-import psutil
 import uvloop
 
 from bench import stats
@@ -101,9 +100,9 @@ class Run:
         await self._pause(job.warmup)
         if job.rate is None:
             await self._steady()
-        server = stats.CpuMeter([psutil.Process(job.server_pid)])
+        server = stats.CpuMeter(stats.process_tree(job.server_pid))
         database = stats.CpuMeter(stats.database_backends(job.database))
-        generator = stats.CpuMeter([psutil.Process()])
+        generator = stats.CpuMeter(stats.process_tree(os.getpid()))
         machine = stats.MachineMeter()
         for meter in (server, database, generator, machine):
             meter.start()

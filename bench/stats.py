@@ -23,6 +23,12 @@ def _cpu_seconds(process: psutil.Process) -> float:
     return float(times.user + times.system)
 
 
+def process_tree(pid: int) -> list[psutil.Process]:
+    """A process and its descendants (the server's password hashing workers)."""
+    process = psutil.Process(pid)
+    return [process, *process.children(recursive=True)]
+
+
 def database_backends(database: str) -> list[psutil.Process]:
     """The PostgreSQL backend processes serving `database`."""
     found: list[psutil.Process] = []
