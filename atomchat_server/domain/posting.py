@@ -25,6 +25,7 @@ from datetime import datetime
 
 import asyncpg
 
+from atomchat_server.db.engine import session_settings
 from atomchat_server.domain import errors, events
 from atomchat_server.domain.entities import Actor, MessageView
 from atomchat_server.domain.messages import clean_client_message_id, clean_content
@@ -171,7 +172,7 @@ class MessagePoster:
     async def _connect(self) -> asyncpg.Connection:
         if self._connection is None or self._connection.is_closed():
             self._connection = await asyncpg.connect(
-                self._dsn, server_settings={"application_name": APPLICATION_NAME, "jit": "off"}
+                self._dsn, server_settings=session_settings(APPLICATION_NAME)
             )
         return self._connection
 

@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 
 import asyncpg
 
+from atomchat_server.db.engine import session_settings
 from atomchat_server.domain import events
 
 log = logging.getLogger(__name__)
@@ -78,7 +79,7 @@ class Bus:
         while True:
             try:
                 connection = await asyncpg.connect(
-                    self._dsn, server_settings={"application_name": APPLICATION_NAME}
+                    self._dsn, server_settings=session_settings(APPLICATION_NAME)
                 )
             except (OSError, asyncpg.PostgresError) as exc:
                 if first:
