@@ -237,4 +237,5 @@ async def test_atomchat_migrate_brings_an_empty_database_to_head(postgres_server
         result = await run_atomchat("migrate", env=child_environment(DATABASE_URL=url))
         assert result.returncode == 0, result.output
         assert "database schema is up to date" in result.output
+        assert "setup plugin" not in result.output, "alembic's start-up chatter is not news"
         assert await public_tables(url) == TABLES | {"alembic_version"}
