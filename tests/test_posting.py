@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
-from typing import Any
+from collections.abc import Coroutine
+from typing import Any, TypeVar, cast
 
 import asyncpg
 
@@ -12,6 +14,8 @@ from atomchat_server.domain.entities import Actor
 from atomchat_server.domain.posting import _EXISTING, MessagePoster
 from tests.helpers_core import fresh_database
 
+T = TypeVar("T")
+
 
 def scans_of(plan: dict[str, Any]) -> list[tuple[str, str]]:
     """(node type, relation) of every node of an EXPLAIN (FORMAT JSON) plan."""
@@ -19,6 +23,31 @@ def scans_of(plan: dict[str, Any]) -> list[tuple[str, str]]:
     for child in plan.get("Plans", []):
         found.extend(scans_of(child))
     return found
+
+
+async def explain_repeat_lookup(
+    poster: MessagePoster, channel_id: int, user_id: int
+) -> dict[str, Any]:
+    """The plan the poster's own prepared repeat lookup would run with now."""
+    connection = poster._connection
+    assert connection is not None
+    name = await connection.fetchval(
+        "SELECT name FROM pg_prepared_statements WHERE statement = $1", _EXISTING
+    )
+    assert name is not None
+    (plan,) = json.loads(
+        await connection.fetchval(
+            f"EXPLAIN (FORMAT JSON) EXECUTE {name}(ARRAY[{channel_id}]::bigint[],"
+            f" ARRAY[{user_id}]::bigint[], ARRAY['k']::text[])"
+        )
+    )
+    return cast(dict[str, Any], plan)
+
+
+async def on_posters_loop(poster: MessagePoster, work: Coroutine[Any, Any, T]) -> T:
+    """Run `work` on the poster's own event loop, where its connection lives."""
+    assert poster._loop is not None
+    return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(work, poster._loop))
 
 
 async def test_the_repeat_lookup_uses_the_index_after_the_table_has_grown(
@@ -57,18 +86,7 @@ async def test_the_repeat_lookup_uses_the_index_after_the_table_has_grown(
             await poster.post(
                 actor=actor, channel_id=channel_id, content="hi", client_message_id="new"
             )
-            connection = poster._connection
-            assert connection is not None
-            name = await connection.fetchval(
-                "SELECT name FROM pg_prepared_statements WHERE statement = $1", _EXISTING
-            )
-            assert name is not None
-            (plan,) = json.loads(
-                await connection.fetchval(
-                    f"EXPLAIN (FORMAT JSON) EXECUTE {name}(ARRAY[{channel_id}]::bigint[],"
-                    f" ARRAY[{user_id}]::bigint[], ARRAY['k']::text[])"
-                )
-            )
+            plan = await on_posters_loop(poster, explain_repeat_lookup(poster, channel_id, user_id))
             await poster.close()
         finally:
             await setup.close()

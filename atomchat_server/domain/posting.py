@@ -11,13 +11,18 @@ which PostgreSQL serialises for transactions that notify; when idle, a post
 commits alone at once.
 
 This is the hot path of the service, so the poster owns one asyncpg
-connection and talks to it directly, in five statements a batch.
+connection and talks to it directly, in five statements a batch. It runs on
+a thread of its own, with its own event loop: on the server's loop each of a
+batch's seven round trips waited behind whatever fan-out was under way
+(commit p99 35 ms at 500 subscribers). Posts and their outcomes cross
+between the loops with call_soon_threadsafe.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -79,7 +84,7 @@ class _Post:
     client_message_id: str | None
     future: asyncio.Future[MessageView]
     seq: int = 0
-    outcome: MessageView | errors.DomainError | None = field(default=None, repr=False)
+    outcome: MessageView | BaseException | None = field(default=None, repr=False)
     duplicate_of: _Post | None = field(default=None, repr=False)
 
     def reset(self) -> None:
@@ -88,11 +93,11 @@ class _Post:
         self.duplicate_of = None
 
     def fail(self, error: BaseException) -> None:
-        if not self.future.done():
-            self.future.set_exception(error)
+        self.duplicate_of = None
+        self.outcome = error
 
     def settle(self) -> None:
-        """Answer the caller; only after the batch's transaction has ended."""
+        """Answer the caller, on the caller's loop, once the batch's transaction has ended."""
         outcome = self.duplicate_of.outcome if self.duplicate_of is not None else self.outcome
         if self.future.done() or outcome is None:
             return
@@ -112,23 +117,48 @@ class MessagePoster:
         self._origin = origin
         self._on_commit = on_commit
         self._max_batch = max_batch
+        # Appended to by the server's loop, taken from by the poster's.
         self._queue: deque[_Post] = deque()
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._caller: asyncio.AbstractEventLoop | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake: asyncio.Event | None = None
+        self._woken = False
+        self._thread: threading.Thread | None = None
         self._connection: asyncpg.Connection | None = None
         self._closing = False
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="message-poster")
+        """Start the poster's thread; posts are taken from the calling loop from now on."""
+        self._caller = asyncio.get_running_loop()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._serve, name="message-poster", daemon=True)
+        self._thread.start()
 
     async def close(self) -> None:
         """Commit what is queued, then stop."""
         self._closing = True
-        self._wake.set()
-        if self._task is not None:
-            await self._task
-        if self._connection is not None:
-            await self._connection.close()
+        if self._thread is None:
+            return
+        self._signal()
+        await asyncio.to_thread(self._thread.join)
+
+    def _serve(self) -> None:
+        assert self._loop is not None
+        asyncio.set_event_loop(self._loop)
+        try:
+            self._loop.run_until_complete(self._run())
+        finally:
+            self._loop.close()
+
+    def _signal(self) -> None:
+        """Wake the poster's loop, once per batch however many posts arrive meanwhile."""
+        if not self._woken and self._loop is not None:
+            self._woken = True
+            self._loop.call_soon_threadsafe(self._set_wake)
+
+    def _set_wake(self) -> None:
+        if self._wake is not None:
+            self._wake.set()
 
     async def post(
         self, *, actor: Actor, channel_id: int, content: str, client_message_id: str = ""
@@ -145,7 +175,7 @@ class MessagePoster:
 
         Posts are committed in the order they were submitted.
         """
-        if self._closing or self._task is None:
+        if self._closing or self._thread is None:
             raise errors.Unavailable("Server is shutting down", reason="SHUTTING_DOWN")
         post = _Post(
             actor=actor,
@@ -155,19 +185,39 @@ class MessagePoster:
             future=asyncio.get_running_loop().create_future(),
         )
         self._queue.append(post)
-        self._wake.set()
+        self._signal()
         return post.future
 
     async def _run(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            while self._queue:
-                count = min(len(self._queue), self._max_batch)
-                batch = [self._queue.popleft() for _ in range(count)]
-                await self._commit(batch)
-            if self._closing:
-                return
+        self._wake = asyncio.Event()
+        self._wake.set()
+        try:
+            while True:
+                await self._wake.wait()
+                self._wake.clear()
+                self._woken = False
+                while self._queue:
+                    count = min(len(self._queue), self._max_batch)
+                    batch = [self._queue.popleft() for _ in range(count)]
+                    emitted = await self._commit(batch)
+                    self._answer(batch, emitted)
+                if self._closing:
+                    return
+        finally:
+            if self._connection is not None:
+                await self._connection.close()
+
+    def _answer(self, batch: list[_Post], emitted: list[events.Event]) -> None:
+        """On the server's loop: hand out what was committed, then answer the posters."""
+        assert self._caller is not None
+
+        def answer() -> None:
+            if emitted:
+                self._on_commit(emitted)
+            for post in batch:
+                post.settle()
+
+        self._caller.call_soon_threadsafe(answer)
 
     async def _connect(self) -> asyncpg.Connection:
         if self._connection is None or self._connection.is_closed():
@@ -176,11 +226,12 @@ class MessagePoster:
             )
         return self._connection
 
-    async def _commit(self, batch: list[_Post]) -> None:
+    async def _commit(self, batch: list[_Post]) -> list[events.Event]:
+        """One transaction; every post of the batch gets an outcome. Returns what to hand out."""
         try:
             connection = await self._connect()
             async with connection.transaction():
-                emitted = await _write_batch(connection, batch, self._origin)
+                return await _write_batch(connection, batch, self._origin)
         except (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError) as exc:
             log.warning("cannot commit %d messages: %r", len(batch), exc)
             if self._connection is not None:
@@ -191,22 +242,19 @@ class MessagePoster:
             )
             for post in batch:
                 post.fail(unavailable)
-            return
+            return []
         except Exception as exc:
             if len(batch) > 1:
                 # One bad post must not fail the others it was batched with.
                 log.warning("a batch of %d messages failed (%r); one by one now", len(batch), exc)
+                emitted: list[events.Event] = []
                 for post in batch:
                     post.reset()
-                    await self._commit([post])
-                return
+                    emitted.extend(await self._commit([post]))
+                return emitted
             log.exception("committing a message failed")
             batch[0].fail(exc)
-            return
-        if emitted:
-            self._on_commit(emitted)
-        for post in batch:
-            post.settle()
+            return []
 
 
 def _fail(post: _Post, error: errors.DomainError) -> None:
