@@ -69,25 +69,34 @@ async def test_the_repeat_lookup_uses_the_index_after_the_table_has_grown(
             )
             poster = MessagePoster(asyncpg_dsn(url), origin="test", on_commit=lambda _: None)
             poster.start()
-            actor = Actor(user_id=user_id, username="poster", role="user")
-            # More posts than PostgreSQL plans one by one before it may settle
-            # on a generic plan, while the table is still empty.
-            for number in range(8):
-                await poster.post(
-                    actor=actor, channel_id=channel_id, content="hi", client_message_id=f"k{number}"
+            try:
+                actor = Actor(user_id=user_id, username="poster", role="user")
+                # More posts than PostgreSQL plans one by one before it may settle
+                # on a generic plan, while the table is still empty.
+                for number in range(8):
+                    await poster.post(
+                        actor=actor,
+                        channel_id=channel_id,
+                        content="hi",
+                        client_message_id=f"k{number}",
+                    )
+                await setup.execute(
+                    "INSERT INTO messages (channel_id, seq, sender_id, content, client_message_id)"
+                    " SELECT $1, 8 + g, $2, 'x', 'old' || g FROM generate_series(1, 50000) g",
+                    channel_id,
+                    user_id,
                 )
-            await setup.execute(
-                "INSERT INTO messages (channel_id, seq, sender_id, content, client_message_id)"
-                " SELECT $1, 8 + g, $2, 'x', 'old' || g FROM generate_series(1, 50000) g",
-                channel_id,
-                user_id,
-            )
-            await setup.execute("UPDATE channels SET last_seq = 50008 WHERE id = $1", channel_id)
-            await poster.post(
-                actor=actor, channel_id=channel_id, content="hi", client_message_id="new"
-            )
-            plan = await on_posters_loop(poster, explain_repeat_lookup(poster, channel_id, user_id))
-            await poster.close()
+                await setup.execute(
+                    "UPDATE channels SET last_seq = 50008 WHERE id = $1", channel_id
+                )
+                await poster.post(
+                    actor=actor, channel_id=channel_id, content="hi", client_message_id="new"
+                )
+                plan = await on_posters_loop(
+                    poster, explain_repeat_lookup(poster, channel_id, user_id)
+                )
+            finally:
+                await poster.close()
         finally:
             await setup.close()
     scans = scans_of(plan["Plan"])

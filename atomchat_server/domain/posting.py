@@ -121,7 +121,8 @@ class MessagePoster:
         self._queue: deque[_Post] = deque()
         self._caller: asyncio.AbstractEventLoop | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._wake: asyncio.Event | None = None
+        # Set on the poster's loop only; `_woken` says a set is on its way.
+        self._wake = asyncio.Event()
         self._woken = False
         self._thread: threading.Thread | None = None
         self._connection: asyncpg.Connection | None = None
@@ -154,11 +155,7 @@ class MessagePoster:
         """Wake the poster's loop, once per batch however many posts arrive meanwhile."""
         if not self._woken and self._loop is not None:
             self._woken = True
-            self._loop.call_soon_threadsafe(self._set_wake)
-
-    def _set_wake(self) -> None:
-        if self._wake is not None:
-            self._wake.set()
+            self._loop.call_soon_threadsafe(self._wake.set)
 
     async def post(
         self, *, actor: Actor, channel_id: int, content: str, client_message_id: str = ""
@@ -189,8 +186,6 @@ class MessagePoster:
         return post.future
 
     async def _run(self) -> None:
-        self._wake = asyncio.Event()
-        self._wake.set()
         try:
             while True:
                 await self._wake.wait()
