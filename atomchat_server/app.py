@@ -176,7 +176,7 @@ class App:
         stopping = asyncio.create_task(self.server.stop(self.settings.shutdown_grace))
         await asyncio.sleep(0)
         await self.poster.close()
-        self.hub.close_all(errors.Unavailable("Server is shutting down", reason="SHUTTING_DOWN"))
+        self.hub.close_all(errors.shutting_down())
         await stopping
         await self.hub.close()
         await self.bus.close()

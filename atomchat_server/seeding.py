@@ -16,18 +16,25 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from atomchat_server.auth.passwords import hash_now
 from atomchat_server.db.engine import Database
-from atomchat_server.db.models import Channel, ChannelJoinRequest, ChannelMember, Message, User
+from atomchat_server.db.models import (
+    Channel,
+    ChannelJoinRequest,
+    ChannelMember,
+    Message,
+    Role,
+    User,
+)
 
 PASSWORD = "1234"
 
 USERS = (
-    (1, "moderator", "moderator"),
-    (2, "programmer_creator", "user"),
-    (3, "designer_creator", "user"),
-    (4, "user_program", "user"),
-    (5, "user_design", "user"),
-    (6, "user1", "user"),
-    (7, "user2", "user"),
+    (1, "moderator", Role.MODERATOR),
+    (2, "programmer_creator", Role.USER),
+    (3, "designer_creator", Role.USER),
+    (4, "user_program", Role.USER),
+    (5, "user_design", Role.USER),
+    (6, "user1", Role.USER),
+    (7, "user2", Role.USER),
 )
 CHANNELS = (
     (1, "Программисты", "programmisty", "Канал для программистов", 2, (4,)),

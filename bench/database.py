@@ -18,7 +18,8 @@ from sqlalchemy.engine import make_url
 from atomchat_server.auth.passwords import hash_now
 from atomchat_server.auth.tokens import Tokens
 from atomchat_server.db.migrate import upgrade
-from atomchat_server.domain.entities import USER, UserView
+from atomchat_server.db.models import Role
+from atomchat_server.domain.entities import UserView
 
 DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 JWT_SECRET = "atomchat-bench-secret-" + "b" * 32
@@ -76,7 +77,13 @@ class BenchDatabase:
         now = datetime.now(UTC)
         users = []
         for row in rows:
-            view = UserView(row["id"], row["username"], USER, True, row["created_at"])
+            view = UserView(
+                id=row["id"],
+                username=row["username"],
+                role=Role.USER,
+                is_active=True,
+                created_at=row["created_at"],
+            )
             users.append(BenchUser(row["id"], row["username"], tokens.issue(view, now=now).token))
         return users
 

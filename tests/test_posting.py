@@ -10,6 +10,7 @@ from typing import Any, TypeVar, cast
 import asyncpg
 
 from atomchat_server.db.engine import asyncpg_dsn
+from atomchat_server.db.models import Role
 from atomchat_server.domain.entities import Actor
 from atomchat_server.domain.posting import _EXISTING, MessagePoster
 from tests.helpers_core import fresh_database
@@ -70,7 +71,7 @@ async def test_the_repeat_lookup_uses_the_index_after_the_table_has_grown(
             poster = MessagePoster(asyncpg_dsn(url), origin="test", on_commit=lambda _: None)
             poster.start()
             try:
-                actor = Actor(user_id=user_id, username="poster", role="user")
+                actor = Actor(user_id=user_id, username="poster", role=Role.USER)
                 # More posts than PostgreSQL plans one by one before it may settle
                 # on a generic plan, while the table is still empty.
                 for number in range(8):

@@ -90,7 +90,7 @@ class ChatServicer:
             first = chat_pb2.ChatStreamRequest()
         if not first.HasField("join"):
             raise errors.InvalidArgument(
-                "The first frame must be join", reason="JOIN_FIRST", field="join"
+                "The first frame must be join", reason=errors.Reason.JOIN_FIRST, field="join"
             )
         join = first.join
         stream = await self._open(

@@ -7,16 +7,17 @@ from datetime import datetime
 from atomchat.v1 import resources_pb2 as pb
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from atomchat_server.db.models import JoinRequestStatus, Role
 from atomchat_server.domain import entities
 from atomchat_server.domain.errors import InvalidArgument
 
-ROLES = {entities.USER: pb.ROLE_USER, entities.MODERATOR: pb.ROLE_MODERATOR}
+ROLES = {Role.USER: pb.ROLE_USER, Role.MODERATOR: pb.ROLE_MODERATOR}
 STATUSES = {
-    "pending": pb.JOIN_REQUEST_STATUS_PENDING,
-    "accepted": pb.JOIN_REQUEST_STATUS_ACCEPTED,
-    "rejected": pb.JOIN_REQUEST_STATUS_REJECTED,
+    JoinRequestStatus.PENDING: pb.JOIN_REQUEST_STATUS_PENDING,
+    JoinRequestStatus.ACCEPTED: pb.JOIN_REQUEST_STATUS_ACCEPTED,
+    JoinRequestStatus.REJECTED: pb.JOIN_REQUEST_STATUS_REJECTED,
 }
-STATUS_NAMES: dict[int, str] = {number: name for name, number in STATUSES.items()}
+STATUS_NAMES: dict[int, JoinRequestStatus] = {number: name for name, number in STATUSES.items()}
 
 
 def timestamp(moment: datetime | None) -> Timestamp | None:
@@ -84,10 +85,10 @@ def message(view: entities.MessageView) -> pb.Message:
     )
 
 
-def status_name(status: int) -> str:
+def status_name(status: int) -> JoinRequestStatus:
     """A JoinRequestStatus as the domain names it; UNSPECIFIED means pending."""
     if status == pb.JOIN_REQUEST_STATUS_UNSPECIFIED:
-        return "pending"
+        return JoinRequestStatus.PENDING
     try:
         return STATUS_NAMES[status]
     except KeyError:

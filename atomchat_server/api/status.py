@@ -76,13 +76,15 @@ def status_of(error: errors.DomainError) -> grpc.Status:
     )
 
 
-UNAVAILABLE = errors.Unavailable("Database unavailable, try again", reason="DATABASE_UNAVAILABLE")
+UNAVAILABLE = errors.Unavailable(
+    "Database unavailable, try again", reason=errors.Reason.DATABASE_UNAVAILABLE
+)
 INTERNAL_MESSAGE = "Internal Server Error"
 # Text PostgreSQL cannot store (a NUL character) that got past validation is
 # still the client's doing: character_not_in_repertoire, untranslatable_character.
 UNSTORABLE_TEXT_SQLSTATES = frozenset({"22021", "22P05"})
 UNSTORABLE_TEXT = errors.InvalidArgument(
-    "Text must not contain NUL characters", reason="INVALID_TEXT"
+    "Text must not contain NUL characters", reason=errors.Reason.INVALID_TEXT
 )
 
 

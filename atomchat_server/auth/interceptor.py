@@ -40,7 +40,8 @@ def bearer_token(metadata: Iterable[tuple[str, str | bytes]] | None) -> str:
             if scheme.lower() == "bearer" and token.strip():
                 return token.strip()
     raise errors.Unauthenticated(
-        "Missing bearer token: send 'authorization: Bearer <token>'", reason="MISSING_TOKEN"
+        "Missing bearer token: send 'authorization: Bearer <token>'",
+        reason=errors.Reason.MISSING_TOKEN,
     )
 
 

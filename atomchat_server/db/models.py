@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 
 from sqlalchemy import (
     BigInteger,
@@ -30,8 +31,20 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 
-ROLES = ("user", "moderator")
-JOIN_REQUEST_STATUSES = ("pending", "accepted", "rejected")
+
+class Role(StrEnum):
+    USER = "user"
+    MODERATOR = "moderator"
+
+
+class JoinRequestStatus(StrEnum):
+    PENDING = "pending"
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+
+
+def _one_of(column: str, kind: type[StrEnum]) -> str:
+    return f"{column} IN ({', '.join(repr(member.value) for member in kind)})"
 
 
 def _now() -> Mapped[datetime]:
@@ -46,13 +59,13 @@ class User(Base):
     __tablename__ = "users"
     __table_args__ = (
         UniqueConstraint("username"),
-        CheckConstraint("role IN ('user', 'moderator')", name="role"),
+        CheckConstraint(_one_of("role", Role), name="role"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
     username: Mapped[str] = mapped_column(String(32), nullable=False)
     hashed_password: Mapped[str] = mapped_column(String(255), nullable=False)
-    role: Mapped[str] = mapped_column(String(16), nullable=False, server_default="user")
+    role: Mapped[str] = mapped_column(String(16), nullable=False, server_default=Role.USER.value)
     is_active: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("true"))
     created_at: Mapped[datetime] = _now()
 
@@ -89,7 +102,7 @@ class ChannelJoinRequest(Base):
             postgresql_where=text("status = 'pending'"),
         ),
         Index("ix_channel_join_requests_channel_status", "channel_id", "status", "id"),
-        CheckConstraint("status IN ('pending', 'accepted', 'rejected')", name="status"),
+        CheckConstraint(_one_of("status", JoinRequestStatus), name="status"),
         CheckConstraint(
             "(status = 'pending') = (decided_at IS NULL)", name="decided_iff_not_pending"
         ),
@@ -98,7 +111,9 @@ class ChannelJoinRequest(Base):
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
     channel_id: Mapped[int] = mapped_column(ForeignKey("channels.id"), nullable=False)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), nullable=False)
-    status: Mapped[str] = mapped_column(String(16), nullable=False, server_default="pending")
+    status: Mapped[str] = mapped_column(
+        String(16), nullable=False, server_default=JoinRequestStatus.PENDING.value
+    )
     created_at: Mapped[datetime] = _now()
     decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     decided_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))

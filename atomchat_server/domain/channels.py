@@ -104,7 +104,9 @@ def make_slug(name: str) -> str:
     slug = slugify(name, max_length=120)
     if not slug:
         raise errors.InvalidArgument(
-            "Channel name must contain letters or digits", reason="INVALID_NAME", field="name"
+            "Channel name must contain letters or digits",
+            reason=errors.Reason.INVALID_NAME,
+            field="name",
         )
     return slug
 
@@ -114,12 +116,14 @@ def _clean_name(name: str) -> str:
     if _CONTROL_CHARACTERS.search(cleaned):
         raise errors.InvalidArgument(
             "Channel name must not contain control characters",
-            reason="INVALID_NAME",
+            reason=errors.Reason.INVALID_NAME,
             field="name",
         )
     if not 1 <= len(cleaned) <= NAME_MAX:
         raise errors.InvalidArgument(
-            f"Channel name must be 1-{NAME_MAX} characters", reason="INVALID_NAME", field="name"
+            f"Channel name must be 1-{NAME_MAX} characters",
+            reason=errors.Reason.INVALID_NAME,
+            field="name",
         )
     return cleaned
 
@@ -129,13 +133,13 @@ def _clean_description(description: str) -> str:
         # PostgreSQL text cannot hold NUL; line breaks and tabs are welcome.
         raise errors.InvalidArgument(
             "Description must not contain NUL characters",
-            reason="INVALID_DESCRIPTION",
+            reason=errors.Reason.INVALID_DESCRIPTION,
             field="description",
         )
     if len(description) > DESCRIPTION_MAX:
         raise errors.InvalidArgument(
             f"Description must be at most {DESCRIPTION_MAX} characters",
-            reason="INVALID_DESCRIPTION",
+            reason=errors.Reason.INVALID_DESCRIPTION,
             field="description",
         )
     return description.strip()
@@ -143,7 +147,7 @@ def _clean_description(description: str) -> str:
 
 def _name_taken() -> errors.AlreadyExists:
     return errors.AlreadyExists(
-        "Channel with this name already exists", reason="CHANNEL_NAME_TAKEN"
+        "Channel with this name already exists", reason=errors.Reason.CHANNEL_NAME_TAKEN
     )
 
 
@@ -252,7 +256,7 @@ async def update_channel(
     if unknown:
         raise errors.InvalidArgument(
             f"Cannot update {', '.join(unknown)}; updatable: name, description",
-            reason="INVALID_UPDATE_MASK",
+            reason=errors.Reason.INVALID_UPDATE_MASK,
             field="update_mask",
         )
     paths = set(update_mask) or {
@@ -262,7 +266,7 @@ async def update_channel(
     }
     if not paths:
         raise errors.InvalidArgument(
-            "Nothing to update: give name or description", reason="EMPTY_UPDATE"
+            "Nothing to update: give name or description", reason=errors.Reason.EMPTY_UPDATE
         )
     channel = await open_for_managing(session, actor=actor, channel_id=channel_id)
     values: dict[str, str] = {}

@@ -6,10 +6,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Generic, TypeVar
 
-T = TypeVar("T")
+from atomchat_server.db.models import JoinRequestStatus, Role
 
-MODERATOR = "moderator"
-USER = "user"
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,18 +17,18 @@ class Actor:
 
     user_id: int
     username: str
-    role: str
+    role: Role
 
     @property
     def is_moderator(self) -> bool:
-        return self.role == MODERATOR
+        return self.role == Role.MODERATOR
 
 
 @dataclass(frozen=True, slots=True)
 class UserView:
     id: int
     username: str
-    role: str
+    role: Role
     is_active: bool
     created_at: datetime
 
@@ -66,7 +65,7 @@ class JoinRequestView:
     id: int
     channel_id: int
     user_id: int
-    status: str
+    status: JoinRequestStatus
     created_at: datetime
     decided_at: datetime | None
     decided_by: int | None

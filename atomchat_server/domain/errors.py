@@ -1,6 +1,6 @@
 """What can go wrong in the domain, with no knowledge of gRPC.
 
-    DomainError                 message + stable reason (e.g. CHANNEL_NOT_FOUND)
+    DomainError                 message + stable reason (a Reason)
     ├── InvalidArgument         the request is malformed; carries field violations
     ├── Unauthenticated         no valid credentials
     ├── PermissionDenied        authenticated, but not allowed
@@ -8,15 +8,54 @@
     ├── AlreadyExists           it exists already
     ├── FailedPrecondition      not in a state that allows this
     ├── ResourceExhausted       a client fell too far behind
-    └── Unavailable             the service is going away; retry elsewhere
+    └── Unavailable             the service or its database cannot answer now; retry
 
 api/status.py turns each into a gRPC status code with google.rpc details,
-in one place.
+in one place; db/errors.py turns the database driver's failures into these.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum, unique
+
+
+@unique
+class Reason(StrEnum):
+    """Every stable reason a client may see in google.rpc.ErrorInfo, listed once."""
+
+    ALREADY_MEMBER = "ALREADY_MEMBER"
+    CANNOT_BLOCK_SELF = "CANNOT_BLOCK_SELF"
+    CANNOT_REMOVE_OWNER = "CANNOT_REMOVE_OWNER"
+    CHANNEL_NAME_TAKEN = "CHANNEL_NAME_TAKEN"
+    CHANNEL_NOT_FOUND = "CHANNEL_NOT_FOUND"
+    CHANNEL_OWNER_REQUIRED = "CHANNEL_OWNER_REQUIRED"
+    DATABASE_UNAVAILABLE = "DATABASE_UNAVAILABLE"
+    EMPTY_UPDATE = "EMPTY_UPDATE"
+    INVALID_ARGUMENT = "INVALID_ARGUMENT"
+    INVALID_CLIENT_MESSAGE_ID = "INVALID_CLIENT_MESSAGE_ID"
+    INVALID_CONTENT = "INVALID_CONTENT"
+    INVALID_CREDENTIALS = "INVALID_CREDENTIALS"
+    INVALID_DESCRIPTION = "INVALID_DESCRIPTION"
+    INVALID_NAME = "INVALID_NAME"
+    INVALID_PASSWORD = "INVALID_PASSWORD"
+    INVALID_TEXT = "INVALID_TEXT"
+    INVALID_UPDATE_MASK = "INVALID_UPDATE_MASK"
+    INVALID_USERNAME = "INVALID_USERNAME"
+    JOIN_FIRST = "JOIN_FIRST"
+    JOIN_REQUEST_NOT_FOUND = "JOIN_REQUEST_NOT_FOUND"
+    JOIN_REQUEST_NOT_PENDING = "JOIN_REQUEST_NOT_PENDING"
+    JOIN_REQUEST_PENDING = "JOIN_REQUEST_PENDING"
+    MEMBER_NOT_FOUND = "MEMBER_NOT_FOUND"
+    MISSING_TOKEN = "MISSING_TOKEN"
+    MODERATOR_REQUIRED = "MODERATOR_REQUIRED"
+    NOT_A_MEMBER = "NOT_A_MEMBER"
+    OWNER_CANNOT_LEAVE = "OWNER_CANNOT_LEAVE"
+    SHUTTING_DOWN = "SHUTTING_DOWN"
+    SUBSCRIBER_TOO_SLOW = "SUBSCRIBER_TOO_SLOW"
+    USERNAME_TAKEN = "USERNAME_TAKEN"
+    USER_BLOCKED = "USER_BLOCKED"
+    USER_NOT_FOUND = "USER_NOT_FOUND"
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,7 +67,7 @@ class FieldViolation:
 class DomainError(Exception):
     """An expected failure, answered to the client as it is."""
 
-    def __init__(self, message: str, *, reason: str) -> None:
+    def __init__(self, message: str, *, reason: Reason) -> None:
         super().__init__(message)
         self.message = message
         self.reason = reason
@@ -36,7 +75,7 @@ class DomainError(Exception):
 
 class InvalidArgument(DomainError):
     def __init__(
-        self, message: str, *, reason: str = "INVALID_ARGUMENT", field: str | None = None
+        self, message: str, *, reason: Reason = Reason.INVALID_ARGUMENT, field: str | None = None
     ) -> None:
         super().__init__(message, reason=reason)
         self.violations: tuple[FieldViolation, ...] = (
@@ -77,24 +116,45 @@ NOT_A_MEMBER = "You are not a member of this channel."
 
 
 def invalid_credentials() -> Unauthenticated:
-    return Unauthenticated(INVALID_CREDENTIALS, reason="INVALID_CREDENTIALS")
+    return Unauthenticated(INVALID_CREDENTIALS, reason=Reason.INVALID_CREDENTIALS)
+
+
+def user_blocked() -> Unauthenticated:
+    return Unauthenticated("User is blocked", reason=Reason.USER_BLOCKED)
 
 
 def channel_not_found() -> NotFound:
-    return NotFound("Channel not found", reason="CHANNEL_NOT_FOUND")
+    return NotFound("Channel not found", reason=Reason.CHANNEL_NOT_FOUND)
 
 
 def user_not_found() -> NotFound:
-    return NotFound("User not found", reason="USER_NOT_FOUND")
+    return NotFound("User not found", reason=Reason.USER_NOT_FOUND)
 
 
 def join_request_not_found() -> NotFound:
-    return NotFound("Join request not found", reason="JOIN_REQUEST_NOT_FOUND")
+    return NotFound("Join request not found", reason=Reason.JOIN_REQUEST_NOT_FOUND)
 
 
 def not_a_member() -> PermissionDenied:
-    return PermissionDenied(NOT_A_MEMBER, reason="NOT_A_MEMBER")
+    return PermissionDenied(NOT_A_MEMBER, reason=Reason.NOT_A_MEMBER)
 
 
-def not_enough_permissions(reason: str) -> PermissionDenied:
+def not_enough_permissions(reason: Reason) -> PermissionDenied:
     return PermissionDenied("Not enough permissions", reason=reason)
+
+
+def already_member() -> AlreadyExists:
+    return AlreadyExists("User is already a member of this channel", reason=Reason.ALREADY_MEMBER)
+
+
+def database_unavailable() -> Unavailable:
+    return Unavailable("Database unavailable, try again", reason=Reason.DATABASE_UNAVAILABLE)
+
+
+def shutting_down() -> Unavailable:
+    return Unavailable("Server is shutting down", reason=Reason.SHUTTING_DOWN)
+
+
+def unstorable_text() -> InvalidArgument:
+    """Text PostgreSQL cannot store (a NUL character) that got past validation."""
+    return InvalidArgument("Text must not contain NUL characters", reason=Reason.INVALID_TEXT)

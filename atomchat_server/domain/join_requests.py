@@ -6,12 +6,11 @@ from sqlalchemy import func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from atomchat_server.db.models import ChannelJoinRequest
+from atomchat_server.db.models import ChannelJoinRequest, JoinRequestStatus
 from atomchat_server.domain import errors, membership, pagination, policy
 from atomchat_server.domain.channels import get_active_channel, open_for_managing, standing
 from atomchat_server.domain.entities import Actor, JoinRequestView, Page
 
-PENDING, ACCEPTED, REJECTED = "pending", "accepted", "rejected"
 # The predicate of the partial unique index uq_channel_join_requests_pending,
 # as SQL text: ON CONFLICT infers the index only from a literal predicate. A
 # bound parameter ("status = $1") matches while PostgreSQL plans each call
@@ -25,7 +24,7 @@ def _view(row: ChannelJoinRequest) -> JoinRequestView:
         id=row.id,
         channel_id=row.channel_id,
         user_id=row.user_id,
-        status=row.status,
+        status=JoinRequestStatus(row.status),
         created_at=row.created_at,
         decided_at=row.decided_at,
         decided_by=row.decided_by,
@@ -37,9 +36,7 @@ async def create_join_request(
 ) -> JoinRequestView:
     await get_active_channel(session, channel_id=channel_id)
     if (await standing(session, channel_id=channel_id, user_id=actor.user_id)).is_member:
-        raise errors.AlreadyExists(
-            "User is already a member of this channel", reason="ALREADY_MEMBER"
-        )
+        raise errors.already_member()
     row = await session.scalar(
         insert(ChannelJoinRequest)
         .values(channel_id=channel_id, user_id=actor.user_id)
@@ -50,7 +47,9 @@ async def create_join_request(
         .returning(ChannelJoinRequest)
     )
     if row is None:
-        raise errors.AlreadyExists("Join request already exists", reason="JOIN_REQUEST_PENDING")
+        raise errors.AlreadyExists(
+            "Join request already exists", reason=errors.Reason.JOIN_REQUEST_PENDING
+        )
     return _view(row)
 
 
@@ -80,7 +79,7 @@ async def list_join_requests(
     *,
     actor: Actor,
     channel_id: int,
-    status: str,
+    status: JoinRequestStatus,
     page_size: int,
     page_token: str,
 ) -> Page[JoinRequestView]:
@@ -96,13 +95,16 @@ async def list_join_requests(
 
 
 async def _decide(
-    session: AsyncSession, *, actor: Actor, request_id: int, status: str
+    session: AsyncSession, *, actor: Actor, request_id: int, status: JoinRequestStatus
 ) -> JoinRequestView:
     request = await _load(session, request_id)
     await open_for_managing(session, actor=actor, channel_id=request.channel_id, lock=True)
     row = await session.scalar(
         update(ChannelJoinRequest)
-        .where(ChannelJoinRequest.id == request_id, ChannelJoinRequest.status == PENDING)
+        .where(
+            ChannelJoinRequest.id == request_id,
+            ChannelJoinRequest.status == JoinRequestStatus.PENDING,
+        )
         .values(status=status, decided_at=func.now(), decided_by=actor.user_id)
         .returning(ChannelJoinRequest)
         .execution_options(populate_existing=True)
@@ -112,9 +114,9 @@ async def _decide(
             select(ChannelJoinRequest.status).where(ChannelJoinRequest.id == request_id)
         )
         raise errors.FailedPrecondition(
-            f"Join request is already {current}", reason="JOIN_REQUEST_NOT_PENDING"
+            f"Join request is already {current}", reason=errors.Reason.JOIN_REQUEST_NOT_PENDING
         )
-    if status == ACCEPTED:
+    if status == JoinRequestStatus.ACCEPTED:
         # A user blocked since asking is not let in (as AddMember would not);
         # raising here rolls the decision back too.
         await membership.joinable_user(session, user_id=request.user_id)
@@ -128,14 +130,18 @@ async def accept_join_request(
     session: AsyncSession, *, actor: Actor, request_id: int
 ) -> JoinRequestView:
     """Accept a pending request; the requester becomes a member."""
-    return await _decide(session, actor=actor, request_id=request_id, status=ACCEPTED)
+    return await _decide(
+        session, actor=actor, request_id=request_id, status=JoinRequestStatus.ACCEPTED
+    )
 
 
 async def decline_join_request(
     session: AsyncSession, *, actor: Actor, request_id: int
 ) -> JoinRequestView:
     """Reject a pending request; the user may ask again."""
-    return await _decide(session, actor=actor, request_id=request_id, status=REJECTED)
+    return await _decide(
+        session, actor=actor, request_id=request_id, status=JoinRequestStatus.REJECTED
+    )
 
 
 async def settle_pending(
@@ -147,7 +153,7 @@ async def settle_pending(
         .where(
             ChannelJoinRequest.channel_id == channel_id,
             ChannelJoinRequest.user_id == user_id,
-            ChannelJoinRequest.status == PENDING,
+            ChannelJoinRequest.status == JoinRequestStatus.PENDING,
         )
-        .values(status=ACCEPTED, decided_at=func.now(), decided_by=actor.user_id)
+        .values(status=JoinRequestStatus.ACCEPTED, decided_at=func.now(), decided_by=actor.user_id)
     )

@@ -25,9 +25,7 @@ async def add_member(
     user = await membership.joinable_user(session, user_id=user_id)
     row = await membership.insert_member(session, channel_id=channel_id, user_id=user_id)
     if row is None:
-        raise errors.AlreadyExists(
-            "User is already a member of this channel", reason="ALREADY_MEMBER"
-        )
+        raise errors.already_member()
     await settle_pending(session, actor=actor, channel_id=channel_id, user_id=user_id)
     return member_view(row, user.username)
 
@@ -39,7 +37,9 @@ async def remove_member(
     await open_for_managing(session, actor=actor, channel_id=channel_id, lock=True)
     target = await standing(session, channel_id=channel_id, user_id=user_id)
     if not target.is_member:
-        raise errors.NotFound("User is not a member of this channel", reason="MEMBER_NOT_FOUND")
+        raise errors.NotFound(
+            "User is not a member of this channel", reason=errors.Reason.MEMBER_NOT_FOUND
+        )
     policy.ensure_can_be_removed(target)
     await membership.delete_member(session, channel_id=channel_id, user_id=user_id)
     await events.emit(session, events.MemberRemoved(channel_id, user_id))

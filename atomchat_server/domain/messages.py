@@ -26,13 +26,13 @@ def clean_content(content: str) -> str:
     if not 1 <= len(cleaned) <= CONTENT_MAX:
         raise errors.InvalidArgument(
             f"Message content must be 1-{CONTENT_MAX} characters after trimming",
-            reason="INVALID_CONTENT",
+            reason=errors.Reason.INVALID_CONTENT,
             field="content",
         )
     if "\x00" in cleaned:
         raise errors.InvalidArgument(
             "Message content must not contain NUL characters",
-            reason="INVALID_CONTENT",
+            reason=errors.Reason.INVALID_CONTENT,
             field="content",
         )
     return cleaned
@@ -42,7 +42,7 @@ def clean_client_message_id(client_message_id: str) -> str | None:
     if len(client_message_id) > CLIENT_MESSAGE_ID_MAX or "\x00" in client_message_id:
         raise errors.InvalidArgument(
             f"client_message_id must be at most {CLIENT_MESSAGE_ID_MAX} characters, without NUL",
-            reason="INVALID_CLIENT_MESSAGE_ID",
+            reason=errors.Reason.INVALID_CLIENT_MESSAGE_ID,
             field="client_message_id",
         )
     return client_message_id or None

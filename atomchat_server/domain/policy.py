@@ -27,13 +27,13 @@ OUTSIDER = Standing(is_member=False, is_owner=False)
 def ensure_moderator(actor: Actor) -> None:
     """Blocking and unblocking users."""
     if not actor.is_moderator:
-        raise errors.not_enough_permissions("MODERATOR_REQUIRED")
+        raise errors.not_enough_permissions(errors.Reason.MODERATOR_REQUIRED)
 
 
 def ensure_can_manage_channel(actor: Actor, standing: Standing) -> None:
     """Changing or deleting a channel, deciding join requests, adding and removing members."""
     if not (standing.is_owner or actor.is_moderator):
-        raise errors.not_enough_permissions("CHANNEL_OWNER_REQUIRED")
+        raise errors.not_enough_permissions(errors.Reason.CHANNEL_OWNER_REQUIRED)
 
 
 def ensure_can_read_channel(actor: Actor, standing: Standing) -> None:
@@ -50,7 +50,7 @@ def can_see_join_request(actor: Actor, request: JoinRequestView, standing: Stand
 def ensure_can_be_removed(target: Standing) -> None:
     if target.is_owner:
         raise errors.FailedPrecondition(
-            "You cannot remove the channel owner", reason="CANNOT_REMOVE_OWNER"
+            "You cannot remove the channel owner", reason=errors.Reason.CANNOT_REMOVE_OWNER
         )
 
 
@@ -60,14 +60,16 @@ def ensure_can_leave(standing: Standing) -> None:
         raise errors.not_a_member()
     if standing.is_owner:
         raise errors.FailedPrecondition(
-            "The channel owner cannot leave the channel", reason="OWNER_CANNOT_LEAVE"
+            "The channel owner cannot leave the channel", reason=errors.Reason.OWNER_CANNOT_LEAVE
         )
 
 
 def ensure_not_self(actor: Actor, user_id: int) -> None:
     """A moderator may not block themselves out of the service."""
     if actor.user_id == user_id:
-        raise errors.FailedPrecondition("You cannot block yourself", reason="CANNOT_BLOCK_SELF")
+        raise errors.FailedPrecondition(
+            "You cannot block yourself", reason=errors.Reason.CANNOT_BLOCK_SELF
+        )
 
 
 def stream_survives_removal(is_moderator: bool) -> bool:

@@ -173,7 +173,7 @@ class MessagePoster:
         Posts are committed in the order they were submitted.
         """
         if self._closing or self._thread is None:
-            raise errors.Unavailable("Server is shutting down", reason="SHUTTING_DOWN")
+            raise errors.shutting_down()
         post = _Post(
             actor=actor,
             channel_id=channel_id,
@@ -233,7 +233,7 @@ class MessagePoster:
                 self._connection.terminate()
                 self._connection = None
             unavailable = errors.Unavailable(
-                "Database unavailable, try again", reason="DATABASE_UNAVAILABLE"
+                "Database unavailable, try again", reason=errors.Reason.DATABASE_UNAVAILABLE
             )
             for post in batch:
                 post.fail(unavailable)

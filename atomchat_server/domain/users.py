@@ -10,7 +10,7 @@ from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from atomchat_server.db.models import User
+from atomchat_server.db.models import Role, User
 from atomchat_server.domain import errors, events, policy
 from atomchat_server.domain.entities import Actor, UserView
 
@@ -24,7 +24,7 @@ def user_view(row: User) -> UserView:
     return UserView(
         id=row.id,
         username=row.username,
-        role=row.role,
+        role=Role(row.role),
         is_active=row.is_active,
         created_at=row.created_at,
     )
@@ -34,12 +34,14 @@ def validate_credentials(username: str, password: str) -> None:
     if not USERNAME_PATTERN.fullmatch(username):
         raise errors.InvalidArgument(
             "Username must be 4-32 characters: letters, digits, '_', '.' or '-'",
-            reason="INVALID_USERNAME",
+            reason=errors.Reason.INVALID_USERNAME,
             field="username",
         )
     if not PASSWORD_MIN <= len(password) <= PASSWORD_MAX:
         raise errors.InvalidArgument(
-            "Password must be 4-128 characters", reason="INVALID_PASSWORD", field="password"
+            "Password must be 4-128 characters",
+            reason=errors.Reason.INVALID_PASSWORD,
+            field="password",
         )
 
 
@@ -64,7 +66,7 @@ async def create_user(session: AsyncSession, *, username: str, hashed_password: 
 
 
 def _username_taken() -> errors.AlreadyExists:
-    return errors.AlreadyExists("Username already exists", reason="USERNAME_TAKEN")
+    return errors.AlreadyExists("Username already exists", reason=errors.Reason.USERNAME_TAKEN)
 
 
 @dataclass(frozen=True, slots=True)

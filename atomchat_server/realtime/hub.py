@@ -83,7 +83,8 @@ class Subscriber(Generic[Item]):
         if len(self._items) + len(self.control) >= self._limit:
             self.close(
                 errors.ResourceExhausted(
-                    "Too far behind: resume with after_seq", reason="SUBSCRIBER_TOO_SLOW"
+                    "Too far behind: resume with after_seq",
+                    reason=errors.Reason.SUBSCRIBER_TOO_SLOW,
                 )
             )
             return False

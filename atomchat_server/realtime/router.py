@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 
 def user_blocked_error() -> errors.Unauthenticated:
-    return errors.Unauthenticated("User is blocked", reason="USER_BLOCKED")
+    return errors.Unauthenticated("User is blocked", reason=errors.Reason.USER_BLOCKED)
 
 
 class EventRouter:
