@@ -78,8 +78,10 @@ class App:
         self.tokens = Tokens(
             secret=settings.jwt_secret, lifetime=timedelta(minutes=settings.token_minutes)
         )
-        self.authenticator = Authenticator(self.tokens, self.database)
-        self.router = EventRouter(self.hub, self.database, forget_user=self.authenticator.forget)
+        self.authenticator = Authenticator(
+            self.tokens, self.database, max_age=settings.auth_cache_seconds
+        )
+        self.router = EventRouter(self.hub, self.database, users=self.authenticator)
         self.database.on_commit = self.router.after_commit
         self.bus = Bus(
             asyncpg_dsn(database_url),

@@ -14,6 +14,7 @@ Flags win over environment variables, which win over the defaults:
 | production         |                | ATOMCHAT_ENV=production     | off                  |
 | heartbeat_seconds  |                | ATOMCHAT_HEARTBEAT_SECONDS  | 15                   |
 | stream_buffer      |                | ATOMCHAT_STREAM_BUFFER      | 4096                 |
+| auth_cache_seconds |                | ATOMCHAT_AUTH_CACHE_SECONDS | 30                   |
 | shutdown_grace     |                | ATOMCHAT_SHUTDOWN_GRACE     | 3                    |
 | hash_workers       |                | ATOMCHAT_HASH_WORKERS       | half the CPUs, >= 1  |
 | envoy              | --no-envoy     |                             | on                   |
@@ -72,6 +73,7 @@ class Settings:
     production: bool = False
     heartbeat_seconds: float = 15.0
     stream_buffer: int = 4096
+    auth_cache_seconds: float = 30.0
     shutdown_grace: float = 3.0
     hash_workers: int = 1
     envoy: bool = True
@@ -94,6 +96,9 @@ class Settings:
             production=env.get("ATOMCHAT_ENV", "").lower() == "production",
             heartbeat_seconds=_float(env, "ATOMCHAT_HEARTBEAT_SECONDS", defaults.heartbeat_seconds),
             stream_buffer=_int(env, "ATOMCHAT_STREAM_BUFFER", defaults.stream_buffer, minimum=16),
+            auth_cache_seconds=_float(
+                env, "ATOMCHAT_AUTH_CACHE_SECONDS", defaults.auth_cache_seconds
+            ),
             shutdown_grace=_float(env, "ATOMCHAT_SHUTDOWN_GRACE", defaults.shutdown_grace),
             hash_workers=_int(
                 env, "ATOMCHAT_HASH_WORKERS", max(1, (os.cpu_count() or 2) // 2), minimum=1

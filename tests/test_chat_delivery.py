@@ -15,7 +15,7 @@ from atomchat.v1 import chat_pb2
 from atomchat_server.app import App
 from tests.chat_support import chat, post, seqs, subscription
 from tests.conftest import TEST_SETTINGS, with_settings
-from tests.support import People, ServerProcess, eventually, server_process, sql
+from tests.support import People, ServerProcess, server_process, sql
 
 
 async def read_to_the_end(call: grpc.aio.UnaryStreamCall[Any, Any]) -> grpc.aio.AioRpcError:
@@ -142,10 +142,7 @@ async def test_the_listener_reconnects_and_streams_recover_what_they_missed(
             for n in range(5):
                 await post(remote, channel.id, f"during the drop {n}")
 
-            async def reconnected() -> bool:
-                return app.bus.reconnects > reconnects
-
-            await eventually(reconnected)
+            await app.bus.wait_for_reconnects(reconnects + 1)
             await post(remote, channel.id, "after the drop")
             messages = await here.feed.until_messages(7)
         assert seqs(messages) == list(range(1, 8))

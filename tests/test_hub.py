@@ -1,15 +1,18 @@
-"""The hub alone: order, holding early messages, one read per gap, bounded buffers."""
+"""The hub alone: order, holding early messages, one read per gap, bounded buffers,
+fan-out rounds and heartbeat sweeps on a clock the tests move by hand."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
-from dataclasses import dataclass
+import heapq
+import itertools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from atomchat_server.domain import errors
 from atomchat_server.domain.entities import MessageView
-from atomchat_server.realtime.hub import Hub, Subscriber
+from atomchat_server.realtime.hub import ROUND_SECONDS_PER_SUBSCRIBER, Hub, Subscriber
 
 CHANNEL = 7
 
@@ -45,8 +48,57 @@ class Store:
         return [message(seq) for seq in range(first, min(last, self.last) + 1)]
 
 
-def make_hub(store: Store, *, buffer_limit: int = 100) -> Hub[Item]:
-    return Hub(lambda m: Item(m.seq), store.fetch, buffer_limit=buffer_limit, heartbeat_seconds=60)
+@dataclass
+class ManualTimer:
+    cancelled: bool = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+@dataclass
+class ManualClock:
+    """Time stands still until a test moves it; timers fire as it passes them."""
+
+    now: float = 1000.0
+    _timers: list[tuple[float, int, ManualTimer, Callable[[], None]]] = field(default_factory=list)
+    _order: itertools.count[int] = field(default_factory=itertools.count)
+
+    def time(self) -> float:
+        return self.now
+
+    def call_at(self, when: float, callback: Callable[[], None]) -> ManualTimer:
+        timer = ManualTimer()
+        heapq.heappush(self._timers, (when, next(self._order), timer, callback))
+        return timer
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+        while self._timers and self._timers[0][0] <= self.now:
+            _, _, timer, callback = heapq.heappop(self._timers)
+            if not timer.cancelled:
+                callback()
+
+
+HEARTBEAT_SECONDS = 60.0
+
+
+def make_hub(
+    store: Store,
+    *,
+    buffer_limit: int = 100,
+    clock: ManualClock | None = None,
+    round_cost: float = 0.0,
+) -> Hub[Item]:
+    """A hub on a clock of its own; fan-out rounds cost no time unless a test says so."""
+    return Hub(
+        lambda m: Item(m.seq),
+        store.fetch,
+        buffer_limit=buffer_limit,
+        heartbeat_seconds=HEARTBEAT_SECONDS,
+        clock=clock or ManualClock(),
+        round_seconds_per_subscriber=round_cost,
+    )
 
 
 def taken(subscriber: Subscriber[Item]) -> list[int]:
@@ -116,23 +168,26 @@ async def test_a_full_buffer_closes_only_that_subscriber() -> None:
     for seq in range(1, 6):
         hub.publish(CHANNEL, [message(seq)])
         assert await receive(fast, 1) == [seq]
-    assert isinstance(slow.closed, errors.ResourceExhausted)
+    assert isinstance(slow.ends_with, errors.ResourceExhausted)
     assert hub.subscribers(CHANNEL) == [fast]
 
 
-async def test_closing_by_user_member_and_channel() -> None:
+async def test_closing_the_chosen_subscribers_of_a_channel_by_user_and_by_channel() -> None:
     hub = make_hub(Store(last=0))
     alice_here = hub.subscribe(CHANNEL, 1, is_moderator=False)
     alice_there = hub.subscribe(CHANNEL + 1, 1, is_moderator=False)
     moderator = hub.subscribe(CHANNEL, 3, is_moderator=True)
     bob = hub.subscribe(CHANNEL, 2, is_moderator=False)
-    hub.close_member(CHANNEL, 3, errors.not_a_member(), spare_moderators=True)
-    assert moderator.closed is None
+    hub.close_where(CHANNEL, errors.not_a_member(), lambda s: not s.is_moderator and s.user_id == 3)
+    assert moderator.ends_with is None
+    hub.close_where(CHANNEL, errors.not_a_member(), lambda s: s.is_moderator)
+    assert isinstance(moderator.ends_with, errors.PermissionDenied)
     hub.close_user(1, errors.invalid_credentials())
-    assert alice_here.closed is not None
-    assert alice_there.closed is not None
+    assert isinstance(alice_here.ends_with, errors.Unauthenticated)
+    assert isinstance(alice_there.ends_with, errors.Unauthenticated)
+    assert bob.ends_with is None
     hub.close_channel(CHANNEL, errors.channel_not_found())
-    assert isinstance(bob.closed, errors.NotFound)
+    assert isinstance(bob.ends_with, errors.NotFound)
     assert hub.channels() == {}
 
 
@@ -167,24 +222,58 @@ async def test_what_becomes_known_while_reading_is_read_too() -> None:
 
 
 async def test_messages_arriving_between_rounds_share_the_next_round() -> None:
-    hub = make_hub(Store(last=0))
+    clock = ManualClock()
+    hub = make_hub(Store(last=0), clock=clock, round_cost=ROUND_SECONDS_PER_SUBSCRIBER)
     subscribers = [hub.subscribe(CHANNEL, n, is_moderator=False) for n in range(100)]
     hub.publish(CHANNEL, [message(1)])
     assert all(taken(s) == [1] for s in subscribers), "a quiet channel's round goes out at once"
     hub.publish(CHANNEL, [message(2)])
     hub.publish(CHANNEL, [message(3)])
     assert all(taken(s) == [] for s in subscribers), "the next round waits its turn"
-    assert await receive(subscribers[0], 2) == [2, 3]
-    assert all(taken(s) == [2, 3] for s in subscribers[1:])
+    round_time = 100 * ROUND_SECONDS_PER_SUBSCRIBER
+    clock.advance(round_time / 2)
+    assert all(taken(s) == [] for s in subscribers), "half a round later it still waits"
+    clock.advance(round_time / 2)
+    assert all(taken(s) == [2, 3] for s in subscribers), "then both go out in one round"
 
 
 async def test_busy_channels_share_the_fan_out_time() -> None:
-    hub = make_hub(Store(last=0))
+    clock = ManualClock()
+    hub = make_hub(Store(last=0), clock=clock, round_cost=ROUND_SECONDS_PER_SUBSCRIBER)
     here = [hub.subscribe(CHANNEL, n, is_moderator=False) for n in range(100)]
     there = [hub.subscribe(CHANNEL + 1, n, is_moderator=False) for n in range(100)]
     hub.publish(CHANNEL, [message(1)])
     assert all(taken(s) == [1] for s in here)
     hub.publish(CHANNEL + 1, [message(1)])
     assert all(taken(s) == [] for s in there), "another channel's round waits its turn too"
-    assert await receive(there[0], 1) == [1]
+    clock.advance(100 * ROUND_SECONDS_PER_SUBSCRIBER)
+    assert all(taken(s) == [1] for s in there)
+
+
+async def test_a_quiet_loop_sends_a_round_at_once_whatever_came_before() -> None:
+    clock = ManualClock()
+    hub = make_hub(Store(last=0), clock=clock, round_cost=ROUND_SECONDS_PER_SUBSCRIBER)
+    subscriber = hub.subscribe(CHANNEL, 1, is_moderator=False)
+    hub.publish(CHANNEL, [message(1)])
+    clock.advance(ROUND_SECONDS_PER_SUBSCRIBER)
+    hub.publish(CHANNEL, [message(2)])
+    assert taken(subscriber) == [1, 2]
+
+
+async def test_heartbeats_go_to_subscribers_that_sent_nothing_for_a_whole_sweep() -> None:
+    clock = ManualClock()
+    hub = make_hub(Store(last=0), clock=clock)
+    hub.start()
+    quiet = hub.subscribe(CHANNEL, 1, is_moderator=False)
+    busy = hub.subscribe(CHANNEL, 2, is_moderator=False)
+    clock.advance(HEARTBEAT_SECONDS)
+    # The first sweep only marks both: each may have sent just before it.
+    assert not quiet.heartbeat_due
+    assert not busy.heartbeat_due
+    busy.active = True  # what a stream's writer does whenever it sends
+    clock.advance(HEARTBEAT_SECONDS)
+    assert quiet.heartbeat_due
+    assert not busy.heartbeat_due
     await hub.close()
+    clock.advance(10 * HEARTBEAT_SECONDS)
+    assert not busy.heartbeat_due, "a closed hub sweeps no more"

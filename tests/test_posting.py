@@ -30,7 +30,7 @@ async def explain_repeat_lookup(
     poster: MessagePoster, channel_id: int, user_id: int
 ) -> dict[str, Any]:
     """The plan the poster's own prepared repeat lookup would run with now."""
-    connection = poster._connection
+    connection = poster._committer._connection
     assert connection is not None
     name = await connection.fetchval(
         "SELECT name FROM pg_prepared_statements WHERE statement = $1", _EXISTING
@@ -47,8 +47,9 @@ async def explain_repeat_lookup(
 
 async def on_posters_loop(poster: MessagePoster, work: Coroutine[Any, Any, T]) -> T:
     """Run `work` on the poster's own event loop, where its connection lives."""
-    assert poster._loop is not None
-    return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(work, poster._loop))
+    loop = poster._committer._loop
+    assert loop is not None
+    return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(work, loop))
 
 
 async def test_the_repeat_lookup_uses_the_index_after_the_table_has_grown(

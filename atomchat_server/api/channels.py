@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from atomchat.v1 import channels_pb2, channels_pb2_grpc, resources_pb2
 from google.protobuf import empty_pb2
 
@@ -11,8 +9,7 @@ from atomchat_server.api import convert
 from atomchat_server.auth.interceptor import current_actor
 from atomchat_server.db.engine import Database
 from atomchat_server.domain import channels
-
-Context = Any
+from atomchat_server.interception import Context
 
 
 class ChannelServicer(channels_pb2_grpc.ChannelServiceServicer):

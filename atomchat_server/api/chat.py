@@ -9,7 +9,6 @@ import functools
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
 
 import grpc
 from atomchat.v1 import chat_pb2, resources_pb2
@@ -21,6 +20,7 @@ from atomchat_server.db.engine import Database
 from atomchat_server.domain import errors, messages
 from atomchat_server.domain.entities import Actor, ChannelView, MessageView
 from atomchat_server.domain.posting import MessagePoster
+from atomchat_server.interception import Context
 from atomchat_server.realtime.delivery import Delivery, Encoded, Framing
 from atomchat_server.realtime.hub import Hub, Subscriber
 
@@ -29,8 +29,6 @@ log = logging.getLogger(__name__)
 SERVICE = "atomchat.v1.ChatService"
 MAX_SENDS_IN_FLIGHT = 256
 FRAMING = Framing(batch=wire.batch_frame, heartbeat=wire.heartbeat_frame)
-
-Context = grpc.aio.ServicerContext[Any, bytes]
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from atomchat.v1 import join_requests_pb2, join_requests_pb2_grpc, resources_pb2
 
 from atomchat_server.api import convert
 from atomchat_server.auth.interceptor import current_actor
 from atomchat_server.db.engine import Database
 from atomchat_server.domain import join_requests
-
-Context = Any
+from atomchat_server.interception import Context
 
 
 class JoinRequestServicer(join_requests_pb2_grpc.JoinRequestServiceServicer):

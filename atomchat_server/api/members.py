@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from atomchat.v1 import members_pb2, members_pb2_grpc, resources_pb2
 from google.protobuf import empty_pb2
 
@@ -11,8 +9,7 @@ from atomchat_server.api import convert
 from atomchat_server.auth.interceptor import current_actor
 from atomchat_server.db.engine import Database
 from atomchat_server.domain import members
-
-Context = Any
+from atomchat_server.interception import Context
 
 
 class MemberServicer(members_pb2_grpc.MemberServiceServicer):

@@ -2,9 +2,10 @@
 
 Domain errors become their status code with the error's English message and
 google.rpc details: an ErrorInfo carrying the stable reason, and a
-BadRequest listing field violations where there are any. A lost database
-connection becomes UNAVAILABLE. Anything else is a bug: it is logged, and
-the client gets INTERNAL "Internal Server Error", which reveals nothing.
+BadRequest listing field violations where there are any (the database
+driver's failures arrive here already as domain errors: db/errors.py).
+Anything else is a bug: it is logged, and the client gets INTERNAL
+"Internal Server Error", which reveals nothing.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import grpc
 from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from atomchat_server.domain import errors
 from atomchat_server.interception import Behaviour, Context, is_own_method, wrap_handler
@@ -76,20 +76,7 @@ def status_of(error: errors.DomainError) -> grpc.Status:
     )
 
 
-UNAVAILABLE = errors.Unavailable(
-    "Database unavailable, try again", reason=errors.Reason.DATABASE_UNAVAILABLE
-)
 INTERNAL_MESSAGE = "Internal Server Error"
-# Text PostgreSQL cannot store (a NUL character) that got past validation is
-# still the client's doing: character_not_in_repertoire, untranslatable_character.
-UNSTORABLE_TEXT_SQLSTATES = frozenset({"22021", "22P05"})
-UNSTORABLE_TEXT = errors.InvalidArgument(
-    "Text must not contain NUL characters", reason=errors.Reason.INVALID_TEXT
-)
-
-
-def _unstorable_text(exc: DBAPIError) -> bool:
-    return getattr(exc.orig, "sqlstate", None) in UNSTORABLE_TEXT_SQLSTATES
 
 
 async def abort(context: Context, error: errors.DomainError) -> None:
@@ -114,16 +101,6 @@ async def _mapped(behaviour: Behaviour, request: Any, context: Context) -> Any:
         raise
     except errors.DomainError as error:
         await abort(context, error)
-    except (OperationalError, InterfaceError, ConnectionError) as exc:
-        log.warning("database unavailable: %s", exc)
-        await abort(context, UNAVAILABLE)
-    except DBAPIError as exc:
-        if _unstorable_text(exc):
-            log.warning("refused text the database cannot store: %s", exc.orig)
-            await abort(context, UNSTORABLE_TEXT)
-        else:
-            log.exception("unexpected error")
-            await context.abort(grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE)
     except Exception:
         if context.done():
             # The client went away while a stream was writing to it.

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from atomchat.v1 import resources_pb2, users_pb2, users_pb2_grpc
 
 from atomchat_server.api import convert
@@ -12,8 +10,7 @@ from atomchat_server.auth.passwords import Passwords
 from atomchat_server.auth.tokens import Tokens
 from atomchat_server.db.engine import Database
 from atomchat_server.domain import users
-
-Context = Any
+from atomchat_server.interception import Context
 
 
 class UserServicer(users_pb2_grpc.UserServiceServicer):

@@ -22,12 +22,20 @@ _LENGTH_DELIMITED = 2
 _MESSAGE_FIELD = chat_pb2.ChatStreamResponse.MESSAGE_FIELD_NUMBER
 _BATCH_FIELD = chat_pb2.ChatStreamResponse.MESSAGES_FIELD_NUMBER
 _BATCH_ENTRY_FIELD = chat_pb2.MessageBatch.MESSAGES_FIELD_NUMBER
-assert _MESSAGE_FIELD == chat_pb2.ChatEvent.MESSAGE_FIELD_NUMBER
-assert _BATCH_FIELD == chat_pb2.ChatEvent.MESSAGES_FIELD_NUMBER
-assert (
-    chat_pb2.ChatStreamResponse.HEARTBEAT_FIELD_NUMBER == chat_pb2.ChatEvent.HEARTBEAT_FIELD_NUMBER
-)
-assert chat_pb2.ChatStreamResponse.JOINED_FIELD_NUMBER == chat_pb2.ChatEvent.JOINED_FIELD_NUMBER
+
+
+def _check_shared_field_numbers() -> None:
+    """The frames encoded once for both kinds of stream need the same numbers in both."""
+    for name in ("message", "messages", "heartbeat", "joined"):
+        response = chat_pb2.ChatStreamResponse.DESCRIPTOR.fields_by_name[name].number
+        event = chat_pb2.ChatEvent.DESCRIPTOR.fields_by_name[name].number
+        if response != event:
+            raise ImportError(
+                f"ChatStreamResponse.{name} is field {response} but ChatEvent.{name} is {event}"
+            )
+
+
+_check_shared_field_numbers()
 
 
 def _varint(value: int) -> bytes:

@@ -1,24 +1,26 @@
 """Who is calling: one interceptor authenticates every call but Register and Login.
 
-The bearer token names a user; the user is then looked up (through a cache
-that the event router empties for a user whenever they are blocked or
-unblocked, in any process), so a blocked user's tokens stop working on
-their next call. The caller is available to servicers as `current_actor()`.
+The bearer token names a user; the user is then looked up through a cache,
+so a blocked user's tokens stop working on their next call. The cache
+forgets a user whenever they are blocked or unblocked in any process (the
+event router tells it), forgets everyone when this process may have missed
+such news (the bus reconnected), and never trusts an entry older than its
+age limit, as a second line of defence. The caller is available to
+servicers as `current_actor()`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from contextvars import ContextVar
 from typing import Any
 
 import grpc
-from sqlalchemy import select
 
 from atomchat_server.auth.tokens import Tokens
 from atomchat_server.db.engine import Database
-from atomchat_server.db.models import User
-from atomchat_server.domain import errors
+from atomchat_server.domain import errors, users
 from atomchat_server.domain.entities import Actor
 from atomchat_server.interception import Behaviour, Context, is_own_method, wrap_handler
 
@@ -48,17 +50,28 @@ def bearer_token(metadata: Iterable[tuple[str, str | bytes]] | None) -> str:
 class Authenticator:
     """Tokens to actors, with a cache of who is active and in which role."""
 
-    def __init__(self, tokens: Tokens, database: Database) -> None:
+    def __init__(
+        self,
+        tokens: Tokens,
+        database: Database,
+        *,
+        max_age: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._tokens = tokens
         self._database = database
-        self._cache: dict[int, Actor | None] = {}
+        self._max_age = max_age
+        self._clock = clock
+        # user id -> (when it was read, the actor or None for "not active").
+        self._cache: dict[int, tuple[float, Actor | None]] = {}
         # Bumped by every forget: a lookup that raced with one is not cached.
         self._generation = 0
 
     async def actor(self, metadata: Iterable[tuple[str, str | bytes]] | None) -> Actor:
         user_id = self._tokens.user_id(bearer_token(metadata))
-        if user_id in self._cache:
-            actor = self._cache[user_id]
+        cached = self._cache.get(user_id)
+        if cached is not None and self._clock() - cached[0] < self._max_age:
+            actor = cached[1]
         else:
             actor = await self._load(user_id)
         if actor is None:
@@ -67,24 +80,22 @@ class Authenticator:
 
     async def _load(self, user_id: int) -> Actor | None:
         generation = self._generation
+        read_at = self._clock()
         async with self._database.transaction() as session:
-            row = (
-                await session.execute(
-                    select(User.username, User.role, User.is_active).where(User.id == user_id)
-                )
-            ).first()
-        actor = None
-        if row is not None and row.is_active:
-            actor = Actor(user_id=user_id, username=row.username, role=row.role)
+            actor = await users.find_active_actor(session, user_id=user_id)
         if generation == self._generation:
             if len(self._cache) >= CACHE_LIMIT:
                 self._cache.clear()
-            self._cache[user_id] = actor
+            self._cache[user_id] = (read_at, actor)
         return actor
 
     def forget(self, user_id: int) -> None:
         self._generation += 1
         self._cache.pop(user_id, None)
+
+    def forget_everyone(self) -> None:
+        self._generation += 1
+        self._cache.clear()
 
 
 class AuthInterceptor(grpc.aio.ServerInterceptor):

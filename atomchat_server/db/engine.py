@@ -9,6 +9,8 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
+from atomchat_server.db.errors import mapped_driver_errors
+
 AFTER_COMMIT_KEY = "atomchat.after_commit"
 ORIGIN_KEY = "atomchat.origin"
 
@@ -80,17 +82,20 @@ class Database:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
-        async with self._sessions() as session:
-            session.info[ORIGIN_KEY] = self.origin
-            async with session.begin():
-                yield session
-            queued = session.info.pop(AFTER_COMMIT_KEY, None)
+        """One session in one transaction; the driver's failures come out as domain errors."""
+        with mapped_driver_errors():
+            async with self._sessions() as session:
+                session.info[ORIGIN_KEY] = self.origin
+                async with session.begin():
+                    yield session
+                queued = session.info.pop(AFTER_COMMIT_KEY, None)
         if queued and self.on_commit is not None:
             self.on_commit(queued)
 
     async def ping(self) -> None:
-        async with self.engine.connect() as connection:
-            await connection.execute(text("SELECT 1"))
+        with mapped_driver_errors():
+            async with self.engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
 
     async def dispose(self) -> None:
         await self.engine.dispose()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from importlib import resources
 
 from alembic import command
@@ -41,7 +40,3 @@ async def upgrade(url: str, revision: str = "head") -> None:
 
 async def downgrade(url: str, revision: str = "base") -> None:
     await _run(url, "downgrade", revision)
-
-
-def run_upgrade(url: str) -> None:
-    asyncio.run(upgrade(url))

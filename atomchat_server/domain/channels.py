@@ -179,7 +179,8 @@ async def create_channel(
             )
     except IntegrityError as exc:
         raise _name_taken() from exc
-    assert channel is not None
+    if channel is None:
+        raise RuntimeError("INSERT … RETURNING returned no channel")
     await membership.insert_member(
         session, channel_id=channel.id, user_id=actor.user_id, is_owner=True
     )

@@ -97,21 +97,6 @@ def _views(rows: Sequence[Row[Message, str]]) -> list[MessageView]:
     return [_view(row) for row in rows]
 
 
-async def after(
-    session: AsyncSession, *, channel_id: int, after_seq: int, limit: int = CATCH_UP_PAGE
-) -> list[MessageView]:
-    """Up to `limit` messages with seq > after_seq, in seq order."""
-    rows = (
-        await session.execute(
-            _select()
-            .where(Message.channel_id == channel_id, Message.seq > after_seq)
-            .order_by(Message.seq)
-            .limit(limit)
-        )
-    ).all()
-    return _views(rows)
-
-
 async def between(
     session: AsyncSession,
     *,

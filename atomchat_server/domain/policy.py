@@ -1,8 +1,11 @@
 """Who may do what: the only place that knows.
 
 Every rule is a plain function of the caller and their standing in a channel
-(`Standing`, loaded by the caller of these functions). Each either returns or
-raises the DomainError the client will see.
+(`Standing`, loaded by the caller of these functions). `ensure_*` functions
+return or raise the DomainError the client will see; predicates answer for
+places that decide many at once (a batch of posts, the streams of a channel).
+Every part of the service that needs a rule calls it here: the unary calls,
+the poster's batches, and the router that ends streams.
 """
 
 from __future__ import annotations
@@ -36,9 +39,18 @@ def ensure_can_manage_channel(actor: Actor, standing: Standing) -> None:
         raise errors.not_enough_permissions(errors.Reason.CHANNEL_OWNER_REQUIRED)
 
 
+def can_take_part(*, is_member: bool, is_moderator: bool) -> bool:
+    """Reading, posting, streaming and listing members of a channel: members and moderators.
+
+    A stream whose user stops being a member (removed, or left) ends unless
+    this still holds without membership: moderators keep theirs.
+    """
+    return is_member or is_moderator
+
+
 def ensure_can_read_channel(actor: Actor, standing: Standing) -> None:
     """Chatting, reading history and listing members: members and moderators."""
-    if not (standing.is_member or actor.is_moderator):
+    if not can_take_part(is_member=standing.is_member, is_moderator=actor.is_moderator):
         raise errors.not_a_member()
 
 
@@ -70,8 +82,3 @@ def ensure_not_self(actor: Actor, user_id: int) -> None:
         raise errors.FailedPrecondition(
             "You cannot block yourself", reason=errors.Reason.CANNOT_BLOCK_SELF
         )
-
-
-def stream_survives_removal(is_moderator: bool) -> bool:
-    """A moderator reads any channel, so losing membership does not end their stream."""
-    return is_moderator

@@ -1,41 +1,30 @@
-"""Posting messages, with group commit.
+"""Posting messages: what one batch decides.
 
-Each post is validated at once; then it waits in a queue. One task commits
-whatever has queued up in a single transaction: it locks the channels
-concerned (in id order), checks that every sender is still active and still
-allowed to write there, answers repeated client_message_ids with the
-original message, numbers the new messages with gap-free per-channel seqs,
-inserts them, and issues the channels' NOTIFYs (PostgreSQL delivers them
-only if the transaction commits). Under load many posts share one commit,
-which PostgreSQL serialises for transactions that notify; when idle, a post
-commits alone at once.
+Each post is validated at once; then it waits in the group committer's
+queue (db/group_commit.py). A batch is written in one transaction: it locks
+the channels concerned (in id order), checks that every sender is still
+active and still allowed to write there, answers repeated
+client_message_ids with the original message, numbers the new messages
+with gap-free per-channel seqs, inserts them, and issues the channels'
+NOTIFYs (PostgreSQL delivers them only if the transaction commits). Under
+load many posts share one commit; when idle, a post commits alone at once.
 
-This is the hot path of the service, so the poster owns one asyncpg
-connection and talks to it directly, in five statements a batch. It runs on
-a thread of its own, with its own event loop: on the server's loop each of a
-batch's seven round trips waited behind whatever fan-out was under way
-(commit p99 35 ms at 500 subscribers). Posts and their outcomes cross
-between the loops with call_soon_threadsafe.
+This is the hot path of the service: the batch talks to its asyncpg
+connection directly, in five statements.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
-import threading
-from collections import deque
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
 import asyncpg
 
-from atomchat_server.db.engine import session_settings
-from atomchat_server.domain import errors, events
+from atomchat_server.db.group_commit import GroupCommitter, OnCommit
+from atomchat_server.domain import errors, events, policy
 from atomchat_server.domain.entities import Actor, MessageView
 from atomchat_server.domain.messages import clean_client_message_id, clean_content
-
-log = logging.getLogger(__name__)
 
 MAX_BATCH = 500
 APPLICATION_NAME = "atomchat-poster"
@@ -46,13 +35,13 @@ _LOCK_CHANNELS = (
 )
 # Every sender, whether still active, and the channels of the batch they belong to.
 _SENDERS = (
-    "SELECT u.id, u.is_active, m.channel_id FROM users u"
+    "SELECT u.id AS user_id, u.is_active, m.channel_id FROM users u"
     " LEFT JOIN channel_members m ON m.user_id = u.id AND m.channel_id = ANY($2::bigint[])"
     " WHERE u.id = ANY($1::bigint[])"
 )
 _EXISTING = (
-    "SELECT m.id, m.channel_id, m.seq, m.sender_id, u.username, m.content, m.created_at,"
-    " m.client_message_id"
+    "SELECT m.id, m.channel_id, m.seq, m.sender_id, u.username AS sender_username, m.content,"
+    " m.created_at, m.client_message_id"
     " FROM messages m JOIN users u ON u.id = m.sender_id"
     " JOIN unnest($1::bigint[], $2::bigint[], $3::text[]) AS k(channel_id, sender_id, key)"
     " ON m.channel_id = k.channel_id AND m.sender_id = k.sender_id"
@@ -72,8 +61,6 @@ _ADVANCE_AND_NOTIFY = (
     " SELECT (SELECT count(*) FROM advanced), count(pg_notify($3, payload))"
     " FROM unnest($4::text[]) AS payload"
 )
-
-OnCommit = Callable[[Sequence[object]], None]
 
 
 @dataclass(slots=True)
@@ -108,54 +95,26 @@ class _Post:
 
 
 class MessagePoster:
-    """Commits posted messages in batches; see the module docstring."""
+    """Posts messages through a group committer; see the module docstring."""
 
     def __init__(
         self, dsn: str, *, origin: str, on_commit: OnCommit, max_batch: int = MAX_BATCH
     ) -> None:
-        self._dsn = dsn
         self._origin = origin
-        self._on_commit = on_commit
-        self._max_batch = max_batch
-        # Appended to by the server's loop, taken from by the poster's.
-        self._queue: deque[_Post] = deque()
-        self._caller: asyncio.AbstractEventLoop | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        # Set on the poster's loop only; `_woken` says a set is on its way.
-        self._wake = asyncio.Event()
-        self._woken = False
-        self._thread: threading.Thread | None = None
-        self._connection: asyncpg.Connection | None = None
-        self._closing = False
+        self._committer: GroupCommitter[_Post] = GroupCommitter(
+            dsn,
+            write_batch=self._write,
+            on_commit=on_commit,
+            max_batch=max_batch,
+            application_name=APPLICATION_NAME,
+        )
 
     def start(self) -> None:
-        """Start the poster's thread; posts are taken from the calling loop from now on."""
-        self._caller = asyncio.get_running_loop()
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._serve, name="message-poster", daemon=True)
-        self._thread.start()
+        self._committer.start()
 
     async def close(self) -> None:
         """Commit what is queued, then stop."""
-        self._closing = True
-        if self._thread is None:
-            return
-        self._signal()
-        await asyncio.to_thread(self._thread.join)
-
-    def _serve(self) -> None:
-        assert self._loop is not None
-        asyncio.set_event_loop(self._loop)
-        try:
-            self._loop.run_until_complete(self._run())
-        finally:
-            self._loop.close()
-
-    def _signal(self) -> None:
-        """Wake the poster's loop, once per batch however many posts arrive meanwhile."""
-        if not self._woken and self._loop is not None:
-            self._woken = True
-            self._loop.call_soon_threadsafe(self._wake.set)
+        await self._committer.close()
 
     async def post(
         self, *, actor: Actor, channel_id: int, content: str, client_message_id: str = ""
@@ -172,7 +131,7 @@ class MessagePoster:
 
         Posts are committed in the order they were submitted.
         """
-        if self._closing or self._thread is None:
+        if not self._committer.accepting:
             raise errors.shutting_down()
         post = _Post(
             actor=actor,
@@ -181,79 +140,13 @@ class MessagePoster:
             client_message_id=clean_client_message_id(client_message_id),
             future=asyncio.get_running_loop().create_future(),
         )
-        self._queue.append(post)
-        self._signal()
+        self._committer.submit(post)
         return post.future
 
-    async def _run(self) -> None:
-        try:
-            while True:
-                await self._wake.wait()
-                self._wake.clear()
-                self._woken = False
-                while self._queue:
-                    count = min(len(self._queue), self._max_batch)
-                    batch = [self._queue.popleft() for _ in range(count)]
-                    emitted = await self._commit(batch)
-                    self._answer(batch, emitted)
-                if self._closing:
-                    return
-        finally:
-            if self._connection is not None:
-                await self._connection.close()
-
-    def _answer(self, batch: list[_Post], emitted: list[events.Event]) -> None:
-        """On the server's loop: hand out what was committed, then answer the posters."""
-        assert self._caller is not None
-
-        def answer() -> None:
-            if emitted:
-                self._on_commit(emitted)
-            for post in batch:
-                post.settle()
-
-        self._caller.call_soon_threadsafe(answer)
-
-    async def _connect(self) -> asyncpg.Connection:
-        if self._connection is None or self._connection.is_closed():
-            self._connection = await asyncpg.connect(
-                self._dsn, server_settings=session_settings(APPLICATION_NAME)
-            )
-        return self._connection
-
-    async def _commit(self, batch: list[_Post]) -> list[events.Event]:
-        """One transaction; every post of the batch gets an outcome. Returns what to hand out."""
-        try:
-            connection = await self._connect()
-            async with connection.transaction():
-                return await _write_batch(connection, batch, self._origin)
-        except (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError) as exc:
-            log.warning("cannot commit %d messages: %r", len(batch), exc)
-            if self._connection is not None:
-                self._connection.terminate()
-                self._connection = None
-            unavailable = errors.Unavailable(
-                "Database unavailable, try again", reason=errors.Reason.DATABASE_UNAVAILABLE
-            )
-            for post in batch:
-                post.fail(unavailable)
-            return []
-        except Exception as exc:
-            if len(batch) > 1:
-                # One bad post must not fail the others it was batched with.
-                log.warning("a batch of %d messages failed (%r); one by one now", len(batch), exc)
-                emitted: list[events.Event] = []
-                for post in batch:
-                    post.reset()
-                    emitted.extend(await self._commit([post]))
-                return emitted
-            log.exception("committing a message failed")
-            batch[0].fail(exc)
-            return []
-
-
-def _fail(post: _Post, error: errors.DomainError) -> None:
-    post.outcome = error
+    async def _write(
+        self, connection: asyncpg.Connection, batch: list[_Post]
+    ) -> list[events.Event]:
+        return await _write_batch(connection, batch, self._origin)
 
 
 async def _write_batch(
@@ -266,21 +159,24 @@ async def _write_batch(
         row["id"]: row["last_seq"] for row in await connection.fetch(_LOCK_CHANNELS, channel_ids)
     }
     active: set[int] = set()
-    writers: set[tuple[int, int]] = set()
-    for user_id, is_active, channel_id in await connection.fetch(_SENDERS, user_ids, channel_ids):
-        if is_active:
-            active.add(user_id)
-        if channel_id is not None:
-            writers.add((channel_id, user_id))
+    members: set[tuple[int, int]] = set()
+    for row in await connection.fetch(_SENDERS, user_ids, channel_ids):
+        if row["is_active"]:
+            active.add(row["user_id"])
+        if row["channel_id"] is not None:
+            members.add((row["channel_id"], row["user_id"]))
 
     accepted: list[_Post] = []
     for post in batch:
         if post.actor.user_id not in active:
-            _fail(post, errors.invalid_credentials())
+            post.fail(errors.invalid_credentials())
         elif post.channel_id not in last_seq:
-            _fail(post, errors.channel_not_found())
-        elif not (post.actor.is_moderator or (post.channel_id, post.actor.user_id) in writers):
-            _fail(post, errors.not_a_member())
+            post.fail(errors.channel_not_found())
+        elif not policy.can_take_part(
+            is_member=(post.channel_id, post.actor.user_id) in members,
+            is_moderator=post.actor.is_moderator,
+        ):
+            post.fail(errors.not_a_member())
         else:
             accepted.append(post)
 
@@ -291,7 +187,7 @@ async def _write_batch(
         last_seq[post.channel_id] += 1
         post.seq = last_seq[post.channel_id]
     inserted = {
-        (row["channel_id"], row["seq"]): (row["id"], row["created_at"])
+        (row["channel_id"], row["seq"]): row
         for row in await connection.fetch(
             _INSERT,
             [post.channel_id for post in fresh],
@@ -304,7 +200,8 @@ async def _write_batch(
     touched = sorted({post.channel_id for post in fresh})
     by_channel: dict[int, list[MessageView]] = {channel: [] for channel in touched}
     for post in fresh:
-        view = _view(post, *inserted[(post.channel_id, post.seq)])
+        row = inserted[(post.channel_id, post.seq)]
+        view = _view(post, message_id=row["id"], created_at=row["created_at"])
         by_channel[post.channel_id].append(view)
         post.outcome = view
     posted: list[events.Event] = [
@@ -333,7 +230,7 @@ async def _resolve_repeats(connection: asyncpg.Connection, posts: list[_Post]) -
             [post.client_message_id for post in keyed],
         )
         for row in rows:
-            view = MessageView(*row)
+            view = MessageView(**row)
             existing[(view.channel_id, view.sender_id, view.client_message_id or "")] = view
     fresh: list[_Post] = []
     first_in_batch: dict[tuple[int, int, str], _Post] = {}
@@ -352,7 +249,7 @@ async def _resolve_repeats(connection: asyncpg.Connection, posts: list[_Post]) -
     return fresh
 
 
-def _view(post: _Post, message_id: int, created_at: datetime) -> MessageView:
+def _view(post: _Post, *, message_id: int, created_at: datetime) -> MessageView:
     return MessageView(
         id=message_id,
         channel_id=post.channel_id,

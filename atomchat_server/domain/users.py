@@ -98,6 +98,18 @@ async def authenticate(
     return candidate.user
 
 
+async def find_active_actor(session: AsyncSession, *, user_id: int) -> Actor | None:
+    """The user a token names, as a caller: None when unknown or blocked."""
+    row = (
+        await session.execute(
+            select(User.username, User.role).where(User.id == user_id, User.is_active)
+        )
+    ).first()
+    if row is None:
+        return None
+    return Actor(user_id=user_id, username=row.username, role=Role(row.role))
+
+
 async def get_user(session: AsyncSession, *, user_id: int) -> UserView:
     row = await session.get(User, user_id)
     if row is None:

@@ -1,4 +1,4 @@
-"""Envoy's admin interface: is it ready, and where does a listener listen."""
+"""Envoy's admin interface: is it ready, where does a listener listen, and its counters."""
 
 from __future__ import annotations
 
@@ -42,6 +42,16 @@ class Admin:
                 port: int = listener["local_address"]["socket_address"]["port_value"]
                 return port
         raise LookupError(f"Envoy has no listener {name!r}")
+
+    async def counter(self, name: str) -> int:
+        """The value of one of Envoy's counters (0 when Envoy has not created it yet)."""
+        status, body = await self._get("/stats?format=json&usedonly")
+        if status != 200:
+            raise OSError(f"Envoy admin /stats answered {status}")
+        for stat in json.loads(body)["stats"]:
+            if stat.get("name") == name:
+                return int(stat["value"])
+        return 0
 
     async def _get(self, path: str) -> tuple[int, bytes]:
         return await asyncio.to_thread(self._get_blocking, path)

@@ -4,7 +4,8 @@ One dedicated connection per process LISTENs on the events channel and hands
 every decoded event from *other* processes to `on_event` (this process's own
 events were dispatched right after their commit). If the connection drops,
 the bus reconnects with backoff and then calls `on_reconnect`, which lets
-the process catch up on whatever it may have missed, by seq.
+the process catch up on whatever it may have missed, by seq. `reconnects`
+counts the reconnections whose catch-up has run.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from collections.abc import Awaitable, Callable
 import asyncpg
 
 from atomchat_server.db.engine import session_settings
+from atomchat_server.db.errors import domain_error
 from atomchat_server.domain import events
 
 log = logging.getLogger(__name__)
@@ -47,6 +49,7 @@ class Bus:
         self._keepalive = keepalive_seconds
         self._task: asyncio.Task[None] | None = None
         self._listening = asyncio.Event()
+        self._reconnected = asyncio.Condition()
         self.reconnects = 0
 
     async def start(self) -> None:
@@ -64,9 +67,14 @@ class Bus:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
-    def _receive(self, _connection: object, _pid: int, _channel: str, payload: str) -> None:
+    async def wait_for_reconnects(self, count: int) -> None:
+        """Wait until `count` reconnections (each with its catch-up) have completed."""
+        async with self._reconnected:
+            await self._reconnected.wait_for(lambda: self.reconnects >= count)
+
+    def _receive(self, _connection: object, _pid: int, _channel: str, payload: object) -> None:
         try:
-            origin, event = events.decode(payload)
+            origin, event = events.decode(str(payload))
         except ValueError:
             log.exception("ignoring a malformed notification")
             return
@@ -81,7 +89,7 @@ class Bus:
                 connection = await asyncpg.connect(
                     self._dsn, server_settings=session_settings(APPLICATION_NAME)
                 )
-            except (OSError, asyncpg.PostgresError) as exc:
+            except Exception as exc:
                 if first:
                     raise
                 log.warning("event bus: cannot reconnect (%s); retrying in %.1fs", exc, delay)
@@ -92,25 +100,27 @@ class Bus:
                 lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
                 connection.add_termination_listener(functools.partial(_mark_lost, lost))
                 await connection.add_listener(events.NOTIFY_CHANNEL, self._receive)
-                delay = 0.1
                 if not first:
-                    self.reconnects += 1
+                    # A catch-up that fails is retried on a new connection.
                     log.info("event bus: listening again; catching up")
-                    await self._catch_up()
+                    await self._on_reconnect()
+                    async with self._reconnected:
+                        self.reconnects += 1
+                        self._reconnected.notify_all()
+                delay = 0.1
                 first = False
                 self._listening.set()
                 await self._watch(connection, lost)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                log.warning("event bus: connection lost (%s)", exc)
+            except Exception as exc:
+                if first:
+                    raise
+                level = logging.WARNING if domain_error(exc) else logging.ERROR
+                log.log(level, "event bus: connection lost (%r); reconnecting", exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
             finally:
                 if not connection.is_closed():
                     connection.terminate()
-
-    async def _catch_up(self) -> None:
-        try:
-            await self._on_reconnect()
-        except Exception:
-            log.exception("event bus: catching up after a reconnect failed")
 
     async def _watch(self, connection: asyncpg.Connection, lost: asyncio.Future[None]) -> None:
         """Return when the connection is gone; a periodic query notices silent drops."""

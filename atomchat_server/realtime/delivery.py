@@ -72,7 +72,7 @@ class Delivery:
         while True:
             await subscriber.wait()
             subscriber.active = True
-            if subscriber.closed is None:
+            if subscriber.ends_with is None:
                 items = subscriber.take(self._max_batch * 8)
                 if items:
                     await self._send_live(items)
@@ -81,8 +81,8 @@ class Delivery:
                 subscriber.heartbeat_due = False
             while subscriber.control:
                 await self._write(subscriber.control.popleft())
-            if subscriber.closed is not None:
-                raise subscriber.closed
+            if subscriber.ends_with is not None:
+                raise subscriber.ends_with
 
     async def _send_live(self, items: Sequence[Encoded]) -> None:
         pending: list[Encoded] = []

@@ -14,11 +14,15 @@ with the error their stream ends with.
 Heartbeats: one sweep per heartbeat interval marks every subscriber that
 sent nothing since the previous sweep, and wakes it to send a heartbeat. No
 per-stream timer is armed or cancelled on the hot path.
+
+Time comes from a `Clock` (the event loop's, unless a test gives its own),
+so fan-out rounds and heartbeat sweeps can be driven step by step.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
@@ -32,6 +36,28 @@ log = logging.getLogger(__name__)
 
 def _seq(message: MessageView) -> int:
     return message.seq
+
+
+class Timer(Protocol):
+    def cancel(self) -> None: ...
+
+
+class Clock(Protocol):
+    """What the hub needs of time: the time now, and a callback at a time."""
+
+    def time(self) -> float: ...
+
+    def call_at(self, when: float, callback: Callable[[], None]) -> Timer: ...
+
+
+class LoopClock:
+    """The running event loop's clock."""
+
+    def time(self) -> float:
+        return asyncio.get_running_loop().time()
+
+    def call_at(self, when: float, callback: Callable[[], None]) -> Timer:
+        return asyncio.get_running_loop().call_at(when, callback)
 
 
 class Sequenced(Protocol):
@@ -51,8 +77,8 @@ class Subscriber(Generic[Item]):
         "_waiter",
         "active",
         "channel_id",
-        "closed",
         "control",
+        "ends_with",
         "heartbeat_due",
         "is_moderator",
         "user_id",
@@ -62,7 +88,8 @@ class Subscriber(Generic[Item]):
         self.channel_id = channel_id
         self.user_id = user_id
         self.is_moderator = is_moderator
-        self.closed: errors.DomainError | None = None
+        # The error the stream ends with, once the subscriber is closed.
+        self.ends_with: errors.DomainError | None = None
         self.control: deque[bytes] = deque()
         self._items: deque[Item] = deque()
         self._limit = limit
@@ -78,7 +105,7 @@ class Subscriber(Generic[Item]):
 
     def push(self, item: Item) -> bool:
         """Buffer a message; False (and closed) if the reader fell too far behind."""
-        if self.closed is not None:
+        if self.ends_with is not None:
             return False
         if len(self._items) + len(self.control) >= self._limit:
             self.close(
@@ -94,13 +121,13 @@ class Subscriber(Generic[Item]):
 
     def push_control(self, frame: bytes) -> None:
         """Queue a frame for this stream alone (an ack or an error)."""
-        if self.closed is None:
+        if self.ends_with is None:
             self.control.append(frame)
             self._wake()
 
     def close(self, error: errors.DomainError) -> None:
-        if self.closed is None:
-            self.closed = error
+        if self.ends_with is None:
+            self.ends_with = error
             self._items.clear()
             self._wake()
 
@@ -110,7 +137,7 @@ class Subscriber(Generic[Item]):
 
     async def wait(self) -> None:
         """Wait until there is something to send, a heartbeat is due, or the end."""
-        if self._items or self.control or self.closed or self.heartbeat_due:
+        if self._items or self.control or self.ends_with or self.heartbeat_due:
             return
         self._waiter = asyncio.get_running_loop().create_future()
         try:
@@ -165,7 +192,7 @@ class _Feed(Generic[Item]):
         self.filling = False
         # What waits for this channel's next fan-out round, and its timer.
         self.waiting: list[MessageView] = []
-        self.round_timer: asyncio.TimerHandle | None = None
+        self.round_timer: Timer | None = None
 
     def missing_to(self) -> int:
         """The last seq this channel knows of but has not handed out (or less)."""
@@ -190,20 +217,28 @@ class Hub(Generic[Item]):
         *,
         buffer_limit: int,
         heartbeat_seconds: float,
+        clock: Clock | None = None,
+        round_seconds_per_subscriber: float = ROUND_SECONDS_PER_SUBSCRIBER,
     ) -> None:
         self._encode = encode
         self._fetch = fetch
         self._buffer_limit = buffer_limit
         self._heartbeat_seconds = heartbeat_seconds
+        self._clock: Clock = clock or LoopClock()
+        self._round_cost = round_seconds_per_subscriber
         self._feeds: dict[int, _Feed[Item]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._sweep_timer: Timer | None = None
         # Until when the fan-out time already reserved by rounds lasts.
         self._fan_out_until = 0.0
 
     def start(self) -> None:
-        self._spawn(self._sweep())
+        self._schedule_sweep()
 
     async def close(self) -> None:
+        if self._sweep_timer is not None:
+            self._sweep_timer.cancel()
+            self._sweep_timer = None
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -213,14 +248,17 @@ class Hub(Generic[Item]):
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _sweep(self) -> None:
-        while True:
-            await asyncio.sleep(self._heartbeat_seconds)
-            for feed in self._feeds.values():
-                for subscriber in feed.subscribers:
-                    if not subscriber.active:
-                        subscriber.request_heartbeat()
-                    subscriber.active = False
+    def _schedule_sweep(self) -> None:
+        when = self._clock.time() + self._heartbeat_seconds
+        self._sweep_timer = self._clock.call_at(when, self._sweep)
+
+    def _sweep(self) -> None:
+        for feed in self._feeds.values():
+            for subscriber in feed.subscribers:
+                if not subscriber.active:
+                    subscriber.request_heartbeat()
+                subscriber.active = False
+        self._schedule_sweep()
 
     def subscribe(self, channel_id: int, user_id: int, *, is_moderator: bool) -> Subscriber[Item]:
         subscriber: Subscriber[Item] = Subscriber(
@@ -324,13 +362,13 @@ class Hub(Generic[Item]):
         feed.waiting.extend(messages)
         if feed.round_timer is not None:
             return
-        loop = asyncio.get_running_loop()
-        start = max(loop.time(), self._fan_out_until)
-        self._fan_out_until = start + len(feed.subscribers) * ROUND_SECONDS_PER_SUBSCRIBER
-        if start <= loop.time():
+        now = self._clock.time()
+        start = max(now, self._fan_out_until)
+        self._fan_out_until = start + len(feed.subscribers) * self._round_cost
+        if start <= now:
             self._round(feed)
         else:
-            feed.round_timer = loop.call_at(start, self._round, feed)
+            feed.round_timer = self._clock.call_at(start, functools.partial(self._round, feed))
 
     def _round(self, feed: _Feed[Item]) -> None:
         feed.round_timer = None
@@ -345,32 +383,25 @@ class Hub(Generic[Item]):
         for subscriber in slow:
             self.unsubscribe(subscriber)
 
-    def _close_where(
+    def close_where(
         self,
+        channel_id: int,
         error: errors.DomainError,
-        keep: Callable[[Subscriber[Item]], bool],
-        channel_ids: Iterable[int],
+        which: Callable[[Subscriber[Item]], bool],
     ) -> None:
-        for channel_id in list(channel_ids):
-            for subscriber in self.subscribers(channel_id):
-                if not keep(subscriber):
-                    subscriber.close(error)
-                    self.unsubscribe(subscriber)
+        """End the channel's subscribers that `which` picks, with `error`."""
+        for subscriber in self.subscribers(channel_id):
+            if which(subscriber):
+                subscriber.close(error)
+                self.unsubscribe(subscriber)
 
     def close_user(self, user_id: int, error: errors.DomainError) -> None:
-        self._close_where(error, lambda s: s.user_id != user_id, self._feeds)
-
-    def close_member(
-        self, channel_id: int, user_id: int, error: errors.DomainError, *, spare_moderators: bool
-    ) -> None:
-        self._close_where(
-            error,
-            lambda s: s.user_id != user_id or (spare_moderators and s.is_moderator),
-            [channel_id],
-        )
+        for channel_id in list(self._feeds):
+            self.close_where(channel_id, error, lambda s: s.user_id == user_id)
 
     def close_channel(self, channel_id: int, error: errors.DomainError) -> None:
-        self._close_where(error, lambda s: False, [channel_id])
+        self.close_where(channel_id, error, lambda s: True)
 
     def close_all(self, error: errors.DomainError) -> None:
-        self._close_where(error, lambda s: False, self._feeds)
+        for channel_id in list(self._feeds):
+            self.close_channel(channel_id, error)

@@ -1,0 +1,97 @@
+"""A TCP relay a test puts between a server and PostgreSQL, to cut the link at will."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from sqlalchemy.engine import make_url
+
+
+@dataclass(eq=False)
+class _Link:
+    client: asyncio.StreamWriter
+    upstream: asyncio.StreamWriter
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    @property
+    def upstream_port(self) -> int:
+        """The local port of the relay's connection to PostgreSQL (its client_port there)."""
+        return int(self.upstream.get_extra_info("sockname")[1])
+
+    def close(self) -> None:
+        for writer in (self.client, self.upstream):
+            writer.close()
+
+
+class TcpProxy:
+    """Relays connections to `target`; `refuse_new` makes new ones fail at once."""
+
+    def __init__(self, target_host: str, target_port: int) -> None:
+        self._target = (target_host, target_port)
+        self._links: set[_Link] = set()
+        self._server: asyncio.Server | None = None
+        self.refuse_new = False
+        self.port = 0
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    def upstream_ports(self) -> list[int]:
+        return [link.upstream_port for link in self._links]
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for link in list(self._links):
+            link.close()
+        tasks = [task for link in self._links for task in link.tasks]
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._server is not None:
+            await self._server.wait_closed()
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.refuse_new:
+            writer.close()
+            return
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*self._target)
+        except OSError:
+            writer.close()
+            return
+        link = _Link(writer, up_writer)
+        self._links.add(link)
+        link.tasks = [
+            asyncio.create_task(_pump(reader, up_writer)),
+            asyncio.create_task(_pump(up_reader, writer)),
+        ]
+        await asyncio.gather(*link.tasks, return_exceptions=True)
+        link.close()
+        self._links.discard(link)
+
+
+async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    except (ConnectionError, OSError):
+        pass
+    finally:
+        writer.close()
+
+
+@contextlib.asynccontextmanager
+async def proxied(database_url: str) -> AsyncIterator[tuple[TcpProxy, str]]:
+    """A relay to the database's server, and the database's URL through it."""
+    url = make_url(database_url)
+    proxy = TcpProxy(url.host or "127.0.0.1", url.port or 5432)
+    await proxy.start()
+    try:
+        through = url.set(host="127.0.0.1", port=proxy.port)
+        yield proxy, through.render_as_string(hide_password=False)
+    finally:
+        await proxy.close()
