@@ -74,6 +74,7 @@ class App:
             messages.range_reader(self.database),
             buffer_limit=settings.stream_buffer,
             heartbeat_seconds=settings.heartbeat_seconds,
+            stall_seconds=settings.stalled_stream_seconds,
         )
         self.tokens = Tokens(
             secret=settings.jwt_secret, lifetime=timedelta(minutes=settings.token_minutes)

@@ -15,6 +15,7 @@ Flags win over environment variables, which win over the defaults:
 | heartbeat_seconds  |                | ATOMCHAT_HEARTBEAT_SECONDS  | 15                   |
 | stream_buffer      |                | ATOMCHAT_STREAM_BUFFER      | 4096                 |
 | auth_cache_seconds |                | ATOMCHAT_AUTH_CACHE_SECONDS | 30                   |
+| stalled_stream_seconds |            | ATOMCHAT_STALLED_STREAM_SECONDS | 30               |
 | shutdown_grace     |                | ATOMCHAT_SHUTDOWN_GRACE     | 3                    |
 | hash_workers       |                | ATOMCHAT_HASH_WORKERS       | half the CPUs, >= 1  |
 | envoy              | --no-envoy     |                             | on                   |
@@ -74,6 +75,7 @@ class Settings:
     heartbeat_seconds: float = 15.0
     stream_buffer: int = 4096
     auth_cache_seconds: float = 30.0
+    stalled_stream_seconds: float = 30.0
     shutdown_grace: float = 3.0
     hash_workers: int = 1
     envoy: bool = True
@@ -98,6 +100,9 @@ class Settings:
             stream_buffer=_int(env, "ATOMCHAT_STREAM_BUFFER", defaults.stream_buffer, minimum=16),
             auth_cache_seconds=_float(
                 env, "ATOMCHAT_AUTH_CACHE_SECONDS", defaults.auth_cache_seconds
+            ),
+            stalled_stream_seconds=_float(
+                env, "ATOMCHAT_STALLED_STREAM_SECONDS", defaults.stalled_stream_seconds
             ),
             shutdown_grace=_float(env, "ATOMCHAT_SHUTDOWN_GRACE", defaults.shutdown_grace),
             hash_workers=_int(

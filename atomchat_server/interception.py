@@ -28,9 +28,17 @@ _KINDS = {
 }
 
 
+Deserializer = Callable[[bytes], Any]
+
+
 def wrap_handler(
-    handler: grpc.RpcMethodHandler[Any, Any], around: Around
+    handler: grpc.RpcMethodHandler[Any, Any],
+    around: Around,
+    *,
+    deserializer: Callable[[Deserializer | None], Deserializer | None] | None = None,
 ) -> grpc.RpcMethodHandler[Any, Any]:
+    """The handler with `around` wrapped around its behaviour (and, when given,
+    its request deserializer replaced by `deserializer(the handler's own)`)."""
     attribute, factory = _KINDS[(handler.request_streaming, handler.response_streaming)]
     behaviour: Behaviour = getattr(handler, attribute)
     if not inspect.iscoroutinefunction(behaviour):
@@ -39,9 +47,12 @@ def wrap_handler(
     async def wrapped(request: Any, context: Context) -> Any:
         return await around(behaviour, request, context)
 
+    request_deserializer = handler.request_deserializer
+    if deserializer is not None:
+        request_deserializer = deserializer(request_deserializer)
     return factory(
         wrapped,
-        request_deserializer=handler.request_deserializer,
+        request_deserializer=request_deserializer,
         response_serializer=handler.response_serializer,
     )
 

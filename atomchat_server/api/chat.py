@@ -4,7 +4,6 @@ half (SendMessage), and history pages (ListMessages)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 from collections.abc import AsyncIterator
@@ -98,12 +97,13 @@ class ChatServicer:
             history_limit=join.history_limit if join.HasField("history_limit") else None,
         )
         reader = asyncio.create_task(self._read_sends(requests, actor, stream))
+        reader.add_done_callback(functools.partial(_end_on_failure, stream.subscriber))
         try:
             await self._deliver(stream, context, max_batch=join.max_batch)
         finally:
+            # The reader's own failure, if any, has ended the stream already.
             reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reader
+            await asyncio.wait({reader})
 
     async def Subscribe(self, request: chat_pb2.SubscribeRequest, context: Context) -> None:
         stream = await self._open(
@@ -194,6 +194,8 @@ class ChatServicer:
         subscriber = stream.subscriber
         in_flight: set[asyncio.Future[MessageView]] = set()
         async for frame in requests:
+            if subscriber.ends_with is not None:
+                return
             if not frame.HasField("send"):
                 subscriber.push_control(
                     wire.error_frame(
@@ -219,6 +221,12 @@ class ChatServicer:
             posted.add_done_callback(functools.partial(_acknowledge, subscriber, key))
             if len(in_flight) >= MAX_SENDS_IN_FLIGHT:
                 await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+
+
+def _end_on_failure(subscriber: Subscriber[Encoded], reader: asyncio.Task[None]) -> None:
+    """A reader that fails (a malformed frame, a bug) ends its stream with that failure."""
+    if not reader.cancelled() and (failure := reader.exception()) is not None:
+        subscriber.close(failure if isinstance(failure, Exception) else RuntimeError(failure))
 
 
 def _acknowledge(

@@ -11,15 +11,24 @@ Anything else is a bug: it is logged, and the client gets INTERNAL
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
 from google.protobuf import any_pb2
+from google.protobuf.message import DecodeError
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from atomchat_server.domain import errors
-from atomchat_server.interception import Behaviour, Context, is_own_method, wrap_handler
+from atomchat_server.interception import (
+    Behaviour,
+    Context,
+    Deserializer,
+    is_own_method,
+    wrap_handler,
+)
 
 log = logging.getLogger(__name__)
 
@@ -91,11 +100,53 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
         handler: grpc.RpcMethodHandler[Any, Any] = await continuation(handler_call_details)
         if handler is None or not is_own_method(handler_call_details.method):
             return handler
-        return wrap_handler(handler, _mapped)
+        if handler.request_streaming:
+            return wrap_handler(handler, _mapped_stream, deserializer=_tolerant)
+        return wrap_handler(handler, _mapped, deserializer=_tolerant)
+
+
+@dataclass(frozen=True, slots=True)
+class _Malformed:
+    """What a request that does not parse becomes, so that it is answered, not crashed on."""
+
+    problem: str
+
+    def error(self) -> errors.InvalidArgument:
+        return errors.InvalidArgument(
+            f"Malformed request: {self.problem}", reason=errors.Reason.MALFORMED_REQUEST
+        )
+
+
+def _tolerant(deserializer: Deserializer | None) -> Deserializer | None:
+    if deserializer is None:
+        return None
+    parse = deserializer
+
+    def deserialize(data: bytes) -> Any:
+        try:
+            return parse(data)
+        except DecodeError as exc:
+            return _Malformed(str(exc).rpartition(": ")[2] or "cannot parse")
+
+    return deserialize
+
+
+async def _checked(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    """A stream's requests; a malformed one raises INVALID_ARGUMENT where it is read."""
+    async for request in requests:
+        if isinstance(request, _Malformed):
+            raise request.error()
+        yield request
+
+
+async def _mapped_stream(behaviour: Behaviour, requests: Any, context: Context) -> Any:
+    return await _mapped(behaviour, _checked(requests), context)
 
 
 async def _mapped(behaviour: Behaviour, request: Any, context: Context) -> Any:
     try:
+        if isinstance(request, _Malformed):
+            raise request.error()
         return await behaviour(request, context)
     except grpc.aio.AbortError:
         raise

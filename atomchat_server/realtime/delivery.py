@@ -12,6 +12,7 @@ the database before the message is sent.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -67,8 +68,9 @@ class Delivery:
         Raises the DomainError the subscriber was closed with, after sending
         the acks and errors it had queued.
         """
-        await self._fill(catch_up_to)
         subscriber = self._subscriber
+        subscriber.writer = asyncio.current_task()
+        await self._fill(catch_up_to)
         while True:
             await subscriber.wait()
             subscriber.active = True

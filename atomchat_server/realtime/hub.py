@@ -60,6 +60,10 @@ class LoopClock:
         return asyncio.get_running_loop().call_at(when, callback)
 
 
+# How long the writer of a stream that fell behind may stay stuck in one write.
+STALL_SECONDS = 30.0
+
+
 class Sequenced(Protocol):
     @property
     def seq(self) -> int: ...
@@ -74,6 +78,7 @@ class Subscriber(Generic[Item]):
     __slots__ = (
         "_items",
         "_limit",
+        "_stall_seconds",
         "_waiter",
         "active",
         "channel_id",
@@ -82,18 +87,31 @@ class Subscriber(Generic[Item]):
         "heartbeat_due",
         "is_moderator",
         "user_id",
+        "writer",
     )
 
-    def __init__(self, channel_id: int, user_id: int, *, is_moderator: bool, limit: int) -> None:
+    def __init__(
+        self,
+        channel_id: int,
+        user_id: int,
+        *,
+        is_moderator: bool,
+        limit: int,
+        stall_seconds: float = STALL_SECONDS,
+    ) -> None:
         self.channel_id = channel_id
         self.user_id = user_id
         self.is_moderator = is_moderator
-        # The error the stream ends with, once the subscriber is closed.
-        self.ends_with: errors.DomainError | None = None
+        # The error the stream ends with, once the subscriber is closed: a
+        # DomainError, or what its reader failed with.
+        self.ends_with: Exception | None = None
         self.control: deque[bytes] = deque()
         self._items: deque[Item] = deque()
         self._limit = limit
+        self._stall_seconds = stall_seconds
         self._waiter: asyncio.Future[None] | None = None
+        # The task that writes this stream, once it runs (see `_fall_behind`).
+        self.writer: asyncio.Task[Any] | None = None
         # Set by the stream whenever it sends; cleared by the heartbeat sweep.
         self.active = True
         self.heartbeat_due = False
@@ -103,29 +121,48 @@ class Subscriber(Generic[Item]):
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
+    def _full(self) -> bool:
+        return len(self._items) + len(self.control) >= self._limit
+
     def push(self, item: Item) -> bool:
         """Buffer a message; False (and closed) if the reader fell too far behind."""
         if self.ends_with is not None:
             return False
-        if len(self._items) + len(self.control) >= self._limit:
-            self.close(
-                errors.ResourceExhausted(
-                    "Too far behind: resume with after_seq",
-                    reason=errors.Reason.SUBSCRIBER_TOO_SLOW,
-                )
-            )
+        if self._full():
+            self._fall_behind()
             return False
         self._items.append(item)
         self._wake()
         return True
 
     def push_control(self, frame: bytes) -> None:
-        """Queue a frame for this stream alone (an ack or an error)."""
-        if self.ends_with is None:
-            self.control.append(frame)
-            self._wake()
+        """Queue a frame for this stream alone (an ack or an error); it counts like a message."""
+        if self.ends_with is not None:
+            return
+        if self._full():
+            self._fall_behind()
+            return
+        self.control.append(frame)
+        self._wake()
 
-    def close(self, error: errors.DomainError) -> None:
+    def _fall_behind(self) -> None:
+        """End a stream whose reader takes nothing: RESOURCE_EXHAUSTED, nothing more queued.
+
+        The writer may be stuck in a write the reader never lets through (no
+        flow-control window): if it still is after the grace period, its task
+        is cancelled, which resets the stream.
+        """
+        self.close(
+            errors.ResourceExhausted(
+                "Too far behind: resume with after_seq", reason=errors.Reason.SUBSCRIBER_TOO_SLOW
+            )
+        )
+        self.control.clear()
+        writer = self.writer
+        if writer is not None and not writer.done():
+            asyncio.get_running_loop().call_later(self._stall_seconds, _cancel_stalled, writer)
+
+    def close(self, error: Exception) -> None:
         if self.ends_with is None:
             self.ends_with = error
             self._items.clear()
@@ -153,6 +190,12 @@ class Subscriber(Generic[Item]):
             items.clear()
             return taken
         return [items.popleft() for _ in range(limit)]
+
+
+def _cancel_stalled(writer: asyncio.Task[Any]) -> None:
+    if not writer.done():
+        log.info("cancelling a stream whose reader let nothing through")
+        writer.cancel()
 
 
 # fetch(channel_id, first_seq, last_seq): the stored messages in that inclusive range.
@@ -217,6 +260,7 @@ class Hub(Generic[Item]):
         *,
         buffer_limit: int,
         heartbeat_seconds: float,
+        stall_seconds: float = STALL_SECONDS,
         clock: Clock | None = None,
         round_seconds_per_subscriber: float = ROUND_SECONDS_PER_SUBSCRIBER,
     ) -> None:
@@ -224,6 +268,7 @@ class Hub(Generic[Item]):
         self._fetch = fetch
         self._buffer_limit = buffer_limit
         self._heartbeat_seconds = heartbeat_seconds
+        self._stall_seconds = stall_seconds
         self._clock: Clock = clock or LoopClock()
         self._round_cost = round_seconds_per_subscriber
         self._feeds: dict[int, _Feed[Item]] = {}
@@ -262,7 +307,11 @@ class Hub(Generic[Item]):
 
     def subscribe(self, channel_id: int, user_id: int, *, is_moderator: bool) -> Subscriber[Item]:
         subscriber: Subscriber[Item] = Subscriber(
-            channel_id, user_id, is_moderator=is_moderator, limit=self._buffer_limit
+            channel_id,
+            user_id,
+            is_moderator=is_moderator,
+            limit=self._buffer_limit,
+            stall_seconds=self._stall_seconds,
         )
         feed = self._feeds.get(channel_id)
         if feed is None:
