@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import gc
+import json
 import logging
 import os
 import signal
@@ -32,6 +33,13 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--data-dir", type=Path, help="embedded database folder (ATOMCHAT_DATA_DIR)")
     serve.add_argument(
         "--no-envoy", dest="envoy", action="store_false", default=None, help="gRPC only"
+    )
+    serve.add_argument(
+        "--port-file",
+        type=Path,
+        default=os.environ.get("ATOMCHAT_PORT_FILE") or None,
+        help='once ready, write {"grpc": PORT, "http": PORT, "pid": PID} there as JSON,'
+        " removed on exit (ATOMCHAT_PORT_FILE)",
     )
     for name, text in (("migrate", "upgrade the database schema"), ("seed", "insert demo data")):
         sub = commands.add_parser(name, help=text)
@@ -81,7 +89,14 @@ async def _seed(settings: Settings) -> int:
     return 0
 
 
-async def _serve(settings: Settings) -> int:
+def write_port_file(path: Path, ports: dict[str, int]) -> None:
+    """Write `ports` to `path` as JSON at once: a reader sees the whole file or none."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_text(json.dumps(ports) + "\n")
+    temporary.replace(path)
+
+
+async def _serve(settings: Settings, port_file: Path | None = None) -> int:
     from atomchat_server.app import App
     from atomchat_server.db.engine import Database
     from atomchat_server.db.migrate import upgrade
@@ -104,6 +119,7 @@ async def _serve(settings: Settings) -> int:
         port = await app.start()
         _settle_garbage_collector()
         envoy = None
+        ports = {"grpc": port}
         try:
             print(f"gRPC      {settings.host}:{port}", flush=True)
             if settings.envoy:
@@ -116,14 +132,20 @@ async def _serve(settings: Settings) -> int:
                     work_dir=settings.data_dir,
                 )
                 http_port = await envoy.start()
+                ports["http"] = http_port
                 print(
                     f"HTTP      http://{settings.host}:{http_port}  (JSON, grpc-web, web client)",
                     flush=True,
                 )
             print("AtomChat is ready; Ctrl-C stops it", flush=True)
+            if port_file is not None:
+                ports["pid"] = os.getpid()
+                await asyncio.to_thread(write_port_file, port_file, ports)
             await stop.wait()
             log.info("shutting down")
         finally:
+            if port_file is not None:
+                await asyncio.to_thread(port_file.unlink, missing_ok=True)
             # The server first, so that its streams end with a status that
             # reaches clients through Envoy; then Envoy.
             try:
@@ -171,7 +193,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"atomchat: {exc}", file=sys.stderr)
         return 2
-    command = {"serve": _serve, "migrate": _migrate, "seed": _seed}[options.command]
+    if options.command == "serve":
+        return _run(_serve(settings, options.port_file))
+    command = {"migrate": _migrate, "seed": _seed}[options.command]
     return _run(command(settings))
 
 

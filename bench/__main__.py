@@ -10,9 +10,10 @@ import time
 from pathlib import Path
 
 from bench import report
-from bench.database import BenchDatabase
+from bench.database import BenchDatabase, server_url
 from bench.scenarios import SCENARIOS
 from bench.suite import Options, Suite
+from devsupport import fresh_database
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -115,9 +116,8 @@ def _options(argv: list[str]) -> Options:
 async def _main(options: Options) -> None:
     started = time.time()
     print(f"load average before: {os.getloadavg()}", flush=True)
-    database = BenchDatabase()
-    await database.create()
-    try:
+    async with fresh_database(server_url(), prefix="atomchat_bench") as url:
+        database = BenchDatabase(url)
         needed = max(
             [s.streams for s in options.scenarios] + [options.memory_streams, options.logins, 1]
         )
@@ -131,8 +131,6 @@ async def _main(options: Options) -> None:
             await suite.memory()
         for scenario in options.scenarios:
             await suite.scenario(scenario)
-    finally:
-        await database.drop()
     print()
     print(report.render(options, suite.outcome))
     print(f"\nload average after: {os.getloadavg()}")

@@ -7,8 +7,9 @@ queue of that channel and acknowledged. Each stream's handler task drains
 its own queue with one `context.write` per copy. It speaks ChatStream's
 frames, so the same load generator drives it.
 
-Run: `python -m bench.bare_server` prints `gRPC host:port`, then serves
-until SIGTERM.
+Run: `python -m bench.bare_server [--port-file PATH]` prints `gRPC
+host:port` (and, given a port file, writes its port there as `atomchat serve
+--port-file` does), then serves until SIGTERM.
 """
 
 from __future__ import annotations
@@ -16,16 +17,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import signal
 from collections import deque
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import grpc
 import uvloop
 from atomchat.v1 import chat_pb2, resources_pb2
 from google.protobuf.timestamp_pb2 import Timestamp
+
+from atomchat_server.cli import write_port_file
 
 SERVICE = "atomchat.v1.ChatService"
 Context = grpc.aio.ServicerContext[Any, bytes]
@@ -130,7 +135,7 @@ class BareChat:
         )
 
 
-async def serve(host: str, port: int) -> None:
+async def serve(host: str, port: int, port_file: Path | None) -> None:
     server = grpc.aio.server()
     server.add_generic_rpc_handlers((BareChat().handler(),))
     bound = server.add_insecure_port(f"{host}:{port}")
@@ -140,16 +145,23 @@ async def serve(host: str, port: int) -> None:
         asyncio.get_running_loop().add_signal_handler(signum, stop.set)
     print(f"gRPC      {host}:{bound}", flush=True)
     print("bare server ready", flush=True)
-    await stop.wait()
-    await server.stop(1)
+    if port_file is not None:
+        await asyncio.to_thread(write_port_file, port_file, {"grpc": bound, "pid": os.getpid()})
+    try:
+        await stop.wait()
+    finally:
+        if port_file is not None:
+            await asyncio.to_thread(port_file.unlink, missing_ok=True)
+        await server.stop(1)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="bare grpc.aio fan-out (the ceiling)")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--port-file", type=Path, help="write the port there once ready")
     options = parser.parse_args()
-    uvloop.run(serve(options.host, options.port))
+    uvloop.run(serve(options.host, options.port, options.port_file))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""The benchmark's own database: created fresh, migrated, filled directly, dropped.
+"""The benchmark's own database (devsupport makes it fresh, migrated, and drops it),
+filled directly.
 
 Users, channels and memberships are written with SQL (a thousand logins
 would cost a thousand password hashes); tokens are signed with the secret
@@ -8,28 +9,21 @@ the server under test is started with.
 from __future__ import annotations
 
 import os
-import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
-from sqlalchemy.engine import make_url
 
 from atomchat_server.auth.passwords import hash_now
 from atomchat_server.auth.tokens import Tokens
-from atomchat_server.db.migrate import upgrade
 from atomchat_server.db.models import Role
 from atomchat_server.domain.entities import UserView
+from devsupport import database_name
 
 DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 JWT_SECRET = "atomchat-bench-secret-" + "b" * 32
 PASSWORD = "bench-password"
 TOKEN_LIFETIME = timedelta(hours=6)
-
-
-def _dsn(url: str, database: str) -> str:
-    parsed = make_url(url).set(drivername="postgresql", database=database)
-    return parsed.render_as_string(hide_password=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,26 +33,18 @@ class BenchUser:
     token: str
 
 
+def server_url() -> str:
+    """The PostgreSQL server the benchmark makes its database on."""
+    return os.environ.get("DATABASE_URL") or DEFAULT_SERVER
+
+
 class BenchDatabase:
-    def __init__(self, server_url: str | None = None) -> None:
-        self._server = server_url or os.environ.get("DATABASE_URL") or DEFAULT_SERVER
-        self.name = f"atomchat_bench_{uuid.uuid4().hex[:12]}"
-        self.url = _dsn(self._server, self.name)
+    """A migrated, empty database at `url`, filled for the benchmark."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.name = database_name(url)
         self._channels = 0
-
-    async def _admin(self, statement: str) -> None:
-        connection = await asyncpg.connect(_dsn(self._server, "postgres"))
-        try:
-            await connection.execute(statement)
-        finally:
-            await connection.close()
-
-    async def create(self) -> None:
-        await self._admin(f'CREATE DATABASE "{self.name}"')
-        await upgrade(self.url)
-
-    async def drop(self) -> None:
-        await self._admin(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
 
     async def add_users(self, count: int) -> list[BenchUser]:
         """`count` users, all with password PASSWORD, each with a signed token."""

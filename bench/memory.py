@@ -12,9 +12,11 @@ import asyncio
 import math
 from dataclasses import dataclass, field
 
-from bench.processes import Server
+import psutil
+
 from bench.streams import JOIN_CONCURRENCY, Stream, connect, open_call
 from bench.tracking import ChannelTracker, Window
+from devsupport import Server
 
 SETTLE_SECONDS = 3.0
 
@@ -30,6 +32,10 @@ class MemoryFigure:
             f"open {opened:.1f} / closed {closed:.1f}" for opened, closed in self.rounds
         )
         return f"RSS MiB, {self.streams} streams: baseline {self.baseline_mib:.1f}; {rounds}"
+
+
+def rss_mib(server: Server) -> float:
+    return float(psutil.Process(server.pid).memory_info().rss) / (1 << 20)
 
 
 async def _round(server: Server, channel_id: int, tokens: list[str], per_connection: int) -> float:
@@ -50,7 +56,7 @@ async def _round(server: Server, channel_id: int, tokens: list[str], per_connect
     try:
         await asyncio.gather(*(join(stream) for stream in streams))
         await asyncio.sleep(SETTLE_SECONDS)
-        return server.rss_mib()
+        return rss_mib(server)
     finally:
         for stream in streams:
             stream.call.cancel()
@@ -62,9 +68,9 @@ async def measure(
     server: Server, channel_id: int, tokens: list[str], *, rounds: int, per_connection: int
 ) -> MemoryFigure:
     await asyncio.sleep(SETTLE_SECONDS)
-    figure = MemoryFigure(streams=len(tokens), baseline_mib=server.rss_mib())
+    figure = MemoryFigure(streams=len(tokens), baseline_mib=rss_mib(server))
     for _ in range(rounds):
         opened = await _round(server, channel_id, tokens, per_connection)
         await asyncio.sleep(SETTLE_SECONDS)
-        figure.rounds.append((opened, server.rss_mib()))
+        figure.rounds.append((opened, rss_mib(server)))
     return figure

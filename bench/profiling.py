@@ -8,9 +8,8 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.processes import VENV_BIN
+from devsupport import tool
 
-PY_SPY = str(VENV_BIN / "py-spy")
 _LINE = re.compile(r":\d+\)$")
 # Leaf frames of a thread that waits: with native frames py-spy samples them
 # as running, so they are left out of the shares.
@@ -35,7 +34,7 @@ class HotSpot:
 async def _py_spy(*args: str, output: Path | None = None) -> None:
     with (output or Path("/dev/null")).open("w") as sink:
         process = await asyncio.create_subprocess_exec(
-            PY_SPY, *args, stdout=sink, stderr=asyncio.subprocess.STDOUT
+            tool("py-spy"), *args, stdout=sink, stderr=asyncio.subprocess.STDOUT
         )
         await process.wait()
 

@@ -9,7 +9,9 @@ The bare ceiling runs the same scenarios with the same generator.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import contextlib
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,8 +19,8 @@ from bench import memory, profiling, stats
 from bench.database import JWT_SECRET, PASSWORD, BenchDatabase, BenchUser
 from bench.generator import OnMeasuring, generate
 from bench.job import ChannelJob, Job, LoginJob, Result
-from bench.processes import Server, atomchat_command, bare_command, running
 from bench.scenarios import FEATURED, Scenario
+from devsupport import Server, child_environment, running, serve_atomchat
 
 ATOMCHAT = "atomchat"
 BARE = "bare"
@@ -27,6 +29,7 @@ PACED = "paced"
 PACED_WITH_LOGINS = "paced+logins"
 AT_BAR = "paced@bar"
 QUIET_PATIENCE = 120.0
+BARE_COMMAND = [sys.executable, "-m", "bench.bare_server", "--port", "0"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,12 +99,17 @@ class Suite:
         self.outcome = Outcome()
         self._logs = options.results / "logs"
 
-    def _environment(self) -> dict[str, str]:
-        return {
-            "DATABASE_URL": self.database.url,
-            "ATOMCHAT_JWT_SECRET": JWT_SECRET,
-            "ATOMCHAT_STREAM_BUFFER": str(self.options.stream_buffer),
-        }
+    @contextlib.asynccontextmanager
+    async def _atomchat(self, log_path: Path) -> AsyncIterator[Server]:
+        """The server under test, as its own process, logging warnings and errors only."""
+        async with serve_atomchat(
+            database_url=self.database.url,
+            log_level="WARNING",
+            log_path=log_path,
+            ATOMCHAT_JWT_SECRET=JWT_SECRET,
+            ATOMCHAT_STREAM_BUFFER=str(self.options.stream_buffer),
+        ) as server:
+            yield server
 
     async def _job(
         self,
@@ -220,14 +228,16 @@ class Suite:
 
     async def scenario(self, scenario: Scenario) -> None:
         log = self._logs / f"server-{scenario.name}.log"
-        async with running(atomchat_command(), log, self._environment()) as server:
+        async with self._atomchat(log) as server:
             for max_batch in self.options.modes:
                 await self._modes(server, scenario, ATOMCHAT, max_batch)
                 if scenario.name == FEATURED and self.options.profile_seconds > 0:
                     await self._profile(server, scenario, max_batch)
         if self.options.bare:
             log = self._logs / f"bare-{scenario.name}.log"
-            async with running(bare_command(), log, {}) as server:
+            async with running(
+                BARE_COMMAND, environment=child_environment(), log_path=log
+            ) as server:
                 await self._modes(server, scenario, BARE, 0)
 
     async def memory(self) -> None:
@@ -235,7 +245,7 @@ class Suite:
         people = self.users[: options.memory_streams]
         (channel_id,) = await self.database.add_channels([people])
         log = self._logs / "server-memory.log"
-        async with running(atomchat_command(), log, self._environment()) as server:
+        async with self._atomchat(log) as server:
             self.outcome.memory = await memory.measure(
                 server,
                 channel_id,

@@ -16,9 +16,9 @@ from atomchat_server.app import App
 from atomchat_server.config import Settings
 from atomchat_server.db.embedded import EmbeddedPostgres
 from atomchat_server.db.engine import Database
-from atomchat_server.db.migrate import upgrade
 from atomchat_server.seeding import seed
-from tests.support import People, create_database, drop_database
+from devsupport import fresh_database
+from tests.support import People
 
 TEST_SETTINGS = Settings(
     grpc_port=0,
@@ -45,13 +45,11 @@ def postgres_server_url() -> Iterator[str]:
 @pytest.fixture(scope="session")
 async def database_url(postgres_server_url: str) -> AsyncIterator[str]:
     """A fresh database for this test session, migrated and seeded."""
-    url = await create_database(postgres_server_url)
-    await upgrade(url)
-    database = Database(url)
-    await seed(database)
-    await database.dispose()
-    yield url
-    await drop_database(url)
+    async with fresh_database(postgres_server_url) as url:
+        database = Database(url)
+        await seed(database)
+        await database.dispose()
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,5 @@
-"""Test helpers: databases, authenticated stubs, people and channels, expected errors."""
+"""Test helpers: SQL, authenticated stubs, people and channels, lists read whole,
+expected errors."""
 
 from __future__ import annotations
 
@@ -6,11 +7,10 @@ import asyncio
 import contextlib
 import itertools
 import os
-import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import asyncpg
 import grpc
@@ -27,8 +27,10 @@ from atomchat.v1 import (
     users_pb2_grpc,
 )
 from google.rpc import error_details_pb2
+from grpc_health.v1 import health_pb2_grpc
 from grpc_status import rpc_status
-from sqlalchemy.engine import make_url
+
+from devsupport import admin_dsn
 
 T = TypeVar("T")
 
@@ -38,33 +40,6 @@ _counter = itertools.count(1)
 def unique(prefix: str) -> str:
     """A name no other test uses (usernames allow 32 characters)."""
     return f"{prefix}_{next(_counter)}_{uuid.uuid4().hex[:8]}"
-
-
-def admin_dsn(url: str, database: str | None = None) -> str:
-    parsed = make_url(url).set(drivername="postgresql")
-    if database is not None:
-        parsed = parsed.set(database=database)
-    return parsed.render_as_string(hide_password=False)
-
-
-async def create_database(server_url: str) -> str:
-    """A new, empty database on the server of `server_url`; returns its URL."""
-    name = f"atomchat_test_{uuid.uuid4().hex[:12]}"
-    connection = await asyncpg.connect(admin_dsn(server_url))
-    try:
-        await connection.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await connection.close()
-    return admin_dsn(server_url, name)
-
-
-async def drop_database(url: str) -> None:
-    name = make_url(url).database
-    connection = await asyncpg.connect(admin_dsn(url, "postgres"))
-    try:
-        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await connection.close()
 
 
 async def sql(url: str, query: str, *args: Any) -> list[asyncpg.Record]:
@@ -219,60 +194,67 @@ async def env(**values: str) -> AsyncIterator[None]:
                 os.environ[key] = value
 
 
-@dataclass
-class ServerProcess:
-    process: asyncio.subprocess.Process
-    port: int
-    output: list[str]
+async def all_pages(
+    fetch: Callable[[str], Awaitable[Any]], items: str
+) -> tuple[list[Any], list[Any]]:
+    """Every item of a list RPC, page by page; also returns each response."""
+    found: list[Any] = []
+    responses: list[Any] = []
+    token = ""
+    while True:
+        response = await fetch(token)
+        responses.append(response)
+        found.extend(getattr(response, items))
+        token = response.next_page_token
+        if not token:
+            return found, responses
 
 
-@contextlib.asynccontextmanager
-async def server_process(
-    database_url: str | None, *args: str, **environment: str
-) -> AsyncIterator[ServerProcess]:
-    """`atomchat serve --no-envoy --grpc-port 0` as a child process, stopped with SIGTERM."""
-    child_env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
-    if database_url is not None:
-        child_env["DATABASE_URL"] = database_url
-    child_env.update(environment)
-    process = await asyncio.create_subprocess_exec(
-        os.path.join(os.path.dirname(sys.executable), "atomchat"),
-        "serve",
-        "--no-envoy",
-        "--grpc-port",
-        "0",
-        *args,
-        env=child_env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
+async def my_channel_ids(person: Person) -> list[int]:
+    response = await person.api.channels.ListMyChannels(
+        channels_pb2.ListMyChannelsRequest(page_size=200)
     )
-    output: list[str] = []
-    port = 0
-    drain: asyncio.Task[None] | None = None
-    try:
-        async with asyncio.timeout(60):
-            assert process.stdout is not None
-            while not port:
-                line = (await process.stdout.readline()).decode()
-                if not line:
-                    raise AssertionError("server exited early:\n" + "".join(output))
-                output.append(line)
-                if line.startswith("gRPC "):
-                    port = int(line.split()[-1].rsplit(":", 1)[1])
-            while "ready" not in output[-1]:
-                output.append((await process.stdout.readline()).decode())
-        drain = asyncio.create_task(_drain(process, output))
-        yield ServerProcess(process, port, output)
-    finally:
-        if process.returncode is None:
-            process.terminate()
-            async with asyncio.timeout(30):
-                await process.wait()
-        if drain is not None:
-            await drain
+    return [c.id for c in response.channels]
 
 
-async def _drain(process: asyncio.subprocess.Process, output: list[str]) -> None:
-    assert process.stdout is not None
-    async for line in process.stdout:
-        output.append(line.decode())
+async def all_channel_ids(person: Person) -> list[int]:
+    async def fetch(token: str) -> Any:
+        return await person.api.channels.ListChannels(
+            channels_pb2.ListChannelsRequest(page_size=200, page_token=token)
+        )
+
+    channels, _ = await all_pages(fetch, "channels")
+    return [c.id for c in channels]
+
+
+async def member_ids(reader: Person, channel_id: int) -> list[int]:
+    response = await reader.api.members.ListMembers(
+        members_pb2.ListMembersRequest(channel_id=channel_id, page_size=200)
+    )
+    return [m.user_id for m in response.members]
+
+
+async def channel_by_id(reader: Person, channel_id: int) -> resources_pb2.Channel:
+    """The channel as ListMyChannels shows it to a member."""
+    response = await reader.api.channels.ListMyChannels(
+        channels_pb2.ListMyChannelsRequest(page_size=200)
+    )
+    found: resources_pb2.Channel = next(c for c in response.channels if c.id == channel_id)
+    return found
+
+
+async def member_rows(database_url: str, channel_id: int) -> int:
+    rows = await sql(
+        database_url, "SELECT count(*) AS n FROM channel_members WHERE channel_id = $1", channel_id
+    )
+    return int(rows[0]["n"])
+
+
+async def stored_member_count(database_url: str, channel_id: int) -> int:
+    rows = await sql(database_url, "SELECT member_count FROM channels WHERE id = $1", channel_id)
+    return int(rows[0]["member_count"])
+
+
+def health_stub(grpc_channel: grpc.aio.Channel) -> Any:
+    """The Health stub (its type stubs know only the synchronous channel)."""
+    return health_pb2_grpc.HealthStub(cast(Any, grpc_channel))

@@ -15,8 +15,16 @@ from google.protobuf import field_mask_pb2
 
 from atomchat_server.domain.channels import make_slug
 from tests.chat_support import post
-from tests.helpers_core import all_channel_ids, all_pages, my_channel_ids
-from tests.support import People, Person, fails, sql, unique
+from tests.support import (
+    People,
+    Person,
+    all_channel_ids,
+    all_pages,
+    fails,
+    my_channel_ids,
+    sql,
+    unique,
+)
 
 NOT_FOUND = grpc.StatusCode.NOT_FOUND
 NAME_TAKEN = "Channel with this name already exists"

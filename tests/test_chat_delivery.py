@@ -13,9 +13,10 @@ import pytest
 from atomchat.v1 import chat_pb2
 
 from atomchat_server.app import App
+from devsupport import Server, serve_atomchat
 from tests.chat_support import chat, post, seqs, subscription
 from tests.conftest import TEST_SETTINGS, with_settings
-from tests.support import People, ServerProcess, server_process, sql
+from tests.support import People, sql
 
 
 async def read_to_the_end(call: grpc.aio.UnaryStreamCall[Any, Any]) -> grpc.aio.AioRpcError:
@@ -37,8 +38,10 @@ async def small_buffer_app(database_url: str) -> AsyncIterator[App]:
 
 
 @pytest.fixture
-async def other_process(database_url: str) -> AsyncIterator[ServerProcess]:
-    async with server_process(database_url, ATOMCHAT_JWT_SECRET=TEST_SETTINGS.jwt_secret) as child:
+async def other_process(database_url: str) -> AsyncIterator[Server]:
+    async with serve_atomchat(
+        database_url=database_url, ATOMCHAT_JWT_SECRET=TEST_SETTINGS.jwt_secret
+    ) as child:
         yield child
 
 
@@ -92,13 +95,13 @@ async def test_a_reader_that_stops_reading_is_cut_off_and_nobody_waits_for_it(
 
 
 async def test_messages_reach_streams_on_every_server_process(
-    people: People, other_process: ServerProcess, database_url: str
+    people: People, other_process: Server, database_url: str
 ) -> None:
     connections: list[grpc.aio.Channel] = []
     try:
         owner, member = await people.user(), await people.user()
         channel = await people.channel(owner, members=(member,))
-        remote = await people_on(other_process.port, database_url, connections).login(
+        remote = await people_on(other_process.grpc_port, database_url, connections).login(
             member.username, member.password
         )
         async with (
@@ -121,13 +124,13 @@ async def test_messages_reach_streams_on_every_server_process(
 
 
 async def test_the_listener_reconnects_and_streams_recover_what_they_missed(
-    people: People, app: App, other_process: ServerProcess, database_url: str
+    people: People, app: App, other_process: Server, database_url: str
 ) -> None:
     connections: list[grpc.aio.Channel] = []
     try:
         owner, member = await people.user(), await people.user()
         channel = await people.channel(owner, members=(member,))
-        remote = await people_on(other_process.port, database_url, connections).login(
+        remote = await people_on(other_process.grpc_port, database_url, connections).login(
             member.username, member.password
         )
         async with chat(owner, channel.id, history_limit=0) as here:
@@ -158,10 +161,10 @@ async def test_sigterm_ends_streams_unavailable_and_keeps_every_acked_message(
     try:
         owner = await people.user()
         channel = await people.channel(owner)
-        async with server_process(
-            database_url, ATOMCHAT_JWT_SECRET=TEST_SETTINGS.jwt_secret
+        async with serve_atomchat(
+            database_url=database_url, ATOMCHAT_JWT_SECRET=TEST_SETTINGS.jwt_secret
         ) as child:
-            remote = await people_on(child.port, database_url, connections).login(
+            remote = await people_on(child.grpc_port, database_url, connections).login(
                 owner.username, owner.password
             )
             async with chat(remote, channel.id, history_limit=0) as stream:

@@ -11,8 +11,7 @@ from typing import Any
 import grpc
 from atomchat.v1 import join_requests_pb2, members_pb2, resources_pb2
 
-from tests.helpers_core import member_ids, member_rows, stored_member_count
-from tests.support import People, Person, sql
+from tests.support import People, Person, member_ids, member_rows, sql, stored_member_count
 
 OK = "OK"
 EXPECTED_REFUSALS = {"ALREADY_EXISTS", "NOT_FOUND", "FAILED_PRECONDITION"}

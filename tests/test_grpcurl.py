@@ -2,48 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
-import sys
-from dataclasses import dataclass
-from typing import Any
 
 import pytest
 
 from atomchat_server.app import App
-
-GRPCURL = os.path.join(os.path.dirname(sys.executable), "grpcurl")
-
-
-@dataclass
-class Result:
-    returncode: int
-    stdout: str
-    stderr: str
-
-    def json(self) -> Any:
-        return json.loads(self.stdout)
+from devsupport import Completed, run_grpcurl
 
 
-async def grpcurl(app: App, *args: str, options: tuple[str, ...] = ()) -> Result:
+async def grpcurl(app: App, *args: str, options: tuple[str, ...] = ()) -> Completed:
     """`grpcurl -plaintext [options] ADDRESS [args]`, not blocking the loop that serves it."""
-    process = await asyncio.create_subprocess_exec(
-        GRPCURL,
-        "-plaintext",
-        *options,
-        f"127.0.0.1:{app.port}",
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    async with asyncio.timeout(60):
-        stdout, stderr = await process.communicate()
-    assert process.returncode is not None
-    return Result(process.returncode, stdout.decode(), stderr.decode())
+    return await run_grpcurl("-plaintext", *options, f"127.0.0.1:{app.port}", *args)
 
 
-async def login(app: App, username: str, password: str) -> Result:
+async def login(app: App, username: str, password: str) -> Completed:
     body = json.dumps({"username": username, "password": password})
     return await grpcurl(app, "atomchat.v1.UserService/Login", options=("-d", body))
 

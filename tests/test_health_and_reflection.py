@@ -10,7 +10,7 @@ from grpc_health.v1 import health_pb2
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from atomchat_server.app import SERVICE_NAMES
-from tests.helpers_core import health_stub
+from tests.support import health_stub
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 

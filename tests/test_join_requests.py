@@ -14,8 +14,15 @@ from atomchat.v1 import (
     users_pb2,
 )
 
-from tests.helpers_core import all_pages, channel_by_id, member_ids, my_channel_ids
-from tests.support import People, Person, fails
+from tests.support import (
+    People,
+    Person,
+    all_pages,
+    channel_by_id,
+    fails,
+    member_ids,
+    my_channel_ids,
+)
 
 PENDING = resources_pb2.JOIN_REQUEST_STATUS_PENDING
 ACCEPTED = resources_pb2.JOIN_REQUEST_STATUS_ACCEPTED

@@ -5,8 +5,7 @@ from __future__ import annotations
 import grpc
 from atomchat.v1 import members_pb2, users_pb2
 
-from tests.helpers_core import channel_by_id, member_ids, my_channel_ids
-from tests.support import People, Person, fails
+from tests.support import People, Person, channel_by_id, fails, member_ids, my_channel_ids
 
 NOT_FOUND = grpc.StatusCode.NOT_FOUND
 DENIED = grpc.StatusCode.PERMISSION_DENIED

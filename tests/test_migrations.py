@@ -14,8 +14,8 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from atomchat_server.db.engine import sqlalchemy_url
 from atomchat_server.db.migrate import downgrade, upgrade
 from atomchat_server.db.models import Base
-from tests.helpers_core import child_environment, fresh_database, run_atomchat
-from tests.support import admin_dsn, sql
+from devsupport import admin_dsn, child_environment, fresh_database, run_atomchat
+from tests.support import sql
 
 TABLES = {"users", "channels", "channel_join_requests", "channel_members", "messages"}
 

@@ -45,3 +45,14 @@ async def test_an_unreadable_stored_hash_matches_nothing() -> None:
         assert not await passwords.verify("secret-pw", "!")
     finally:
         await passwords.close()
+
+
+async def test_a_hash_of_a_scheme_we_do_not_use_matches_nothing() -> None:
+    """Only argon2 hashes are ever stored; a bcrypt one (no bcrypt backend is
+    installed) is refused like any other unreadable hash, not an internal error."""
+    bcrypt_hash = "$2b$12$" + "a" * 53
+    passwords = Passwords(workers=1)
+    try:
+        assert not await passwords.verify("secret-pw", bcrypt_hash)
+    finally:
+        await passwords.close()

@@ -13,7 +13,7 @@ from atomchat_server.db.engine import asyncpg_dsn
 from atomchat_server.db.models import Role
 from atomchat_server.domain.entities import Actor
 from atomchat_server.domain.posting import _EXISTING, MessagePoster
-from tests.helpers_core import fresh_database
+from devsupport import fresh_database
 
 T = TypeVar("T")
 

@@ -17,8 +17,8 @@ from atomchat_server import seeding
 from atomchat_server.auth.passwords import hash_now
 from atomchat_server.db.engine import Database
 from atomchat_server.seeding import SeedError, seed
-from tests.helpers_core import all_pages, child_environment, fresh_database, run_atomchat
-from tests.support import People, Person, sql
+from devsupport import child_environment, fresh_database, run_atomchat
+from tests.support import People, Person, all_pages, sql
 
 SEEDED_USERS = [
     (1, "moderator", resources_pb2.ROLE_MODERATOR),

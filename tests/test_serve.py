@@ -1,9 +1,13 @@
 """`atomchat serve` end to end: an embedded PostgreSQL when there is no DATABASE_URL,
-health, the seeded login, a clean stop on SIGTERM, and refusing an unsafe production start."""
+health, the seeded login, the port file, a clean stop on SIGTERM, and refusing an
+unsafe production start."""
 
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import signal
 from pathlib import Path
 
 import grpc
@@ -11,8 +15,9 @@ import psutil
 from atomchat.v1 import users_pb2
 from grpc_health.v1 import health_pb2
 
-from tests.helpers_core import child_environment, health_stub, run_atomchat
-from tests.support import Api, server_process, unique
+from devsupport import child_environment, run_atomchat, running, serve_atomchat, tool
+from tests.conftest import TEST_SETTINGS
+from tests.support import Api, health_stub, unique
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 
@@ -50,10 +55,10 @@ async def health(port: int) -> int:
 
 async def test_serve_without_database_url_runs_seeds_and_stops_cleanly(tmp_path: Path) -> None:
     data_dir = tmp_path / "atomchat-data"
-    async with server_process(None, ATOMCHAT_DATA_DIR=str(data_dir)) as server:
-        assert any(line.startswith(f"gRPC      127.0.0.1:{server.port}") for line in server.output)
-        assert await health(server.port) == SERVING
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+    async with serve_atomchat(database_url=None, ATOMCHAT_DATA_DIR=str(data_dir)) as server:
+        assert f"gRPC      {server.address}\n" in server.output()
+        assert await health(server.grpc_port) == SERVING
+        async with grpc.aio.insecure_channel(server.address) as channel:
             login = await Api(channel).users.Login(
                 users_pb2.LoginRequest(username="moderator", password="1234")
             )
@@ -67,8 +72,8 @@ async def test_serve_without_database_url_runs_seeds_and_stops_cleanly(tmp_path:
         )
         assert (data_dir / "postgres" / "PG_VERSION").exists()
 
-    assert server.process.returncode == 0, "".join(server.output)
-    assert await still_running(started) == []
+    assert server.process.returncode == 0, server.output()
+    assert await still_running(started) == [], server.output()
     assert await asyncio.to_thread(processes_mentioning, str(data_dir)) == []
 
 
@@ -76,23 +81,48 @@ async def test_serve_on_the_same_data_folder_keeps_the_data(tmp_path: Path) -> N
     data_dir = str(tmp_path / "atomchat-data")
     username = unique("kept")
     async with (
-        server_process(None, ATOMCHAT_DATA_DIR=data_dir) as first,
-        grpc.aio.insecure_channel(f"127.0.0.1:{first.port}") as channel,
+        serve_atomchat(database_url=None, ATOMCHAT_DATA_DIR=data_dir) as first,
+        grpc.aio.insecure_channel(first.address) as channel,
     ):
         await Api(channel).users.Register(
             users_pb2.RegisterRequest(username=username, password="secret-pw")
         )
     assert first.process.returncode == 0
 
-    async with server_process(None, ATOMCHAT_DATA_DIR=data_dir) as second:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{second.port}") as channel:
+    async with serve_atomchat(database_url=None, ATOMCHAT_DATA_DIR=data_dir) as second:
+        async with grpc.aio.insecure_channel(second.address) as channel:
             login = await Api(channel).users.Login(
                 users_pb2.LoginRequest(username=username, password="secret-pw")
             )
         assert login.user.username == username
-        assert any("nothing changed" in line for line in second.output), second.output
+        assert "nothing changed" in second.output()
     assert second.process.returncode == 0
     assert await asyncio.to_thread(processes_mentioning, data_dir) == []
+
+
+async def test_the_port_file_names_the_ports_once_ready_and_is_gone_after_sigterm(
+    database_url: str, tmp_path: Path
+) -> None:
+    port_file = tmp_path / "ports.json"
+    environment = child_environment(
+        DATABASE_URL=database_url,
+        ATOMCHAT_JWT_SECRET=TEST_SETTINGS.jwt_secret,
+        ATOMCHAT_PORT_FILE=str(port_file),
+    )
+    command = [tool("atomchat"), "serve", "--no-envoy", "--grpc-port", "0"]
+    async with running(command, environment=environment, port_file=port_file) as server:
+        ports = json.loads(port_file.read_text())
+        assert set(ports) == {"grpc", "pid"}, "no http without Envoy"
+        assert ports["pid"] == server.pid
+        assert f"gRPC      127.0.0.1:{ports['grpc']}\n" in server.output()
+        assert "AtomChat is ready" in server.output(), "written once ready"
+        assert await health(ports["grpc"]) == SERVING
+        left = await asyncio.to_thread(os.listdir, tmp_path)
+        assert left == [port_file.name], "no temporary file is left beside it"
+
+        server.process.send_signal(signal.SIGTERM)
+        assert await server.process.wait() == 0
+        assert not port_file.exists()
 
 
 async def test_production_with_the_default_secret_refuses_to_start(tmp_path: Path) -> None:

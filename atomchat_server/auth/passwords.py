@@ -25,9 +25,10 @@ HASH_PROCESS_NICENESS = 19
 # about 25 ms of one core; of their equivalent settings it has the smallest
 # memory, which keeps hashing from flushing the caches chat runs in. One lane
 # keeps a hash on one core, so the pool's size bounds the CPU logins take.
+# argon2 is the only scheme: every stored hash is one (bcrypt's backend is not
+# installed, so listing it only turned a bcrypt hash into an internal error).
 _context = CryptContext(
-    schemes=["argon2", "bcrypt"],
-    deprecated="auto",
+    schemes=["argon2"],
     argon2__memory_cost=7168,
     argon2__time_cost=5,
     argon2__parallelism=1,

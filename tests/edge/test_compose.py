@@ -6,8 +6,6 @@ checks stop at what the files say."""
 
 from __future__ import annotations
 
-import asyncio
-import os
 import re
 import sys
 from pathlib import Path
@@ -19,9 +17,8 @@ import yaml
 from atomchat_server.app import App
 from atomchat_server.edge import config
 from atomchat_server.edge.envoy import envoy_binary
+from devsupport import run, tool
 from tests.edge.edge_support import ROOT
-
-CHECK_JSONSCHEMA = os.path.join(os.path.dirname(sys.executable), "check-jsonschema")
 
 
 @pytest.fixture(scope="module")
@@ -39,30 +36,21 @@ def mounts(service: dict[str, Any]) -> dict[str, str]:
     return found
 
 
-async def run(*args: str) -> tuple[int, str]:
-    process = await asyncio.create_subprocess_exec(
-        *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
-    )
-    async with asyncio.timeout(60):
-        output, _ = await process.communicate()
-    assert process.returncode is not None
-    return process.returncode, output.decode()
-
-
 async def test_compose_file_follows_the_compose_specification() -> None:
-    status, output = await run(
-        CHECK_JSONSCHEMA,
+    checked = await run(
+        tool("check-jsonschema"),
         "--builtin-schema",
         "vendor.compose-spec",
         str(ROOT / "docker-compose.yml"),
+        merge_output=True,
     )
-    assert status == 0, output
+    assert checked.returncode == 0, checked.output
 
 
 async def test_the_envoy_image_is_the_version_atomchat_serve_runs(
     compose: dict[str, Any],
 ) -> None:
-    _, output = await run(str(envoy_binary()), "--version")
+    output = (await run(str(envoy_binary()), "--version", merge_output=True)).output
     local = re.search(r"/(\d+\.\d+)\.\d+/", output)
     assert local is not None, output
     image = compose["services"]["envoy"]["image"]
@@ -127,8 +115,8 @@ async def test_the_app_healthcheck_passes_against_a_serving_server(
     test = compose["services"]["app"]["healthcheck"]["test"]
     assert test[:3] == ["CMD", "python", "-c"]
     script = test[3].replace("127.0.0.1:50051", f"127.0.0.1:{app.port}")
-    status, output = await run(sys.executable, "-c", script)
-    assert status == 0, output
+    checked = await run(sys.executable, "-c", script, merge_output=True)
+    assert checked.returncode == 0, checked.output
 
 
 def test_the_image_runs_the_server_alone_as_a_user() -> None:

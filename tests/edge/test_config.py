@@ -3,7 +3,6 @@ valid Envoy configurations, and rendering changes only what differs locally."""
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 from importlib import resources
 from pathlib import Path
@@ -13,6 +12,7 @@ import pytest
 
 from atomchat_server.edge import config
 from atomchat_server.edge.envoy import envoy_binary
+from devsupport import run
 from tests.edge.edge_support import ROOT
 
 COMPOSE_DESCRIPTOR = "/etc/envoy/atomchat_descriptor.binpb"
@@ -41,7 +41,7 @@ def local(tmp_path: Path, **changes: Any) -> config.Local:
 
 
 async def envoy_validate(path: Path) -> str:
-    process = await asyncio.create_subprocess_exec(
+    validated = await run(
         str(envoy_binary()),
         "--mode",
         "validate",
@@ -50,13 +50,10 @@ async def envoy_validate(path: Path) -> str:
         "--disable-hot-restart",
         "--log-level",
         "warn",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
+        merge_output=True,
     )
-    output, _ = await process.communicate()
-    text = output.decode()
-    assert process.returncode == 0, text
-    return text
+    assert validated.returncode == 0, validated.output
+    return validated.output
 
 
 def test_the_package_ships_the_repository_file() -> None:

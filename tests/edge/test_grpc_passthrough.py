@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import json
-import os
-import sys
 from collections.abc import AsyncIterator
 
 import grpc
 import pytest
 from atomchat.v1 import chat_pb2, users_pb2
 
+from devsupport import run_grpcurl
 from tests.edge.edge_support import authority
 from tests.support import Api, People
-
-GRPCURL = os.path.join(os.path.dirname(sys.executable), "grpcurl")
 
 
 @pytest.fixture(scope="module")
@@ -50,24 +46,13 @@ async def test_bidirectional_chat_stream(envoy_channel: grpc.aio.Channel, people
     call.cancel()
 
 
-async def grpcurl(*args: str) -> str:
-    process = await asyncio.create_subprocess_exec(
-        GRPCURL,
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    async with asyncio.timeout(30):
-        output, _ = await process.communicate()
-    assert process.returncode == 0, output.decode()
-    return output.decode()
-
-
 async def test_grpcurl_lists_services_and_calls_through_envoy(
     envoy_url: str, people: People
 ) -> None:
     address = authority(envoy_url)
-    services = (await grpcurl("-plaintext", address, "list")).split()
+    listed = await run_grpcurl("-plaintext", address, "list")
+    assert listed.returncode == 0, listed.stderr
+    services = listed.stdout.split()
     assert {
         "atomchat.v1.UserService",
         "atomchat.v1.ChannelService",
@@ -78,11 +63,12 @@ async def test_grpcurl_lists_services_and_calls_through_envoy(
     } <= set(services)
 
     person = await people.user("grpcurl")
-    me = await grpcurl(
+    me = await run_grpcurl(
         "-plaintext",
         "-H",
         f"authorization: Bearer {person.token}",
         address,
         "atomchat.v1.UserService/GetMe",
     )
-    assert json.loads(me)["username"] == person.username
+    assert me.returncode == 0, me.stderr
+    assert me.json()["username"] == person.username

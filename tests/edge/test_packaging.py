@@ -1,6 +1,7 @@
 """A non-editable install (`pip install .`, the Docker image, scripts/run)
 ships envoy.yaml as a file of its own, the same as the repository's, along
-with the descriptor and the web client that rendering points Envoy at."""
+with the descriptor and the web client that rendering points Envoy at, and
+not devsupport/, which only tests and the benchmark use."""
 
 from __future__ import annotations
 
@@ -56,6 +57,7 @@ def test_the_wheel_carries_envoy_yaml_descriptor_and_web_client(tmp_path: Path) 
         assert archive.read(envoy_yaml) == (ROOT / "envoy.yaml").read_bytes()
         names = set(archive.namelist())
     assert "atomchat/v1/atomchat_descriptor.binpb" in names
+    assert not [name for name in names if name.startswith("devsupport/")], "tests' and bench's"
     assert {f"atomchat_server/webapp/{name}" for name in ("index.html", "app.js", "app.css")} <= (
         names
     )

@@ -4,7 +4,6 @@ error when it cannot start, and no Envoy left behind, even by a killed parent.""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import socket
 import sys
@@ -17,6 +16,7 @@ import pytest
 
 from atomchat_server.app import App
 from atomchat_server.edge.envoy import Envoy, EnvoyError
+from devsupport import serve_atomchat
 from tests.support import eventually
 
 
@@ -102,31 +102,18 @@ async def test_envoy_dies_with_a_killed_parent(tmp_path: Path) -> None:
     await eventually(lambda: asyncio.to_thread(gone, envoy_pid))
 
 
-async def test_atomchat_serve_runs_envoy_and_stops_it(database_url: str, tmp_path: Path) -> None:
-    environment = dict(os.environ, DATABASE_URL=database_url, ATOMCHAT_DATA_DIR=str(tmp_path))
-    process = await asyncio.create_subprocess_exec(
-        os.path.join(os.path.dirname(sys.executable), "atomchat"),
-        "serve",
-        "--grpc-port",
-        "0",
-        "--http-port",
-        "0",
-        env=environment,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    assert process.stdout is not None
-    lines: list[str] = []
-    try:
-        async with asyncio.timeout(60):
-            while not lines or "ready" not in lines[-1]:
-                line = (await process.stdout.readline()).decode()
-                assert line, "atomchat serve exited early:\n" + "".join(lines)
-                lines.append(line)
-        url = next(line.split()[1] for line in lines if line.startswith("HTTP "))
+async def test_atomchat_serve_runs_envoy_reports_its_port_and_stops_it(
+    database_url: str, tmp_path: Path
+) -> None:
+    async with serve_atomchat(
+        database_url=database_url, envoy=True, ATOMCHAT_DATA_DIR=str(tmp_path)
+    ) as server:
+        assert set(server.ports) == {"grpc", "http", "pid"}
+        url = f"http://127.0.0.1:{server.http_port}"
+        assert f"HTTP      {url}  " in server.output(), "the port file and stdout agree"
         envoys = [
             child.pid
-            for child in psutil.Process(process.pid).children(recursive=True)
+            for child in psutil.Process(server.pid).children(recursive=True)
             if child.name() == "envoy"
         ]
         assert len(envoys) == 1
@@ -139,12 +126,9 @@ async def test_atomchat_serve_runs_envoy_and_stops_it(database_url: str, tmp_pat
         assert page.status_code == 200, "the web client is served from this checkout too"
         assert page.headers["content-type"].startswith("text/html")
         assert (tmp_path / "envoy" / "envoy.yaml").is_file()
-    finally:
-        if process.returncode is None:
-            process.send_signal(signal.SIGTERM)
-        async with asyncio.timeout(30):
-            lines.extend((await process.stdout.read()).decode().splitlines(keepends=True))
-            await process.wait()
-    assert process.returncode == 0
+
+        server.process.send_signal(signal.SIGTERM)
+        assert await server.process.wait() == 0
+        assert not server.port_file.exists()
     assert gone(envoys[0])
-    assert not [line for line in lines if "fork_posix" in line], "gRPC warned about fork()"
+    assert "fork_posix" not in server.output(), "gRPC warned about fork()"
