@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -18,7 +19,7 @@ from atomchat_server.db.embedded import EmbeddedPostgres
 from atomchat_server.db.engine import Database
 from atomchat_server.seeding import seed
 from devsupport import fresh_database
-from tests.support import People
+from tests.support import People, Person
 
 TEST_SETTINGS = Settings(
     grpc_port=0,
@@ -78,3 +79,24 @@ def people(grpc_channel: grpc.aio.Channel, database_url: str) -> People:
 
 def with_settings(**changes: object) -> Settings:
     return replace(TEST_SETTINGS, **changes)  # type: ignore[arg-type]
+
+
+Dial = Callable[..., Awaitable[Person]]
+
+
+@pytest.fixture
+async def dial(database_url: str) -> AsyncIterator[Dial]:
+    """log_in(port, person, options=None): `person` logged in again through a connection
+    of their own to the server on `port` (closed when the test ends)."""
+    connections: list[grpc.aio.Channel] = []
+
+    async def log_in(
+        port: int, person: Person, options: Sequence[tuple[str, Any]] | None = None
+    ) -> Person:
+        connection = grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=options)
+        connections.append(connection)
+        return await People(connection, database_url).login(person.username, person.password)
+
+    yield log_in
+    for connection in connections:
+        await connection.close()

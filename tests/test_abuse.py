@@ -18,8 +18,6 @@ from tests.conftest import with_settings
 from tests.raw_http2 import RawCall
 from tests.support import People, Person, eventually, failure_of
 
-# A client that grants the server no more than a small flow-control window.
-SMALL_WINDOW = [("grpc.http2.bdp_probe", 0), ("grpc.http2.lookahead_bytes", 16_384)]
 BUFFER = 16
 
 
@@ -60,15 +58,6 @@ def send_frame(content: str, key: str) -> bytes:
     return chat_pb2.ChatStreamRequest(send=send).SerializeToString()
 
 
-async def flood(call: Any, frame: bytes, count: int) -> None:
-    """Write `frame` `count` times, or until the server has ended the stream."""
-    for _ in range(count):
-        try:
-            await call.write(frame)
-        except grpc.aio.AioRpcError:
-            return
-
-
 async def read_until_end(call: Any, feed: Feed) -> grpc.aio.AioRpcError:
     async with asyncio.timeout(30):
         try:
@@ -77,6 +66,17 @@ async def read_until_end(call: Any, feed: Feed) -> grpc.aio.AioRpcError:
         except grpc.aio.AioRpcError as error:
             return error
     raise AssertionError("the stream ended without an error status")
+
+
+async def flood_without_reading(call: RawCall) -> None:
+    """Re-send one client_message_id (whose ack carries the whole message) until the
+    stream ends; take window updates, never grant the server any."""
+    frame = send_frame("я" * 4000, "same")
+    while not call.ended:
+        if await call.send(frame):
+            continue
+        while not call.ended and not await call.send_queued():
+            await call.receive()
 
 
 async def joined(call: RawCall, channel_id: int) -> None:
@@ -102,14 +102,6 @@ async def test_acks_a_client_does_not_read_count_toward_its_buffer(
         window=1024,
     )
 
-    async def flood_without_reading() -> None:
-        frame = send_frame("я" * 4000, "same")
-        while not call.ended:
-            if await call.send(frame):
-                continue
-            while not call.ended and not await call.send_queued():
-                await call.receive()
-
     async def fell_behind() -> bool:
         return any(
             isinstance(s.ends_with, errors.ResourceExhausted)
@@ -118,7 +110,7 @@ async def test_acks_a_client_does_not_read_count_toward_its_buffer(
 
     try:
         await joined(call, channel.id)
-        flooding = asyncio.create_task(flood_without_reading())
+        flooding = asyncio.create_task(flood_without_reading(call))
         await eventually(fell_behind)
         flooding.cancel()
         await asyncio.wait({flooding})
@@ -146,21 +138,13 @@ async def test_a_stream_that_grants_no_window_is_dropped_after_the_grace_period(
         impatient_app.port, "/atomchat.v1.ChatService/ChatStream", owner.api.metadata, window=1024
     )
 
-    async def flood_without_reading() -> None:
-        frame = send_frame("я" * 4000, "same")
-        while not call.ended:
-            if await call.send(frame):
-                continue
-            while not call.ended and not await call.send_queued():
-                await call.receive()  # window updates, while the server still reads
-
     async def dropped() -> bool:
         return not impatient_app.hub.subscribers(channel.id)
 
     try:
         await joined(call, channel.id)
         assert impatient_app.hub.subscribers(channel.id)
-        flooding = asyncio.create_task(flood_without_reading())
+        flooding = asyncio.create_task(flood_without_reading(call))
         await eventually(dropped, timeout=30)
         flooding.cancel()
         await asyncio.wait({flooding})

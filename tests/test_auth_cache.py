@@ -3,6 +3,7 @@ reconnects, and not past its age limit."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import grpc
@@ -62,42 +63,40 @@ class Clock:
         return self.now
 
 
+@pytest.fixture
+async def database(database_url: str) -> AsyncIterator[Database]:
+    database = Database(database_url)
+    yield database
+    await database.dispose()
+
+
+TOKENS = Tokens(secret=TEST_SETTINGS.jwt_secret, lifetime=timedelta(minutes=5))
+
+
 async def test_a_cached_user_is_read_again_once_the_entry_is_older_than_the_limit(
-    people: People, database_url: str
+    people: People, database: Database, database_url: str
 ) -> None:
     user = await people.user()
-    tokens = Tokens(secret=TEST_SETTINGS.jwt_secret, lifetime=timedelta(minutes=5))
-    database = Database(database_url)
     clock = Clock()
-    authenticator = Authenticator(tokens, database, max_age=30.0, clock=clock)
-    metadata = (("authorization", f"Bearer {user.token}"),)
-    try:
-        assert (await authenticator.actor(metadata)).user_id == user.id
-        # Blocked behind this authenticator's back: no event reaches it.
-        await sql(database_url, "UPDATE users SET is_active = false WHERE id = $1", user.id)
-        clock.now = 29.0
-        assert (await authenticator.actor(metadata)).user_id == user.id
-        clock.now = 30.0
-        with pytest.raises(errors.Unauthenticated):
-            await authenticator.actor(metadata)
-    finally:
-        await database.dispose()
+    authenticator = Authenticator(TOKENS, database, max_age=30.0, clock=clock)
+    assert (await authenticator.actor(user.api.metadata)).user_id == user.id
+    # Blocked behind this authenticator's back: no event reaches it.
+    await sql(database_url, "UPDATE users SET is_active = false WHERE id = $1", user.id)
+    clock.now = 29.0
+    assert (await authenticator.actor(user.api.metadata)).user_id == user.id
+    clock.now = 30.0
+    with pytest.raises(errors.Unauthenticated):
+        await authenticator.actor(user.api.metadata)
 
 
 async def test_forgetting_everyone_reads_every_user_again(
-    people: People, database_url: str
+    people: People, database: Database, database_url: str
 ) -> None:
     user = await people.user()
-    tokens = Tokens(secret=TEST_SETTINGS.jwt_secret, lifetime=timedelta(minutes=5))
-    database = Database(database_url)
-    authenticator = Authenticator(tokens, database, max_age=3600.0)
-    metadata = (("authorization", f"Bearer {user.token}"),)
-    try:
-        await authenticator.actor(metadata)
-        await sql(database_url, "UPDATE users SET is_active = false WHERE id = $1", user.id)
-        await authenticator.actor(metadata)
-        authenticator.forget_everyone()
-        with pytest.raises(errors.Unauthenticated):
-            await authenticator.actor(metadata)
-    finally:
-        await database.dispose()
+    authenticator = Authenticator(TOKENS, database, max_age=3600.0)
+    await authenticator.actor(user.api.metadata)
+    await sql(database_url, "UPDATE users SET is_active = false WHERE id = $1", user.id)
+    await authenticator.actor(user.api.metadata)
+    authenticator.forget_everyone()
+    with pytest.raises(errors.Unauthenticated):
+        await authenticator.actor(user.api.metadata)

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from atomchat_server.app import App
+from atomchat_server.app import SERVICE_NAMES, App
 from devsupport import Completed, run_grpcurl
 
 
@@ -24,11 +24,7 @@ async def test_grpcurl_lists_the_services_through_reflection(app: App) -> None:
     listed = await grpcurl(app, "list")
     assert listed.returncode == 0, listed.stderr
     assert set(listed.stdout.split()) == {
-        "atomchat.v1.UserService",
-        "atomchat.v1.ChannelService",
-        "atomchat.v1.JoinRequestService",
-        "atomchat.v1.MemberService",
-        "atomchat.v1.ChatService",
+        *SERVICE_NAMES,
         "grpc.health.v1.Health",
         "grpc.reflection.v1alpha.ServerReflection",
     }

@@ -9,6 +9,7 @@ import grpc
 import pytest
 from atomchat.v1 import chat_pb2, users_pb2
 
+from atomchat_server.app import SERVICE_NAMES
 from devsupport import run_grpcurl
 from tests.edge.edge_support import authority
 from tests.support import Api, People
@@ -53,14 +54,7 @@ async def test_grpcurl_lists_services_and_calls_through_envoy(
     listed = await run_grpcurl("-plaintext", address, "list")
     assert listed.returncode == 0, listed.stderr
     services = listed.stdout.split()
-    assert {
-        "atomchat.v1.UserService",
-        "atomchat.v1.ChannelService",
-        "atomchat.v1.JoinRequestService",
-        "atomchat.v1.MemberService",
-        "atomchat.v1.ChatService",
-        "grpc.health.v1.Health",
-    } <= set(services)
+    assert {*SERVICE_NAMES, "grpc.health.v1.Health"} <= set(services)
 
     person = await people.user("grpcurl")
     me = await run_grpcurl(
