@@ -38,6 +38,7 @@ from atomchat_server.config import Settings
 from atomchat_server.db.engine import Database, asyncpg_dsn
 from atomchat_server.domain import errors, messages
 from atomchat_server.domain.posting import MessagePoster
+from atomchat_server.limits import Limits
 from atomchat_server.realtime.bus import Bus
 from atomchat_server.realtime.delivery import Encoded
 from atomchat_server.realtime.hub import Hub
@@ -93,7 +94,8 @@ class App:
         self.poster = MessagePoster(
             asyncpg_dsn(database_url), origin=origin, on_commit=self.router.after_commit
         )
-        self.passwords = Passwords(workers=settings.hash_workers)
+        self.passwords = Passwords(workers=settings.hash_workers, max_queue=settings.hash_queue)
+        self.limits = Limits(settings.limits)
         self.health = health.aio.HealthServicer()
         self.server = grpc.aio.server(
             interceptors=[ErrorInterceptor(), AuthInterceptor(self.authenticator)],
@@ -106,16 +108,23 @@ class App:
     def _add_services(self) -> None:
         server = self.server
         users_pb2_grpc.add_UserServiceServicer_to_server(
-            UserServicer(self.database, self.passwords, self.tokens), server
+            UserServicer(
+                self.database,
+                self.passwords,
+                self.tokens,
+                self.limits,
+                self.settings.trusted_proxies,
+            ),
+            server,
         )
         channels_pb2_grpc.add_ChannelServiceServicer_to_server(
-            ChannelServicer(self.database), server
+            ChannelServicer(self.database, self.limits), server
         )
         join_requests_pb2_grpc.add_JoinRequestServiceServicer_to_server(
             JoinRequestServicer(self.database), server
         )
         members_pb2_grpc.add_MemberServiceServicer_to_server(MemberServicer(self.database), server)
-        chat = ChatServicer(self.database, self.hub, self.poster)
+        chat = ChatServicer(self.database, self.hub, self.poster, self.limits)
         server.add_generic_rpc_handlers((chat.handler(),))
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(

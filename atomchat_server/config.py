@@ -23,11 +23,20 @@ Flags win over environment variables, which win over the defaults:
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+
+from atomchat_server.limits import LimitSettings
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+LOOPBACK: tuple[IPNetwork, ...] = (
+    ipaddress.ip_network("127.0.0.0/8"),
+    ipaddress.ip_network("::1/128"),
+)
 
 DEVELOPMENT_JWT_SECRET = "atomchat-development-secret-do-not-use-in-production"
 
@@ -62,6 +71,43 @@ def _float(environ: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
+def _rate(environ: Mapping[str, str], name: str, default: float) -> float:
+    raw = environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be a number, not {raw!r}") from exc
+    if value < 0:
+        raise ConfigError(f"{name} must not be negative (0 turns the limit off)")
+    return value
+
+
+def _limits(env: Mapping[str, str]) -> LimitSettings:
+    defaults = LimitSettings()
+    return LimitSettings(
+        login_failures=_int(env, "ATOMCHAT_LOGIN_FAILURES", defaults.login_failures),
+        auth_per_minute=_int(env, "ATOMCHAT_AUTH_PER_MINUTE", defaults.auth_per_minute),
+        message_rate=_rate(env, "ATOMCHAT_MESSAGE_RATE", defaults.message_rate),
+        message_burst=_int(env, "ATOMCHAT_MESSAGE_BURST", defaults.message_burst),
+        streams_per_user=_int(env, "ATOMCHAT_STREAMS_PER_USER", defaults.streams_per_user),
+        channels_per_hour=_int(env, "ATOMCHAT_CHANNELS_PER_HOUR", defaults.channels_per_hour),
+    )
+
+
+def _networks(
+    environ: Mapping[str, str], name: str, default: tuple[IPNetwork, ...]
+) -> tuple[IPNetwork, ...]:
+    raw = environ.get(name)
+    if raw is None:
+        return default
+    try:
+        return tuple(ipaddress.ip_network(part.strip()) for part in raw.split(",") if part.strip())
+    except ValueError as exc:
+        raise ConfigError(f"{name} must list addresses or networks (CIDR): {exc}") from exc
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     host: str = "127.0.0.1"
@@ -78,6 +124,9 @@ class Settings:
     stalled_stream_seconds: float = 30.0
     shutdown_grace: float = 3.0
     hash_workers: int = 1
+    hash_queue: int = 64
+    limits: LimitSettings = field(default_factory=LimitSettings)
+    trusted_proxies: tuple[IPNetwork, ...] = LOOPBACK
     envoy: bool = True
 
     @classmethod
@@ -108,6 +157,9 @@ class Settings:
             hash_workers=_int(
                 env, "ATOMCHAT_HASH_WORKERS", max(1, (os.cpu_count() or 2) // 2), minimum=1
             ),
+            hash_queue=_int(env, "ATOMCHAT_HASH_QUEUE", defaults.hash_queue),
+            limits=_limits(env),
+            trusted_proxies=_networks(env, "ATOMCHAT_TRUSTED_PROXIES", defaults.trusted_proxies),
         )
         given = {name: value for name, value in overrides.items() if value is not None}
         settings = replace(settings, **given)

@@ -24,6 +24,7 @@ from atomchat_server.db.models import (
     Role,
     User,
 )
+from atomchat_server.domain.usernames import username_key
 
 PASSWORD = "1234"
 
@@ -90,7 +91,13 @@ async def _insert(session: AsyncSession) -> None:
     await session.execute(
         insert(User),
         [
-            {"id": uid, "username": name, "role": role, "hashed_password": hashed}
+            {
+                "id": uid,
+                "username": name,
+                "username_key": username_key(name),
+                "role": role,
+                "hashed_password": hashed,
+            }
             for (uid, name, role), hashed in zip(USERS, hashes, strict=True)
         ],
     )

@@ -18,6 +18,7 @@ from atomchat_server.auth.passwords import hash_now
 from atomchat_server.auth.tokens import Tokens
 from atomchat_server.db.models import Role
 from atomchat_server.domain.entities import UserView
+from atomchat_server.domain.usernames import username_key
 from devsupport import database_name
 
 DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -50,12 +51,14 @@ class BenchDatabase:
         """`count` users, all with password PASSWORD, each with a signed token."""
         connection = await asyncpg.connect(self.url)
         try:
+            names = [f"bench_{number}" for number in range(1, count + 1)]
             rows = await connection.fetch(
-                "INSERT INTO users (username, hashed_password)"
-                " SELECT 'bench_' || i, $1 FROM generate_series(1, $2) AS i"
+                "INSERT INTO users (username, username_key, hashed_password)"
+                " SELECT name, key, $3 FROM unnest($1::text[], $2::text[]) AS u(name, key)"
                 " RETURNING id, username, created_at",
+                names,
+                [username_key(name) for name in names],
                 hash_now(PASSWORD),
-                count,
             )
         finally:
             await connection.close()

@@ -101,11 +101,16 @@ class Suite:
 
     @contextlib.asynccontextmanager
     async def _atomchat(self, log_path: Path) -> AsyncIterator[Server]:
-        """The server under test, as its own process, logging warnings and errors only."""
+        """The server under test, as its own process, logging warnings and errors only.
+
+        Rate limits off: one load generator acts for thousands of users at
+        rates far above a person's (SPEC §10 lets `0` turn each off).
+        """
         async with serve_atomchat(
             database_url=self.database.url,
             log_level="WARNING",
             log_path=log_path,
+            limits=False,
             ATOMCHAT_JWT_SECRET=JWT_SECRET,
             ATOMCHAT_STREAM_BUFFER=str(self.options.stream_buffer),
         ) as server:

@@ -22,9 +22,10 @@ from devsupport.processes import (
     run_grpcurl,
     tool,
 )
-from devsupport.servers import Server, ServerError, running, serve_atomchat
+from devsupport.servers import NO_LIMITS, Server, ServerError, running, serve_atomchat
 
 __all__ = [
+    "NO_LIMITS",
     "Completed",
     "Server",
     "ServerError",

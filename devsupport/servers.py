@@ -150,6 +150,17 @@ async def _stop(process: asyncio.subprocess.Process, log_path: Path) -> None:
         ) from None
 
 
+# The environment that turns every rate limit off (SPEC §10: `0` turns a limit off):
+# for test runs and benchmarks that act for many users from one address.
+NO_LIMITS = {
+    "ATOMCHAT_LOGIN_FAILURES": "0",
+    "ATOMCHAT_AUTH_PER_MINUTE": "0",
+    "ATOMCHAT_MESSAGE_RATE": "0",
+    "ATOMCHAT_STREAMS_PER_USER": "0",
+    "ATOMCHAT_CHANNELS_PER_HOUR": "0",
+}
+
+
 @contextlib.asynccontextmanager
 async def serve_atomchat(
     *args: str,
@@ -157,20 +168,23 @@ async def serve_atomchat(
     envoy: bool = False,
     log_level: str | None = None,
     log_path: Path | None = None,
+    limits: bool = False,
     **environment: str,
 ) -> AsyncIterator[Server]:
     """`atomchat serve` on free ports (gRPC; Envoy's HTTP too with envoy=True).
 
     The child gets this process's environment without AtomChat's settings,
-    then DATABASE_URL (none: an embedded PostgreSQL) and `environment`;
-    `args` go after `serve`.
+    then DATABASE_URL (none: an embedded PostgreSQL), the rate limits turned
+    off (NO_LIMITS; limits=True keeps the defaults) and `environment`; `args`
+    go after `serve`.
     """
     command = [tool("atomchat")]
     if log_level is not None:
         command += ["--log-level", log_level]
     command += ["serve", "--grpc-port", "0"]
     command += ["--http-port", "0"] if envoy else ["--no-envoy"]
-    settings = dict(environment)
+    settings = {} if limits else dict(NO_LIMITS)
+    settings.update(environment)
     if database_url is not None:
         settings["DATABASE_URL"] = database_url
     async with running(

@@ -17,11 +17,23 @@ from atomchat_server.app import App
 from atomchat_server.config import Settings
 from atomchat_server.db.embedded import EmbeddedPostgres
 from atomchat_server.db.engine import Database
+from atomchat_server.limits import LimitSettings
 from atomchat_server.seeding import seed
 from devsupport import fresh_database
 from tests.support import People, Person
 
+# Tests act for many users from one address: every limit is off but where a
+# test turns one on.
+NO_LIMITS = LimitSettings(
+    login_failures=0,
+    auth_per_minute=0,
+    message_rate=0,
+    message_burst=0,
+    streams_per_user=0,
+    channels_per_hour=0,
+)
 TEST_SETTINGS = Settings(
+    limits=NO_LIMITS,
     grpc_port=0,
     envoy=False,
     jwt_secret="test-secret-" + "x" * 32,

@@ -70,7 +70,9 @@ async def database(database_url: str) -> AsyncIterator[Database]:
     await database.dispose()
 
 
-TOKENS = Tokens(secret=TEST_SETTINGS.jwt_secret, lifetime=timedelta(minutes=5))
+TOKENS = Tokens(
+    secret=TEST_SETTINGS.jwt_secret, lifetime=timedelta(minutes=TEST_SETTINGS.token_minutes)
+)
 
 
 async def test_a_cached_user_is_read_again_once_the_entry_is_older_than_the_limit(

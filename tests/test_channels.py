@@ -342,12 +342,11 @@ async def test_a_negative_page_size_is_invalid(people: People) -> None:
 # GetChannel
 
 
-async def test_get_channel_returns_channel_owner_and_members_owner_first(people: People) -> None:
+async def test_get_channel_shows_members_owner_first_to_a_member(people: People) -> None:
     owner, first, second = await people.user(), await people.user(), await people.user()
     created = await people.channel(owner, members=(first, second), description="Hello")
-    viewer = await people.user()
 
-    found = await detail(viewer, created.slug)
+    found = await detail(second, created.slug)
     assert found.channel.id == created.id
     assert found.channel.description == "Hello"
     assert found.channel.member_count == 3
@@ -359,6 +358,23 @@ async def test_get_channel_returns_channel_owner_and_members_owner_first(people:
         (second.id, second.username, False),
     ]
     assert all(m.HasField("joined_at") for m in found.members)
+
+
+async def test_get_channel_shows_members_to_a_moderator_who_is_not_one(people: People) -> None:
+    owner, member, moderator = await people.user(), await people.user(), await people.moderator()
+    created = await people.channel(owner, members=(member,))
+    found = await detail(moderator, created.slug)
+    assert [m.user_id for m in found.members] == [owner.id, member.id]
+
+
+async def test_get_channel_hides_the_members_from_an_outsider(people: People) -> None:
+    """ListMembers refuses outsiders; GetChannel must not list them either."""
+    owner, member, outsider = await people.user(), await people.user(), await people.user()
+    created = await people.channel(owner, members=(member,), description="Hello")
+    found = await detail(outsider, created.slug)
+    assert (found.channel.id, found.channel.member_count) == (created.id, 2)
+    assert (found.owner.id, found.owner.username) == (owner.id, owner.username)
+    assert list(found.members) == []
 
 
 async def test_get_channel_with_an_unknown_slug_is_not_found(people: People) -> None:

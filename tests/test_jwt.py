@@ -70,6 +70,31 @@ async def test_a_hand_signed_token_with_every_claim_is_accepted(
     assert me.id == person.id
 
 
+async def test_a_token_living_longer_than_the_server_issues_is_unauthenticated(
+    people: People, person: Person, settings: Settings
+) -> None:
+    """Signed with the right secret, but for a day: not a token this server issued."""
+    now = datetime.now(UTC)
+    await refused(
+        people, sign(claims_for(person, iat=now, exp=now + timedelta(days=1)), settings.jwt_secret)
+    )
+    lifetime = timedelta(minutes=settings.token_minutes)
+    at_the_limit = claims_for(person, iat=now, exp=now + lifetime)
+    assert (await get_me_with(people, sign(at_the_limit, settings.jwt_secret))).id == person.id
+
+
+async def test_a_token_issued_before_a_block_stays_refused_after_the_unblock(
+    people: People, person: Person, settings: Settings
+) -> None:
+    moderator = await people.moderator()
+    before = sign(claims_for(person), settings.jwt_secret)
+    await moderator.api.users.BlockUser(users_pb2.BlockUserRequest(user_id=person.id))
+    await moderator.api.users.UnblockUser(users_pb2.UnblockUserRequest(user_id=person.id))
+    await refused(people, before)
+    again = await people.login(person.username, person.password)
+    assert (await get_me_with(people, again.token)).id == person.id
+
+
 async def test_an_expired_token_is_unauthenticated(
     people: People, person: Person, settings: Settings
 ) -> None:

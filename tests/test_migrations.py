@@ -58,7 +58,8 @@ async def migrated_with_data(url: str) -> None:
     await run_script(
         url,
         """
-        INSERT INTO users (username, hashed_password) VALUES ('alice', 'x'), ('bob', 'x');
+        INSERT INTO users (username, username_key, hashed_password)
+        VALUES ('alice', 'alice', 'x'), ('bob', 'bob', 'x');
         INSERT INTO channels (name, slug) VALUES ('General', 'general');
         INSERT INTO channel_members (channel_id, user_id, is_owner) VALUES (1, 1, true);
         INSERT INTO channel_join_requests (channel_id, user_id) VALUES (1, 2);
@@ -93,7 +94,8 @@ async def test_upgrade_to_head_creates_every_table(shared_database: str) -> None
     ("statement", "constraint"),
     [
         pytest.param(
-            "INSERT INTO users (username, hashed_password) VALUES ('alice', 'y')",
+            "INSERT INTO users (username, username_key, hashed_password)"
+            " VALUES ('alice', 'alice', 'y')",
             "uq_users_username",
             id="unique-username",
         ),

@@ -59,7 +59,8 @@ async def test_the_repeat_lookup_uses_the_index_after_the_table_has_grown(
         setup = await asyncpg.connect(asyncpg_dsn(url))
         try:
             user_id = await setup.fetchval(
-                "INSERT INTO users (username, hashed_password) VALUES ('poster', 'x') RETURNING id"
+                "INSERT INTO users (username, username_key, hashed_password)"
+                " VALUES ('poster', 'poster', 'x') RETURNING id"
             )
             channel_id = await setup.fetchval(
                 "INSERT INTO channels (name, slug) VALUES ('c', 'c') RETURNING id"

@@ -95,7 +95,7 @@ async def test_a_seeded_user_logs_in_with_password_1234(
 
 
 async def test_the_programmers_channel_is_seeded(people: People) -> None:
-    viewer = await people.user()
+    viewer = await people.login("user_program", "1234")  # a member sees the members
     found = await viewer.api.channels.GetChannel(
         channels_pb2.GetChannelRequest(slug="programmisty")
     )
@@ -115,7 +115,7 @@ async def test_the_programmers_channel_is_seeded(people: People) -> None:
 
 
 async def test_the_designers_channel_is_seeded(people: People) -> None:
-    viewer = await people.user()
+    viewer = await people.login("user_design", "1234")  # a member sees the members
     found = await viewer.api.channels.GetChannel(channels_pb2.GetChannelRequest(slug="dizayneri"))
     channel = found.channel
     assert (channel.id, channel.name, channel.slug, channel.description) == (
@@ -238,7 +238,8 @@ async def test_rows_made_after_seeding_get_the_next_ids(postgres_server_url: str
         await seed_once(url)
         user = await sql(
             url,
-            "INSERT INTO users (username, hashed_password) VALUES ('after_seed', 'x') RETURNING id",
+            "INSERT INTO users (username, username_key, hashed_password)"
+            " VALUES ('after_seed', 'after_seed', 'x') RETURNING id",
         )
         channel = await sql(
             url, "INSERT INTO channels (name, slug) VALUES ('After', 'after') RETURNING id"
@@ -252,7 +253,11 @@ async def test_rows_made_after_seeding_get_the_next_ids(postgres_server_url: str
 
 async def test_seeding_a_database_with_other_users_is_refused(postgres_server_url: str) -> None:
     async with fresh_database(postgres_server_url) as url:
-        await sql(url, "INSERT INTO users (username, hashed_password) VALUES ('someone', 'x')")
+        await sql(
+            url,
+            "INSERT INTO users (username, username_key, hashed_password)"
+            " VALUES ('someone', 'someone', 'x')",
+        )
         with pytest.raises(SeedError, match="already has other users"):
             await seed_once(url)
         assert (await row_counts(url))["users"] == 1
@@ -276,7 +281,11 @@ async def test_atomchat_seed_on_a_database_with_other_users_says_why_it_refuses(
     postgres_server_url: str,
 ) -> None:
     async with fresh_database(postgres_server_url) as url:
-        await sql(url, "INSERT INTO users (username, hashed_password) VALUES ('someone', 'x')")
+        await sql(
+            url,
+            "INSERT INTO users (username, username_key, hashed_password)"
+            " VALUES ('someone', 'someone', 'x')",
+        )
         refused = await run_atomchat("seed", env=child_environment(DATABASE_URL=url))
     assert refused.returncode == 1
     assert "atomchat: the database already has other users" in refused.output

@@ -10,18 +10,22 @@ from atomchat_server.auth.interceptor import current_actor
 from atomchat_server.db.engine import Database
 from atomchat_server.domain import channels
 from atomchat_server.interception import Context
+from atomchat_server.limits import Limits
 
 
 class ChannelServicer(channels_pb2_grpc.ChannelServiceServicer):
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, limits: Limits) -> None:
         self._db = database
+        self._limits = limits
 
     async def CreateChannel(
         self, request: channels_pb2.CreateChannelRequest, context: Context
     ) -> resources_pb2.Channel:
+        actor = current_actor()
+        self._limits.check_channel_creation(actor.user_id)
         async with self._db.transaction() as session:
             channel = await channels.create_channel(
-                session, actor=current_actor(), name=request.name, description=request.description
+                session, actor=actor, name=request.name, description=request.description
             )
         return convert.channel(channel)
 
@@ -54,7 +58,9 @@ class ChannelServicer(channels_pb2_grpc.ChannelServiceServicer):
         self, request: channels_pb2.GetChannelRequest, context: Context
     ) -> channels_pb2.ChannelDetail:
         async with self._db.transaction() as session:
-            detail = await channels.get_channel_detail(session, slug=request.slug)
+            detail = await channels.get_channel_detail(
+                session, actor=current_actor(), slug=request.slug
+            )
         return channels_pb2.ChannelDetail(
             channel=convert.channel(detail.channel),
             owner=convert.user(detail.owner),

@@ -20,6 +20,7 @@ from atomchat_server.domain import errors, messages
 from atomchat_server.domain.entities import Actor, ChannelView, MessageView
 from atomchat_server.domain.posting import MessagePoster
 from atomchat_server.interception import Context
+from atomchat_server.limits import Limits
 from atomchat_server.realtime.delivery import Delivery, Encoded, Framing
 from atomchat_server.realtime.hub import Hub, Subscriber
 
@@ -44,10 +45,12 @@ class ChatServicer:
         database: Database,
         hub: Hub[Encoded],
         poster: MessagePoster,
+        limits: Limits,
     ) -> None:
         self._db = database
         self._hub = hub
         self._poster = poster
+        self._limits = limits
 
     def handler(self) -> grpc.GenericRpcHandler:
         """The service's handlers; stream frames are bytes encoded by `wire`."""
@@ -117,8 +120,10 @@ class ChatServicer:
     async def SendMessage(
         self, request: chat_pb2.SendMessageRequest, context: Context
     ) -> resources_pb2.Message:
+        actor = current_actor()
+        self._limits.check_message(actor.user_id, request.channel_id)
         message = await self._poster.post(
-            actor=current_actor(),
+            actor=actor,
             channel_id=request.channel_id,
             content=request.content,
             client_message_id=request.client_message_id,
@@ -147,6 +152,7 @@ class ChatServicer:
         # Subscribe before checking access and reading the last seq: whatever
         # is committed from here on reaches the buffer, and a removal or a
         # deletion that lands meanwhile closes the subscriber.
+        self._limits.open_stream(actor.user_id)
         subscriber = self._hub.subscribe(channel_id, actor.user_id, is_moderator=actor.is_moderator)
         try:
             async with self._db.transaction() as session:
@@ -158,6 +164,7 @@ class ChatServicer:
             )
         except BaseException:
             self._hub.unsubscribe(subscriber)
+            self._limits.close_stream(actor.user_id)
             raise
         return _OpenStream(subscriber, channel, start, last_seq)
 
@@ -184,6 +191,7 @@ class ChatServicer:
             await delivery.run(catch_up_to=stream.last_seq)
         finally:
             self._hub.unsubscribe(stream.subscriber)
+            self._limits.close_stream(stream.subscriber.user_id)
 
     async def _read_sends(
         self,
@@ -197,14 +205,11 @@ class ChatServicer:
             if subscriber.ends_with is not None:
                 return
             if not frame.HasField("send"):
-                subscriber.push_control(
-                    wire.error_frame(
-                        code_pb2.FAILED_PRECONDITION, "Already joined: send `send` frames", ""
-                    )
-                )
+                subscriber.push_control(_error_frame(_already_joined(), ""))
                 continue
             key = frame.send.client_message_id
             try:
+                self._limits.check_message(actor.user_id, stream.channel.id)
                 posted = self._poster.submit(
                     actor=actor,
                     channel_id=stream.channel.id,
@@ -212,15 +217,23 @@ class ChatServicer:
                     client_message_id=key,
                 )
             except errors.DomainError as error:
-                subscriber.push_control(
-                    wire.error_frame(status.rpc_code(error), error.message, key)
-                )
+                subscriber.push_control(_error_frame(error, key))
                 continue
             in_flight.add(posted)
             posted.add_done_callback(in_flight.discard)
             posted.add_done_callback(functools.partial(_acknowledge, subscriber, key))
             if len(in_flight) >= MAX_SENDS_IN_FLIGHT:
                 await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+
+
+def _already_joined() -> errors.FailedPrecondition:
+    return errors.FailedPrecondition(
+        "Already joined: send `send` frames", reason=errors.Reason.ALREADY_JOINED
+    )
+
+
+def _error_frame(error: errors.DomainError, key: str) -> bytes:
+    return wire.error_frame(status.rpc_code(error), error.message, key, status.details_of(error))
 
 
 def _end_on_failure(subscriber: Subscriber[Encoded], reader: asyncio.Task[None]) -> None:
@@ -238,7 +251,7 @@ def _acknowledge(
     if error is None:
         subscriber.push_control(wire.ack_frame(key, posted.result()))
     elif isinstance(error, errors.DomainError):
-        subscriber.push_control(wire.error_frame(status.rpc_code(error), error.message, key))
+        subscriber.push_control(_error_frame(error, key))
     else:
         log.error("posting a message failed", exc_info=error)
         subscriber.push_control(wire.error_frame(code_pb2.INTERNAL, status.INTERNAL_MESSAGE, key))

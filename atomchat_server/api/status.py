@@ -13,10 +13,11 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import grpc
-from google.protobuf import any_pb2
+from google.protobuf import any_pb2, duration_pb2
 from google.protobuf.message import DecodeError
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
@@ -42,6 +43,7 @@ CODES: dict[type[errors.DomainError], grpc.StatusCode] = {
     errors.AlreadyExists: grpc.StatusCode.ALREADY_EXISTS,
     errors.FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
     errors.ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    errors.OutOfRange: grpc.StatusCode.OUT_OF_RANGE,
     errors.Unavailable: grpc.StatusCode.UNAVAILABLE,
 }
 
@@ -64,24 +66,35 @@ def _pack(message: Any) -> any_pb2.Any:
     return packed
 
 
-def status_of(error: errors.DomainError) -> grpc.Status:
-    details = [_pack(error_details_pb2.ErrorInfo(reason=error.reason, domain=ERROR_DOMAIN))]
+def details_of(error: errors.DomainError) -> list[any_pb2.Any]:
+    """The google.rpc details of an error: ErrorInfo always, RetryInfo, QuotaFailure and
+    BadRequest when the error says when to retry, which limit, or which fields."""
+    info = error_details_pb2.ErrorInfo(
+        reason=error.reason, domain=ERROR_DOMAIN, metadata=error.metadata
+    )
+    details = [_pack(info)]
+    if error.retry_after is not None:
+        wait = duration_pb2.Duration()
+        wait.FromTimedelta(timedelta(seconds=error.retry_after))
+        details.append(_pack(error_details_pb2.RetryInfo(retry_delay=wait)))
+    if error.quota is not None:
+        violation = error_details_pb2.QuotaFailure.Violation(
+            subject=error.quota, description=error.message
+        )
+        details.append(_pack(error_details_pb2.QuotaFailure(violations=[violation])))
     violations = getattr(error, "violations", ())
     if violations:
-        details.append(
-            _pack(
-                error_details_pb2.BadRequest(
-                    field_violations=[
-                        error_details_pb2.BadRequest.FieldViolation(
-                            field=v.field, description=v.description
-                        )
-                        for v in violations
-                    ]
-                )
-            )
-        )
+        field_violations = [
+            error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
+            for v in violations
+        ]
+        details.append(_pack(error_details_pb2.BadRequest(field_violations=field_violations)))
+    return details
+
+
+def status_of(error: errors.DomainError) -> grpc.Status:
     return rpc_status.to_status(
-        status_pb2.Status(code=rpc_code(error), message=error.message, details=details)
+        status_pb2.Status(code=rpc_code(error), message=error.message, details=details_of(error))
     )
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from atomchat.v1 import chat_pb2
+from google.protobuf import any_pb2
 
 from atomchat_server.api import convert
 from atomchat_server.domain.entities import ChannelView, MessageView
@@ -86,8 +87,12 @@ def ack_frame(client_message_id: str, message: MessageView) -> bytes:
     return chat_pb2.ChatStreamResponse(ack=ack).SerializeToString()
 
 
-def error_frame(code: int, message: str, client_message_id: str) -> bytes:
-    error = chat_pb2.ChatError(code=code, message=message, client_message_id=client_message_id)
+def error_frame(
+    code: int, message: str, client_message_id: str, details: Sequence[any_pb2.Any] = ()
+) -> bytes:
+    error = chat_pb2.ChatError(
+        code=code, message=message, client_message_id=client_message_id, details=details
+    )
     return chat_pb2.ChatStreamResponse(error=error).SerializeToString()
 
 

@@ -62,32 +62,32 @@ class Authenticator:
         self._database = database
         self._max_age = max_age
         self._clock = clock
-        # user id -> (when it was read, the actor or None for "not active").
-        self._cache: dict[int, tuple[float, Actor | None]] = {}
+        # user id -> (when it was read, the user or None for "unknown or blocked").
+        self._cache: dict[int, tuple[float, users.ActiveUser | None]] = {}
         # Bumped by every forget: a lookup that raced with one is not cached.
         self._generation = 0
 
     async def actor(self, metadata: Iterable[tuple[str, str | bytes]] | None) -> Actor:
-        user_id = self._tokens.user_id(bearer_token(metadata))
-        cached = self._cache.get(user_id)
+        token = self._tokens.verify(bearer_token(metadata))
+        cached = self._cache.get(token.user_id)
         if cached is not None and self._clock() - cached[0] < self._max_age:
-            actor = cached[1]
+            user = cached[1]
         else:
-            actor = await self._load(user_id)
-        if actor is None:
+            user = await self._load(token.user_id)
+        if user is None or not user.accepts_token_issued_at(token.issued_at):
             raise errors.invalid_credentials()
-        return actor
+        return user.actor
 
-    async def _load(self, user_id: int) -> Actor | None:
+    async def _load(self, user_id: int) -> users.ActiveUser | None:
         generation = self._generation
         read_at = self._clock()
         async with self._database.transaction() as session:
-            actor = await users.find_active_actor(session, user_id=user_id)
+            user = await users.find_active_user(session, user_id=user_id)
         if generation == self._generation:
             if len(self._cache) >= CACHE_LIMIT:
                 self._cache.clear()
-            self._cache[user_id] = (read_at, actor)
-        return actor
+            self._cache[user_id] = (read_at, user)
+        return user
 
     def forget(self, user_id: int) -> None:
         self._generation += 1

@@ -15,11 +15,18 @@ import contextlib
 import multiprocessing
 import os
 import signal
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from typing import TypeVar
 
 from passlib.context import CryptContext
 
+from atomchat_server.domain import errors
+from atomchat_server.limits import Limit
+
 HASH_PROCESS_NICENESS = 19
+QUEUE_FULL_RETRY_SECONDS = 1.0
+T = TypeVar("T")
 
 # argon2id at one of OWASP's recommended settings (7 MiB, 5 passes, 1 lane),
 # about 25 ms of one core; of their equivalent settings it has the smallest
@@ -61,8 +68,18 @@ def _start_worker() -> None:
 
 
 class Passwords:
-    def __init__(self, *, workers: int = 1) -> None:
+    """Hashing and verifying in worker processes, with a bounded queue.
+
+    At most `max_queue` hashes may be waiting or running at once (0: no
+    bound); one more is refused at once with UNAVAILABLE and RetryInfo, without
+    hashing, so that a flood of bogus logins cannot delay real ones by more
+    than the queue's length.
+    """
+
+    def __init__(self, *, workers: int = 1, max_queue: int = 0) -> None:
         self._workers = workers
+        self._max_queue = max_queue
+        self._queued = 0
         self._pool = ProcessPoolExecutor(
             max_workers=workers,
             mp_context=multiprocessing.get_context("spawn"),
@@ -76,15 +93,31 @@ class Passwords:
             *(loop.run_in_executor(self._pool, os.getpid) for _ in range(self._workers))
         )
 
+    def check_room(self) -> None:
+        """Refuse now if the queue is full (before anything else is spent on a call)."""
+        if self._max_queue and self._queued >= self._max_queue:
+            raise errors.Unavailable(
+                "Too many logins at once, try again",
+                reason=errors.Reason.PASSWORD_QUEUE_FULL,
+                retry_after=QUEUE_FULL_RETRY_SECONDS,
+                quota=Limit.HASH_QUEUE,
+            )
+
+    async def _run(self, work: Callable[..., T], *args: str) -> T:
+        self.check_room()
+        self._queued += 1
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._pool, work, *args)
+        finally:
+            self._queued -= 1
+
     async def hash(self, password: str) -> str:
-        return await asyncio.get_running_loop().run_in_executor(self._pool, _hash, password)
+        return await self._run(_hash, password)
 
     async def verify(self, password: str, hashed: str | None) -> bool:
         """True if `password` matches; with hashed=None, spends the same time and says False."""
         target = hashed if hashed is not None else _DUMMY_HASH
-        matches = await asyncio.get_running_loop().run_in_executor(
-            self._pool, _verify, password, target
-        )
+        matches = await self._run(_verify, password, target)
         return matches and hashed is not None
 
     async def close(self) -> None:

@@ -59,15 +59,20 @@ class User(Base):
     __tablename__ = "users"
     __table_args__ = (
         UniqueConstraint("username"),
+        # Confusable names share a key (domain/usernames.py): one of them per key.
+        UniqueConstraint("username_key"),
         CheckConstraint(_one_of("role", Role), name="role"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
     username: Mapped[str] = mapped_column(String(32), nullable=False)
+    username_key: Mapped[str] = mapped_column(Text, nullable=False)
     hashed_password: Mapped[str] = mapped_column(String(255), nullable=False)
     role: Mapped[str] = mapped_column(String(16), nullable=False, server_default=Role.USER.value)
     is_active: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("true"))
     created_at: Mapped[datetime] = _now()
+    # Set when the user is blocked: tokens issued before it never work again.
+    tokens_valid_after: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class Channel(Base):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 
 from slugify import slugify
@@ -12,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from atomchat_server.db.models import Channel, ChannelMember, User
-from atomchat_server.domain import errors, events, membership, pagination, policy
+from atomchat_server.domain import errors, events, membership, pagination, policy, text
 from atomchat_server.domain.entities import (
     Actor,
     ChannelDetailView,
@@ -25,7 +24,6 @@ from atomchat_server.domain.users import user_view
 NAME_MAX = 100
 DESCRIPTION_MAX = 1000
 UPDATABLE_FIELDS = ("name", "description")
-_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
 
 _owner = ChannelMember.__table__.alias("owner")
 
@@ -113,7 +111,7 @@ def make_slug(name: str) -> str:
 
 def _clean_name(name: str) -> str:
     cleaned = name.strip()
-    if _CONTROL_CHARACTERS.search(cleaned):
+    if text.has_control_or_format(cleaned):
         raise errors.InvalidArgument(
             "Channel name must not contain control characters",
             reason=errors.Reason.INVALID_NAME,
@@ -212,7 +210,10 @@ async def list_my_channels(
     return await _page(session, query, kind="my_channels", size=page_size, token=page_token)
 
 
-async def get_channel_detail(session: AsyncSession, *, slug: str) -> ChannelDetailView:
+async def get_channel_detail(
+    session: AsyncSession, *, actor: Actor, slug: str
+) -> ChannelDetailView:
+    """The channel and its owner for anyone; its members only for those who take part."""
     if "\x00" in slug:  # no slug has one, and PostgreSQL text cannot hold it
         raise errors.channel_not_found()
     row = (
@@ -221,16 +222,19 @@ async def get_channel_detail(session: AsyncSession, *, slug: str) -> ChannelDeta
     if row is None:
         raise errors.channel_not_found()
     channel = _view(row)
-    member_rows = (
-        await session.execute(
-            select(ChannelMember, User)
-            .join(User, User.id == ChannelMember.user_id)
-            .where(ChannelMember.channel_id == channel.id)
-            .order_by(ChannelMember.is_owner.desc(), ChannelMember.joined_at, ChannelMember.id)
-        )
-    ).all()
-    members = tuple(member_view(member, user.username) for member, user in member_rows)
-    owner = next(user for member, user in member_rows if member.is_owner)
+    caller = await standing(session, channel_id=channel.id, user_id=actor.user_id)
+    owner = await session.get_one(User, channel.owner_id)
+    members: tuple[MemberView, ...] = ()
+    if policy.can_take_part(is_member=caller.is_member, is_moderator=actor.is_moderator):
+        member_rows = (
+            await session.execute(
+                select(ChannelMember, User.username)
+                .join(User, User.id == ChannelMember.user_id)
+                .where(ChannelMember.channel_id == channel.id)
+                .order_by(ChannelMember.is_owner.desc(), ChannelMember.joined_at, ChannelMember.id)
+            )
+        ).all()
+        members = tuple(member_view(member, username) for member, username in member_rows)
     return ChannelDetailView(channel=channel, owner=user_view(owner), members=members)
 
 

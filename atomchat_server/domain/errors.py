@@ -7,7 +7,8 @@
     ├── NotFound                no such thing (or not visible to the caller)
     ├── AlreadyExists           it exists already
     ├── FailedPrecondition      not in a state that allows this
-    ├── ResourceExhausted       a client fell too far behind
+    ├── ResourceExhausted       a client fell too far behind, or went past a limit
+    ├── OutOfRange              a position beyond the end (after_seq past the last seq)
     └── Unavailable             the service or its database cannot answer now; retry
 
 api/status.py turns each into a gRPC status code with google.rpc details,
@@ -16,6 +17,7 @@ in one place; db/errors.py turns the database driver's failures into these.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum, unique
 
@@ -24,6 +26,8 @@ from enum import StrEnum, unique
 class Reason(StrEnum):
     """Every stable reason a client may see in google.rpc.ErrorInfo, listed once."""
 
+    AFTER_SEQ_BEYOND_LAST = "AFTER_SEQ_BEYOND_LAST"
+    ALREADY_JOINED = "ALREADY_JOINED"
     ALREADY_MEMBER = "ALREADY_MEMBER"
     CANNOT_BLOCK_SELF = "CANNOT_BLOCK_SELF"
     CANNOT_REMOVE_OWNER = "CANNOT_REMOVE_OWNER"
@@ -36,6 +40,7 @@ class Reason(StrEnum):
     INVALID_CLIENT_MESSAGE_ID = "INVALID_CLIENT_MESSAGE_ID"
     INVALID_CONTENT = "INVALID_CONTENT"
     INVALID_CREDENTIALS = "INVALID_CREDENTIALS"
+    INVALID_CREDENTIALS_FORMAT = "INVALID_CREDENTIALS_FORMAT"
     INVALID_DESCRIPTION = "INVALID_DESCRIPTION"
     INVALID_NAME = "INVALID_NAME"
     INVALID_PASSWORD = "INVALID_PASSWORD"
@@ -52,6 +57,8 @@ class Reason(StrEnum):
     MODERATOR_REQUIRED = "MODERATOR_REQUIRED"
     NOT_A_MEMBER = "NOT_A_MEMBER"
     OWNER_CANNOT_LEAVE = "OWNER_CANNOT_LEAVE"
+    PASSWORD_QUEUE_FULL = "PASSWORD_QUEUE_FULL"
+    RATE_LIMITED = "RATE_LIMITED"
     SHUTTING_DOWN = "SHUTTING_DOWN"
     SUBSCRIBER_TOO_SLOW = "SUBSCRIBER_TOO_SLOW"
     USERNAME_TAKEN = "USERNAME_TAKEN"
@@ -66,12 +73,28 @@ class FieldViolation:
 
 
 class DomainError(Exception):
-    """An expected failure, answered to the client as it is."""
+    """An expected failure, answered to the client as it is.
 
-    def __init__(self, message: str, *, reason: Reason) -> None:
+    `retry_after` (seconds) says when trying again may succeed; `quota` names
+    the limit that refused (google.rpc RetryInfo and QuotaFailure); `metadata`
+    goes into ErrorInfo (e.g. the last seq a client may resume after).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        reason: Reason,
+        retry_after: float | None = None,
+        quota: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.reason = reason
+        self.retry_after = retry_after
+        self.quota = quota
+        self.metadata = dict(metadata or {})
 
 
 class InvalidArgument(DomainError):
@@ -105,6 +128,10 @@ class FailedPrecondition(DomainError):
 
 
 class ResourceExhausted(DomainError):
+    pass
+
+
+class OutOfRange(DomainError):
     pass
 
 

@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from atomchat_server.db.engine import Database
 from atomchat_server.db.models import Channel, Message, User
-from atomchat_server.domain import errors, pagination
+from atomchat_server.domain import errors, pagination, text
 from atomchat_server.domain.channels import open_for_reading
 from atomchat_server.domain.entities import Actor, ChannelView, MessageView, Page
 
@@ -21,11 +21,18 @@ CATCH_UP_PAGE = 500
 
 
 def clean_content(content: str) -> str:
-    """The content as stored: trimmed, 1-4000 characters, no NUL (PostgreSQL text has none)."""
+    """The content as stored: trimmed, 1-4000 characters of which some can be seen,
+    no NUL (PostgreSQL text has none)."""
     cleaned = content.strip()
     if not 1 <= len(cleaned) <= CONTENT_MAX:
         raise errors.InvalidArgument(
             f"Message content must be 1-{CONTENT_MAX} characters after trimming",
+            reason=errors.Reason.INVALID_CONTENT,
+            field="content",
+        )
+    if not text.has_visible(cleaned):
+        raise errors.InvalidArgument(
+            "Message content must contain something visible",
             reason=errors.Reason.INVALID_CONTENT,
             field="content",
         )
@@ -66,6 +73,14 @@ def start_after(*, last_seq: int, after_seq: int | None, history_limit: int | No
     if after_seq is not None:
         if after_seq < 0:
             raise errors.InvalidArgument("after_seq must not be negative", field="after_seq")
+        if after_seq > last_seq:
+            # Nothing after it exists: a client resuming from the future would
+            # otherwise wait silently for seqs that were never given.
+            raise errors.OutOfRange(
+                f"after_seq {after_seq} is beyond the channel's last seq {last_seq}",
+                reason=errors.Reason.AFTER_SEQ_BEYOND_LAST,
+                metadata={"last_seq": str(last_seq)},
+            )
         return after_seq
     limit = DEFAULT_HISTORY if history_limit is None else history_limit
     if not 0 <= limit <= MAX_HISTORY:

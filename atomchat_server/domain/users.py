@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from atomchat_server.db.models import Role, User
-from atomchat_server.domain import errors, events, policy
+from atomchat_server.domain import errors, events, policy, usernames
 from atomchat_server.domain.entities import Actor, UserView
 
-USERNAME_PATTERN = re.compile(r"[\w.-]{4,32}")
 PASSWORD_MIN, PASSWORD_MAX = 4, 128
 
 PasswordVerifier = Callable[[str, str | None], Awaitable[bool]]
@@ -31,12 +30,7 @@ def user_view(row: User) -> UserView:
 
 
 def validate_credentials(username: str, password: str) -> None:
-    if not USERNAME_PATTERN.fullmatch(username):
-        raise errors.InvalidArgument(
-            "Username must be 4-32 characters: letters, digits, '_', '.' or '-'",
-            reason=errors.Reason.INVALID_USERNAME,
-            field="username",
-        )
+    usernames.validate_username(username)
     if not PASSWORD_MIN <= len(password) <= PASSWORD_MAX:
         raise errors.InvalidArgument(
             "Password must be 4-128 characters",
@@ -45,10 +39,21 @@ def validate_credentials(username: str, password: str) -> None:
         )
 
 
+def validate_login(username: str, password: str) -> None:
+    """What no account can match is refused before any lookup or hashing."""
+    if len(password) > PASSWORD_MAX or len(username) > usernames.USERNAME_MAX:
+        raise errors.InvalidArgument(
+            f"Username must be at most {usernames.USERNAME_MAX} characters"
+            f" and password at most {PASSWORD_MAX}",
+            reason=errors.Reason.INVALID_CREDENTIALS_FORMAT,
+        )
+
+
 async def ensure_can_register(session: AsyncSession, *, username: str, password: str) -> None:
     """Refuse bad or taken credentials before anyone spends time hashing the password."""
     validate_credentials(username, password)
-    if await session.scalar(select(User.id).where(User.username == username)) is not None:
+    taken = select(User.id).where(User.username_key == usernames.username_key(username))
+    if await session.scalar(taken) is not None:
         raise _username_taken()
 
 
@@ -56,8 +61,12 @@ async def create_user(session: AsyncSession, *, username: str, hashed_password: 
     """Insert a registered user; a concurrent registration of the same name loses."""
     row = await session.scalar(
         insert(User)
-        .values(username=username, hashed_password=hashed_password)
-        .on_conflict_do_nothing(index_elements=[User.username])
+        .values(
+            username=username,
+            username_key=usernames.username_key(username),
+            hashed_password=hashed_password,
+        )
+        .on_conflict_do_nothing()
         .returning(User)
     )
     if row is None:
@@ -98,16 +107,32 @@ async def authenticate(
     return candidate.user
 
 
-async def find_active_actor(session: AsyncSession, *, user_id: int) -> Actor | None:
-    """The user a token names, as a caller: None when unknown or blocked."""
+@dataclass(frozen=True, slots=True)
+class ActiveUser:
+    """A token's user as the authenticator needs them: who, and which tokens count."""
+
+    actor: Actor
+    tokens_valid_after: datetime | None
+
+    def accepts_token_issued_at(self, issued_at: float) -> bool:
+        """Tokens issued up to the moment the user was last blocked never work again."""
+        cutoff = self.tokens_valid_after
+        return cutoff is None or issued_at > cutoff.timestamp()
+
+
+async def find_active_user(session: AsyncSession, *, user_id: int) -> ActiveUser | None:
+    """The user a token names, if they exist and are not blocked."""
     row = (
         await session.execute(
-            select(User.username, User.role).where(User.id == user_id, User.is_active)
+            select(User.username, User.role, User.tokens_valid_after).where(
+                User.id == user_id, User.is_active
+            )
         )
     ).first()
     if row is None:
         return None
-    return Actor(user_id=user_id, username=row.username, role=Role(row.role))
+    actor = Actor(user_id=user_id, username=row.username, role=Role(row.role))
+    return ActiveUser(actor=actor, tokens_valid_after=row.tokens_valid_after)
 
 
 async def get_user(session: AsyncSession, *, user_id: int) -> UserView:
@@ -124,8 +149,11 @@ async def set_active(
     policy.ensure_moderator(actor)
     if not active:
         policy.ensure_not_self(actor, user_id)
+    values: dict[str, object] = {"is_active": active}
+    if not active:
+        values["tokens_valid_after"] = func.now()
     row = await session.scalar(
-        update(User).where(User.id == user_id).values(is_active=active).returning(User)
+        update(User).where(User.id == user_id).values(values).returning(User)
     )
     if row is None:
         raise errors.user_not_found()

@@ -24,11 +24,12 @@ _sym_db = _symbol_database.Default()
 
 from atomchat.v1 import resources_pb2 as atomchat_dot_v1_dot_resources__pb2
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
+from google.protobuf import any_pb2 as google_dot_protobuf_dot_any__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from google.rpc import code_pb2 as google_dot_rpc_dot_code__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x61tomchat/v1/chat.proto\x12\x0b\x61tomchat.v1\x1a\x1b\x61tomchat/v1/resources.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15google/rpc/code.proto\"\x85\x01\n\x08\x43hatJoin\x12\x12\n\nchannel_id\x18\x01 \x01(\x03\x12\x16\n\tafter_seq\x18\x02 \x01(\x03H\x00\x88\x01\x01\x12\x1a\n\rhistory_limit\x18\x03 \x01(\x05H\x01\x88\x01\x01\x12\x11\n\tmax_batch\x18\x04 \x01(\rB\x0c\n\n_after_seqB\x10\n\x0e_history_limit\"6\n\x08\x43hatSend\x12\x0f\n\x07\x63ontent\x18\x01 \x01(\t\x12\x19\n\x11\x63lient_message_id\x18\x02 \x01(\t\"j\n\x11\x43hatStreamRequest\x12%\n\x04join\x18\x01 \x01(\x0b\x32\x15.atomchat.v1.ChatJoinH\x00\x12%\n\x04send\x18\x02 \x01(\x0b\x32\x15.atomchat.v1.ChatSendH\x00\x42\x07\n\x05\x66rame\"3\n\nChatJoined\x12%\n\x07\x63hannel\x18\x01 \x01(\x0b\x32\x14.atomchat.v1.Channel\"K\n\x07\x43hatAck\x12\x19\n\x11\x63lient_message_id\x18\x01 \x01(\t\x12%\n\x07message\x18\x02 \x01(\x0b\x32\x14.atomchat.v1.Message\"W\n\tChatError\x12\x1e\n\x04\x63ode\x18\x01 \x01(\x0e\x32\x10.google.rpc.Code\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x19\n\x11\x63lient_message_id\x18\x03 \x01(\t\"@\n\rChatHeartbeat\x12/\n\x0bserver_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"6\n\x0cMessageBatch\x12&\n\x08messages\x18\x01 \x03(\x0b\x32\x14.atomchat.v1.Message\"\x9f\x02\n\x12\x43hatStreamResponse\x12)\n\x06joined\x18\x01 \x01(\x0b\x32\x17.atomchat.v1.ChatJoinedH\x00\x12\'\n\x07message\x18\x02 \x01(\x0b\x32\x14.atomchat.v1.MessageH\x00\x12#\n\x03\x61\x63k\x18\x03 \x01(\x0b\x32\x14.atomchat.v1.ChatAckH\x00\x12\'\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x16.atomchat.v1.ChatErrorH\x00\x12/\n\theartbeat\x18\x05 \x01(\x0b\x32\x1a.atomchat.v1.ChatHeartbeatH\x00\x12-\n\x08messages\x18\x06 \x01(\x0b\x32\x19.atomchat.v1.MessageBatchH\x00\x42\x07\n\x05\x66rame\"\x8d\x01\n\x10SubscribeRequest\x12\x12\n\nchannel_id\x18\x01 \x01(\x03\x12\x16\n\tafter_seq\x18\x02 \x01(\x03H\x00\x88\x01\x01\x12\x1a\n\rhistory_limit\x18\x03 \x01(\x05H\x01\x88\x01\x01\x12\x11\n\tmax_batch\x18\x04 \x01(\rB\x0c\n\n_after_seqB\x10\n\x0e_history_limit\"\xc8\x01\n\tChatEvent\x12)\n\x06joined\x18\x01 \x01(\x0b\x32\x17.atomchat.v1.ChatJoinedH\x00\x12\'\n\x07message\x18\x02 \x01(\x0b\x32\x14.atomchat.v1.MessageH\x00\x12/\n\theartbeat\x18\x05 \x01(\x0b\x32\x1a.atomchat.v1.ChatHeartbeatH\x00\x12-\n\x08messages\x18\x06 \x01(\x0b\x32\x19.atomchat.v1.MessageBatchH\x00\x42\x07\n\x05\x65vent\"T\n\x12SendMessageRequest\x12\x12\n\nchannel_id\x18\x01 \x01(\x03\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\x12\x19\n\x11\x63lient_message_id\x18\x03 \x01(\t\"P\n\x13ListMessagesRequest\x12\x12\n\nchannel_id\x18\x01 \x01(\x03\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"W\n\x14ListMessagesResponse\x12&\n\x08messages\x18\x01 \x03(\x0b\x32\x14.atomchat.v1.Message\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xc6\x03\n\x0b\x43hatService\x12Q\n\nChatStream\x12\x1e.atomchat.v1.ChatStreamRequest\x1a\x1f.atomchat.v1.ChatStreamResponse(\x01\x30\x01\x12n\n\tSubscribe\x12\x1d.atomchat.v1.SubscribeRequest\x1a\x16.atomchat.v1.ChatEvent\"(\x82\xd3\xe4\x93\x02\"\x12 /v1/channels/{channel_id}/events0\x01\x12s\n\x0bSendMessage\x12\x1f.atomchat.v1.SendMessageRequest\x1a\x14.atomchat.v1.Message\"-\x82\xd3\xe4\x93\x02\'\"\"/v1/channels/{channel_id}/messages:\x01*\x12\x7f\n\x0cListMessages\x12 .atomchat.v1.ListMessagesRequest\x1a!.atomchat.v1.ListMessagesResponse\"*\x82\xd3\xe4\x93\x02$\x12\"/v1/channels/{channel_id}/messagesb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x61tomchat/v1/chat.proto\x12\x0b\x61tomchat.v1\x1a\x1b\x61tomchat/v1/resources.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x19google/protobuf/any.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15google/rpc/code.proto\"\x85\x01\n\x08\x43hatJoin\x12\x12\n\nchannel_id\x18\x01 \x01(\x03\x12\x16\n\tafter_seq\x18\x02 \x01(\x03H\x00\x88\x01\x01\x12\x1a\n\rhistory_limit\x18\x03 \x01(\x05H\x01\x88\x01\x01\x12\x11\n\tmax_batch\x18\x04 \x01(\rB\x0c\n\n_after_seqB\x10\n\x0e_history_limit\"6\n\x08\x43hatSend\x12\x0f\n\x07\x63ontent\x18\x01 \x01(\t\x12\x19\n\x11\x63lient_message_id\x18\x02 \x01(\t\"j\n\x11\x43hatStreamRequest\x12%\n\x04join\x18\x01 \x01(\x0b\x32\x15.atomchat.v1.ChatJoinH\x00\x12%\n\x04send\x18\x02 \x01(\x0b\x32\x15.atomchat.v1.ChatSendH\x00\x42\x07\n\x05\x66rame\"3\n\nChatJoined\x12%\n\x07\x63hannel\x18\x01 \x01(\x0b\x32\x14.atomchat.v1.Channel\"K\n\x07\x43hatAck\x12\x19\n\x11\x63lient_message_id\x18\x01 \x01(\t\x12%\n\x07message\x18\x02 \x01(\x0b\x32\x14.atomchat.v1.Message\"~\n\tChatError\x12\x1e\n\x04\x63ode\x18\x01 \x01(\x0e\x32\x10.google.rpc.Code\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x19\n\x11\x63lient_message_id\x18\x03 \x01(\t\x12%\n\x07\x64\x65tails\x18\x04 \x03(\x0b\x32\x14.google.protobuf.Any\"@\n\rChatHeartbeat\x12/\n\x0bserver_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"6\n\x0cMessageBatch\x12&\n\x08messages\x18\x01 \x03(\x0b\x32\x14.atomchat.v1.Message\"\x9f\x02\n\x12\x43hatStreamResponse\x12)\n\x06joined\x18\x01 \x01(\x0b\x32\x17.atomchat.v1.ChatJoinedH\x00\x12\'\n\x07message\x18\x02 \x01(\x0b\x32\x14.atomchat.v1.MessageH\x00\x12#\n\x03\x61\x63k\x18\x03 \x01(\x0b\x32\x14.atomchat.v1.ChatAckH\x00\x12\'\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x16.atomchat.v1.ChatErrorH\x00\x12/\n\theartbeat\x18\x05 \x01(\x0b\x32\x1a.atomchat.v1.ChatHeartbeatH\x00\x12-\n\x08messages\x18\x06 \x01(\x0b\x32\x19.atomchat.v1.MessageBatchH\x00\x42\x07\n\x05\x66rame\"\x8d\x01\n\x10SubscribeRequest\x12\x12\n\nchannel_id\x18\x01 \x01(\x03\x12\x16\n\tafter_seq\x18\x02 \x01(\x03H\x00\x88\x01\x01\x12\x1a\n\rhistory_limit\x18\x03 \x01(\x05H\x01\x88\x01\x01\x12\x11\n\tmax_batch\x18\x04 \x01(\rB\x0c\n\n_after_seqB\x10\n\x0e_history_limit\"\xc8\x01\n\tChatEvent\x12)\n\x06joined\x18\x01 \x01(\x0b\x32\x17.atomchat.v1.ChatJoinedH\x00\x12\'\n\x07message\x18\x02 \x01(\x0b\x32\x14.atomchat.v1.MessageH\x00\x12/\n\theartbeat\x18\x05 \x01(\x0b\x32\x1a.atomchat.v1.ChatHeartbeatH\x00\x12-\n\x08messages\x18\x06 \x01(\x0b\x32\x19.atomchat.v1.MessageBatchH\x00\x42\x07\n\x05\x65vent\"T\n\x12SendMessageRequest\x12\x12\n\nchannel_id\x18\x01 \x01(\x03\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\x12\x19\n\x11\x63lient_message_id\x18\x03 \x01(\t\"P\n\x13ListMessagesRequest\x12\x12\n\nchannel_id\x18\x01 \x01(\x03\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"W\n\x14ListMessagesResponse\x12&\n\x08messages\x18\x01 \x03(\x0b\x32\x14.atomchat.v1.Message\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xc6\x03\n\x0b\x43hatService\x12Q\n\nChatStream\x12\x1e.atomchat.v1.ChatStreamRequest\x1a\x1f.atomchat.v1.ChatStreamResponse(\x01\x30\x01\x12n\n\tSubscribe\x12\x1d.atomchat.v1.SubscribeRequest\x1a\x16.atomchat.v1.ChatEvent\"(\x82\xd3\xe4\x93\x02\"\x12 /v1/channels/{channel_id}/events0\x01\x12s\n\x0bSendMessage\x12\x1f.atomchat.v1.SendMessageRequest\x1a\x14.atomchat.v1.Message\"-\x82\xd3\xe4\x93\x02\'\"\"/v1/channels/{channel_id}/messages:\x01*\x12\x7f\n\x0cListMessages\x12 .atomchat.v1.ListMessagesRequest\x1a!.atomchat.v1.ListMessagesResponse\"*\x82\xd3\xe4\x93\x02$\x12\"/v1/channels/{channel_id}/messagesb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -41,34 +42,34 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CHATSERVICE'].methods_by_name['SendMessage']._serialized_options = b'\202\323\344\223\002\'\"\"/v1/channels/{channel_id}/messages:\001*'
   _globals['_CHATSERVICE'].methods_by_name['ListMessages']._loaded_options = None
   _globals['_CHATSERVICE'].methods_by_name['ListMessages']._serialized_options = b'\202\323\344\223\002$\022\"/v1/channels/{channel_id}/messages'
-  _globals['_CHATJOIN']._serialized_start=155
-  _globals['_CHATJOIN']._serialized_end=288
-  _globals['_CHATSEND']._serialized_start=290
-  _globals['_CHATSEND']._serialized_end=344
-  _globals['_CHATSTREAMREQUEST']._serialized_start=346
-  _globals['_CHATSTREAMREQUEST']._serialized_end=452
-  _globals['_CHATJOINED']._serialized_start=454
-  _globals['_CHATJOINED']._serialized_end=505
-  _globals['_CHATACK']._serialized_start=507
-  _globals['_CHATACK']._serialized_end=582
-  _globals['_CHATERROR']._serialized_start=584
-  _globals['_CHATERROR']._serialized_end=671
-  _globals['_CHATHEARTBEAT']._serialized_start=673
-  _globals['_CHATHEARTBEAT']._serialized_end=737
-  _globals['_MESSAGEBATCH']._serialized_start=739
-  _globals['_MESSAGEBATCH']._serialized_end=793
-  _globals['_CHATSTREAMRESPONSE']._serialized_start=796
-  _globals['_CHATSTREAMRESPONSE']._serialized_end=1083
-  _globals['_SUBSCRIBEREQUEST']._serialized_start=1086
-  _globals['_SUBSCRIBEREQUEST']._serialized_end=1227
-  _globals['_CHATEVENT']._serialized_start=1230
-  _globals['_CHATEVENT']._serialized_end=1430
-  _globals['_SENDMESSAGEREQUEST']._serialized_start=1432
-  _globals['_SENDMESSAGEREQUEST']._serialized_end=1516
-  _globals['_LISTMESSAGESREQUEST']._serialized_start=1518
-  _globals['_LISTMESSAGESREQUEST']._serialized_end=1598
-  _globals['_LISTMESSAGESRESPONSE']._serialized_start=1600
-  _globals['_LISTMESSAGESRESPONSE']._serialized_end=1687
-  _globals['_CHATSERVICE']._serialized_start=1690
-  _globals['_CHATSERVICE']._serialized_end=2144
+  _globals['_CHATJOIN']._serialized_start=182
+  _globals['_CHATJOIN']._serialized_end=315
+  _globals['_CHATSEND']._serialized_start=317
+  _globals['_CHATSEND']._serialized_end=371
+  _globals['_CHATSTREAMREQUEST']._serialized_start=373
+  _globals['_CHATSTREAMREQUEST']._serialized_end=479
+  _globals['_CHATJOINED']._serialized_start=481
+  _globals['_CHATJOINED']._serialized_end=532
+  _globals['_CHATACK']._serialized_start=534
+  _globals['_CHATACK']._serialized_end=609
+  _globals['_CHATERROR']._serialized_start=611
+  _globals['_CHATERROR']._serialized_end=737
+  _globals['_CHATHEARTBEAT']._serialized_start=739
+  _globals['_CHATHEARTBEAT']._serialized_end=803
+  _globals['_MESSAGEBATCH']._serialized_start=805
+  _globals['_MESSAGEBATCH']._serialized_end=859
+  _globals['_CHATSTREAMRESPONSE']._serialized_start=862
+  _globals['_CHATSTREAMRESPONSE']._serialized_end=1149
+  _globals['_SUBSCRIBEREQUEST']._serialized_start=1152
+  _globals['_SUBSCRIBEREQUEST']._serialized_end=1293
+  _globals['_CHATEVENT']._serialized_start=1296
+  _globals['_CHATEVENT']._serialized_end=1496
+  _globals['_SENDMESSAGEREQUEST']._serialized_start=1498
+  _globals['_SENDMESSAGEREQUEST']._serialized_end=1582
+  _globals['_LISTMESSAGESREQUEST']._serialized_start=1584
+  _globals['_LISTMESSAGESREQUEST']._serialized_end=1664
+  _globals['_LISTMESSAGESRESPONSE']._serialized_start=1666
+  _globals['_LISTMESSAGESRESPONSE']._serialized_end=1753
+  _globals['_CHATSERVICE']._serialized_start=1756
+  _globals['_CHATSERVICE']._serialized_end=2210
 # @@protoc_insertion_point(module_scope)
