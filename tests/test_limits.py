@@ -148,15 +148,15 @@ async def test_logins_and_registrations_per_client_address(limited: Limited) -> 
     )
     assert refusal.quota == Limit.AUTH_PER_ADDRESS
     # Behind our own proxy (a loopback peer), the address is the one it forwarded.
-    await login(anonymous, name, "secret-pw", **{"x-forwarded-for": "203.0.113.7"})
+    await login(anonymous, name, "secret-pw", **{"x-atomchat-client-address": "203.0.113.7"})
 
 
 @pytest.mark.limits(auth_per_minute=1, trusted_proxies=())
-async def test_a_forwarded_address_from_an_untrusted_peer_is_ignored(limited: Limited) -> None:
+async def test_a_client_address_header_from_an_untrusted_peer_is_ignored(limited: Limited) -> None:
     person = await limited.people.login("user_program", "1234")  # this uses up the minute
     anonymous = limited.people.anonymous
     refusal = await refused(
-        login(anonymous, person.username, "1234", **{"x-forwarded-for": "198.51.100.1"})
+        login(anonymous, person.username, "1234", **{"x-atomchat-client-address": "198.51.100.1"})
     )
     assert refusal.quota == Limit.AUTH_PER_ADDRESS
 

@@ -1,10 +1,9 @@
 """Who is on the other end of a call, as an address the limits can count by.
 
 The address is the connection's peer. When the peer is one of our own
-proxies (ATOMCHAT_TRUSTED_PROXIES: Envoy, which runs with
-`use_remote_address` and appends the address it saw to x-forwarded-for),
-the client is the last address in x-forwarded-for instead: the one our
-proxy wrote, not any a client may have sent itself.
+proxies (ATOMCHAT_TRUSTED_PROXIES: our Envoy, which writes the address it
+saw into x-atomchat-client-address, overwriting whatever a client sent), the
+client is the address in that header instead.
 """
 
 from __future__ import annotations
@@ -13,6 +12,8 @@ import ipaddress
 from collections.abc import Iterable, Sequence
 
 from atomchat_server.config import IPNetwork
+
+CLIENT_ADDRESS_HEADER = "x-atomchat-client-address"
 
 
 def _host(peer: str) -> str:
@@ -41,12 +42,7 @@ def client_address(
     host = _host(peer)
     if not _trusted(host, proxies):
         return host
-    forwarded = [
-        value
-        for key, value in metadata or ()
-        if key == "x-forwarded-for" and isinstance(value, str)
-    ]
-    if not forwarded:
-        return host
-    last = forwarded[-1].rpartition(",")[2].strip()
-    return last or host
+    for key, value in metadata or ():
+        if key == CLIENT_ADDRESS_HEADER and isinstance(value, str) and value.strip():
+            return value.strip()
+    return host

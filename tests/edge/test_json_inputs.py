@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import httpx
 
+from atomchat_server.app import App
 from tests.edge.edge_support import bearer
 from tests.edge.test_json_api import register
 from tests.support import unique
@@ -33,3 +34,26 @@ async def test_a_body_naming_another_channel_than_the_url_is_refused(
     )
     assert agreed.status_code == 200, agreed.text
     assert agreed.json()["channel_id"] == mine_id
+
+
+async def test_per_address_limits_count_the_address_envoy_saw_not_one_a_client_claims(
+    http: httpx.AsyncClient, app: App
+) -> None:
+    """The session's server trusts loopback peers: Envoy's appended address wins."""
+    seen: list[str] = []
+    check = app.limits.check_client
+
+    def recording(address: str) -> None:
+        seen.append(address)
+        check(address)
+
+    app.limits.check_client = recording  # type: ignore[method-assign]
+    try:
+        await http.post(
+            "/v1/auth/token",
+            json={"username": "moderator", "password": "1234"},
+            headers={"x-atomchat-client-address": "203.0.113.9", "x-forwarded-for": "192.0.2.9"},
+        )
+    finally:
+        del app.limits.check_client
+    assert seen == ["127.0.0.1"]
