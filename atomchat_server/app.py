@@ -71,7 +71,7 @@ class App:
         origin = uuid.uuid4().hex[:12]
         self.database = Database(database_url, origin=origin)
         self.hub: Hub[Encoded] = Hub(
-            wire.encode_message,
+            wire.encode_entry,
             messages.range_reader(self.database),
             buffer_limit=settings.stream_buffer,
             heartbeat_seconds=settings.heartbeat_seconds,

@@ -17,7 +17,15 @@ from atomchat_server.db.models import Base
 from devsupport import admin_dsn, child_environment, fresh_database, run_atomchat
 from tests.support import sql
 
-TABLES = {"users", "channels", "channel_join_requests", "channel_members", "messages"}
+TABLES = {
+    "users",
+    "channels",
+    "channel_join_requests",
+    "channel_members",
+    "messages",
+    "message_updates",
+    "message_reactions",
+}
 
 
 async def public_tables(url: str) -> set[str]:
@@ -156,7 +164,7 @@ async def test_uniqueness_rules_are_database_constraints(
             id="a-decided-request-has-a-decision-time",
         ),
         pytest.param(
-            "UPDATE messages SET content = ''", "ck_messages_content_length", id="content-length"
+            "UPDATE messages SET content = ''", "ck_messages_content", id="content-length"
         ),
     ],
 )
@@ -188,10 +196,11 @@ async def test_timestamps_are_timezone_aware(shared_database: str) -> None:
         shared_database,
         """
         SELECT table_name, column_name, data_type FROM information_schema.columns
-         WHERE table_schema = 'public' AND column_name IN ('created_at', 'joined_at', 'decided_at')
+         WHERE table_schema = 'public'
+           AND (column_name LIKE '%\\_at' OR column_name = 'tokens_valid_after')
         """,
     )
-    assert len(rows) == 6
+    assert len(rows) == 11
     assert {row["data_type"] for row in rows} == {"timestamp with time zone"}
 
 

@@ -1,13 +1,15 @@
 """ChatService: the bidirectional chat, its receive half (Subscribe), its send
-half (SendMessage), and history pages (ListMessages)."""
+half (SendMessage), changes to messages (edit, delete, reactions), history
+pages (ListMessages), one message, and search."""
 
 from __future__ import annotations
 
 import asyncio
 import functools
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 from atomchat.v1 import chat_pb2, resources_pb2
@@ -16,9 +18,9 @@ from google.rpc import code_pb2
 from atomchat_server.api import convert, status, wire
 from atomchat_server.auth.interceptor import current_actor
 from atomchat_server.db.engine import Database
-from atomchat_server.domain import errors, messages
+from atomchat_server.domain import errors, messages, search
 from atomchat_server.domain.entities import Actor, ChannelView, MessageView
-from atomchat_server.domain.posting import MessagePoster
+from atomchat_server.domain.posting import Change, MessagePoster
 from atomchat_server.interception import Context
 from atomchat_server.limits import Limits
 from atomchat_server.realtime.delivery import Delivery, Encoded, Framing
@@ -37,6 +39,15 @@ class _OpenStream:
     channel: ChannelView
     start_after: int
     last_seq: int
+    history: list[MessageView]
+
+
+def _unary(method: Callable[..., Any], request: type[Any], response: type[Any]) -> Any:
+    return grpc.unary_unary_rpc_method_handler(
+        method,
+        request_deserializer=request.FromString,
+        response_serializer=response.SerializeToString,
+    )
 
 
 class ChatServicer:
@@ -67,15 +78,31 @@ class ChatServicer:
                     request_deserializer=chat_pb2.SubscribeRequest.FromString,
                     response_serializer=wire.passthrough,
                 ),
-                "SendMessage": grpc.unary_unary_rpc_method_handler(
-                    self.SendMessage,
-                    request_deserializer=chat_pb2.SendMessageRequest.FromString,
-                    response_serializer=resources_pb2.Message.SerializeToString,
+                "SendMessage": _unary(
+                    self.SendMessage, chat_pb2.SendMessageRequest, resources_pb2.Message
                 ),
-                "ListMessages": grpc.unary_unary_rpc_method_handler(
-                    self.ListMessages,
-                    request_deserializer=chat_pb2.ListMessagesRequest.FromString,
-                    response_serializer=chat_pb2.ListMessagesResponse.SerializeToString,
+                "ListMessages": _unary(
+                    self.ListMessages, chat_pb2.ListMessagesRequest, chat_pb2.ListMessagesResponse
+                ),
+                "GetMessage": _unary(
+                    self.GetMessage, chat_pb2.GetMessageRequest, resources_pb2.Message
+                ),
+                "EditMessage": _unary(
+                    self.EditMessage, chat_pb2.EditMessageRequest, resources_pb2.Message
+                ),
+                "DeleteMessage": _unary(
+                    self.DeleteMessage, chat_pb2.DeleteMessageRequest, resources_pb2.Message
+                ),
+                "AddReaction": _unary(
+                    self.AddReaction, chat_pb2.AddReactionRequest, resources_pb2.Message
+                ),
+                "RemoveReaction": _unary(
+                    self.RemoveReaction, chat_pb2.RemoveReactionRequest, resources_pb2.Message
+                ),
+                "SearchMessages": _unary(
+                    self.SearchMessages,
+                    chat_pb2.SearchMessagesRequest,
+                    chat_pb2.SearchMessagesResponse,
                 ),
             },
         )
@@ -127,22 +154,88 @@ class ChatServicer:
             channel_id=request.channel_id,
             content=request.content,
             client_message_id=request.client_message_id,
+            reply_to_id=request.reply_to_id,
         )
-        return convert.message(message)
+        return convert.message(message, actor.user_id)
 
     async def ListMessages(
         self, request: chat_pb2.ListMessagesRequest, context: Context
     ) -> chat_pb2.ListMessagesResponse:
+        actor = current_actor()
         async with self._db.transaction() as session:
             page = await messages.list_messages(
                 session,
-                actor=current_actor(),
+                actor=actor,
                 channel_id=request.channel_id,
                 page_size=request.page_size,
                 page_token=request.page_token,
             )
         return chat_pb2.ListMessagesResponse(
-            messages=[convert.message(m) for m in page.items],
+            messages=[convert.message(m, actor.user_id) for m in page.items],
+            next_page_token=page.next_page_token,
+        )
+
+    async def GetMessage(
+        self, request: chat_pb2.GetMessageRequest, context: Context
+    ) -> resources_pb2.Message:
+        actor = current_actor()
+        async with self._db.transaction() as session:
+            message = await messages.get_message(
+                session, actor=actor, channel_id=request.channel_id, message_id=request.message_id
+            )
+        return convert.message(message, actor.user_id)
+
+    async def EditMessage(
+        self, request: chat_pb2.EditMessageRequest, context: Context
+    ) -> resources_pb2.Message:
+        return await self._change(request, Change.EDIT, request.content)
+
+    async def DeleteMessage(
+        self, request: chat_pb2.DeleteMessageRequest, context: Context
+    ) -> resources_pb2.Message:
+        return await self._change(request, Change.DELETE)
+
+    async def AddReaction(
+        self, request: chat_pb2.AddReactionRequest, context: Context
+    ) -> resources_pb2.Message:
+        return await self._change(request, Change.REACT, request.emoji)
+
+    async def RemoveReaction(
+        self, request: chat_pb2.RemoveReactionRequest, context: Context
+    ) -> resources_pb2.Message:
+        return await self._change(request, Change.UNREACT, request.emoji)
+
+    async def _change(self, request: Any, change: Change, value: str = "") -> resources_pb2.Message:
+        actor = current_actor()
+        message = await self._poster.change(
+            actor=actor,
+            channel_id=request.channel_id,
+            message_id=request.message_id,
+            change=change,
+            value=value,
+        )
+        return convert.message(message, actor.user_id)
+
+    async def SearchMessages(
+        self, request: chat_pb2.SearchMessagesRequest, context: Context
+    ) -> chat_pb2.SearchMessagesResponse:
+        actor = current_actor()
+        async with self._db.transaction() as session:
+            page = await search.search_messages(
+                session,
+                actor=actor,
+                query=request.query,
+                channel_id=request.channel_id or None,
+                page_size=request.page_size,
+                page_token=request.page_token,
+            )
+        return chat_pb2.SearchMessagesResponse(
+            results=[
+                chat_pb2.SearchResult(
+                    message=convert.message(found.message, actor.user_id), snippet=found.snippet
+                )
+                for found in page.items
+            ],
             next_page_token=page.next_page_token,
         )
 
@@ -159,27 +252,31 @@ class ChatServicer:
                 channel, last_seq = await messages.open_stream(
                     session, actor=actor, channel_id=channel_id
                 )
-            start = messages.start_after(
-                last_seq=last_seq, after_seq=after_seq, history_limit=history_limit
-            )
+                start = messages.stream_start(
+                    last_seq=last_seq, after_seq=after_seq, history_limit=history_limit
+                )
+                history = await messages.recent_messages(
+                    session, channel_id=channel_id, up_to_seq=last_seq, limit=start.history
+                )
         except BaseException:
             self._hub.unsubscribe(subscriber)
             self._limits.close_stream(actor.user_id)
             raise
-        return _OpenStream(subscriber, channel, start, last_seq)
+        return _OpenStream(subscriber, channel, start.after_seq, last_seq, history)
 
     async def _deliver(self, stream: _OpenStream, context: Context, *, max_batch: int) -> None:
         channel_id = stream.channel.id
+        viewer = stream.subscriber.user_id
 
-        async def fetch(first_seq: int, last_seq: int) -> list[wire.EncodedMessage]:
+        async def fetch(first_seq: int, last_seq: int) -> list[wire.EncodedEntry]:
             async with self._db.transaction() as session:
-                found = await messages.between(
+                found = await messages.timeline_between(
                     session, channel_id=channel_id, first_seq=first_seq, last_seq=last_seq
                 )
-            return [wire.encode_message(message) for message in found]
+            return [wire.encode_for(entry, viewer) for entry in found]
 
         try:
-            await context.write(wire.joined_frame(stream.channel))
+            await context.write(wire.joined_frame(stream.channel, stream.last_seq))
             delivery = Delivery(
                 stream.subscriber,
                 start_after=stream.start_after,
@@ -188,7 +285,10 @@ class ChatServicer:
                 framing=FRAMING,
                 max_batch=max(1, min(max_batch, 1000)),
             )
-            await delivery.run(catch_up_to=stream.last_seq)
+            await delivery.run(
+                history=[wire.encode_for(message, viewer) for message in stream.history],
+                catch_up_to=stream.last_seq,
+            )
         finally:
             self._hub.unsubscribe(stream.subscriber)
             self._limits.close_stream(stream.subscriber.user_id)
@@ -215,6 +315,7 @@ class ChatServicer:
                     channel_id=stream.channel.id,
                     content=frame.send.content,
                     client_message_id=key,
+                    reply_to_id=frame.send.reply_to_id,
                 )
             except errors.DomainError as error:
                 subscriber.push_control(_error_frame(error, key))
@@ -249,7 +350,7 @@ def _acknowledge(
         return
     error = posted.exception()
     if error is None:
-        subscriber.push_control(wire.ack_frame(key, posted.result()))
+        subscriber.push_control(wire.ack_frame(key, posted.result(), subscriber.user_id))
     elif isinstance(error, errors.DomainError):
         subscriber.push_control(_error_frame(error, key))
     else:

@@ -72,7 +72,8 @@ def join_request(view: entities.JoinRequestView) -> pb.JoinRequest:
     )
 
 
-def message(view: entities.MessageView) -> pb.Message:
+def message(view: entities.MessageView, viewer: int | None = None) -> pb.Message:
+    """The message as `viewer` sees it (`me` on their own reactions; None: nobody's)."""
     return pb.Message(
         id=view.id,
         channel_id=view.channel_id,
@@ -82,6 +83,19 @@ def message(view: entities.MessageView) -> pb.Message:
         content=view.content,
         created_at=timestamp(view.created_at),
         client_message_id=view.client_message_id or "",
+        edited_at=timestamp(view.edited_at),
+        deleted=view.deleted,
+        deleted_by=view.deleted_by or 0,
+        reply_to_id=view.reply_to_id or 0,
+        reactions=[
+            pb.ReactionCount(
+                emoji=reaction.emoji,
+                count=len(reaction.user_ids),
+                me=viewer is not None and viewer in reaction.user_ids,
+            )
+            for reaction in view.reactions
+        ],
+        mention_user_ids=view.mention_user_ids,
     )
 
 

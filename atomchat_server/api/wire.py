@@ -1,7 +1,8 @@
-"""Chat frames as bytes: each message serialised once, whatever the number of readers.
+"""Chat frames as bytes: each timeline entry serialised once, whatever the number of readers.
 
-ChatStreamResponse and ChatEvent give `message` (2), `heartbeat` (5) and
-`messages` (6) the same field numbers, so one encoding serves both. A frame
+ChatStreamResponse and ChatEvent give `message` (2), `heartbeat` (5),
+`messages` (6) and `update` (7) the same field numbers, so one encoding
+serves both. A frame
 holding one message is the message's bytes behind the tag of field 2; a
 batch is the concatenation of per-message parts behind field 6. The chat
 methods are registered with a serializer that passes bytes through.
@@ -9,7 +10,7 @@ methods are registered with a serializer that passes bytes through.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -17,17 +18,24 @@ from atomchat.v1 import chat_pb2
 from google.protobuf import any_pb2
 
 from atomchat_server.api import convert
-from atomchat_server.domain.entities import ChannelView, MessageView
+from atomchat_server.db.models import UpdateKind
+from atomchat_server.domain.entities import ChannelView, MessageView, TimelineEntry
 
 _LENGTH_DELIMITED = 2
 _MESSAGE_FIELD = chat_pb2.ChatStreamResponse.MESSAGE_FIELD_NUMBER
 _BATCH_FIELD = chat_pb2.ChatStreamResponse.MESSAGES_FIELD_NUMBER
 _BATCH_ENTRY_FIELD = chat_pb2.MessageBatch.MESSAGES_FIELD_NUMBER
+_UPDATE_FIELD = chat_pb2.ChatStreamResponse.UPDATE_FIELD_NUMBER
+UPDATE_KINDS = {
+    UpdateKind.EDITED: chat_pb2.UPDATE_KIND_EDITED,
+    UpdateKind.DELETED: chat_pb2.UPDATE_KIND_DELETED,
+    UpdateKind.REACTIONS: chat_pb2.UPDATE_KIND_REACTIONS,
+}
 
 
 def _check_shared_field_numbers() -> None:
     """The frames encoded once for both kinds of stream need the same numbers in both."""
-    for name in ("message", "messages", "heartbeat", "joined"):
+    for name in ("message", "messages", "heartbeat", "joined", "update"):
         response = chat_pb2.ChatStreamResponse.DESCRIPTOR.fields_by_name[name].number
         event = chat_pb2.ChatEvent.DESCRIPTOR.fields_by_name[name].number
         if response != event:
@@ -53,19 +61,49 @@ def _field(number: int, payload: bytes) -> bytes:
 
 
 @dataclass(frozen=True, slots=True)
-class EncodedMessage:
+class EncodedEntry:
+    """A timeline entry encoded once for every stream: as a whole frame, and (for
+    messages) as a part of a batch. An entry with reactions also has the frames of
+    each user who reacted (`me` differs for them), in `personal`."""
+
     seq: int
     frame: bytes
-    part: bytes
+    part: bytes | None
+    personal: Mapping[int, tuple[bytes, bytes | None]] | None = None
+
+    def as_seen_by(self, user_id: int) -> tuple[bytes, bytes | None]:
+        if self.personal is not None and user_id in self.personal:
+            return self.personal[user_id]
+        return self.frame, self.part
 
 
-def encode_message(view: MessageView) -> EncodedMessage:
-    body = convert.message(view).SerializeToString()
-    return EncodedMessage(
-        seq=view.seq,
-        frame=_field(_MESSAGE_FIELD, body),
-        part=_field(_BATCH_ENTRY_FIELD, body),
+def _frames(entry: TimelineEntry, viewer: int | None) -> tuple[bytes, bytes | None]:
+    if isinstance(entry, MessageView):
+        body = convert.message(entry, viewer).SerializeToString()
+        return _field(_MESSAGE_FIELD, body), _field(_BATCH_ENTRY_FIELD, body)
+    update = chat_pb2.ChatUpdate(
+        seq=entry.seq, kind=UPDATE_KINDS[entry.kind], message=convert.message(entry.message, viewer)
     )
+    return _field(_UPDATE_FIELD, update.SerializeToString()), None
+
+
+def _reactors(entry: TimelineEntry) -> set[int]:
+    message = entry if isinstance(entry, MessageView) else entry.message
+    return {user for reaction in message.reactions for user in reaction.user_ids}
+
+
+def encode_entry(entry: TimelineEntry) -> EncodedEntry:
+    """Encoded for everyone: each frame once, plus one per user who reacted."""
+    frame, part = _frames(entry, None)
+    reactors = _reactors(entry)
+    personal = {user: _frames(entry, user) for user in reactors} if reactors else None
+    return EncodedEntry(seq=entry.seq, frame=frame, part=part, personal=personal)
+
+
+def encode_for(entry: TimelineEntry, viewer: int) -> EncodedEntry:
+    """Encoded for one stream's reader only (history and catch-up, read per stream)."""
+    frame, part = _frames(entry, viewer)
+    return EncodedEntry(seq=entry.seq, frame=frame, part=part)
 
 
 def batch_frame(parts: Sequence[bytes]) -> bytes:
@@ -77,13 +115,15 @@ def heartbeat_frame() -> bytes:
     return chat_pb2.ChatStreamResponse(heartbeat=beat).SerializeToString()
 
 
-def joined_frame(channel: ChannelView) -> bytes:
-    joined = chat_pb2.ChatJoined(channel=convert.channel(channel))
+def joined_frame(channel: ChannelView, last_seq: int) -> bytes:
+    joined = chat_pb2.ChatJoined(channel=convert.channel(channel), last_seq=last_seq)
     return chat_pb2.ChatStreamResponse(joined=joined).SerializeToString()
 
 
-def ack_frame(client_message_id: str, message: MessageView) -> bytes:
-    ack = chat_pb2.ChatAck(client_message_id=client_message_id, message=convert.message(message))
+def ack_frame(client_message_id: str, message: MessageView, viewer: int) -> bytes:
+    ack = chat_pb2.ChatAck(
+        client_message_id=client_message_id, message=convert.message(message, viewer)
+    )
     return chat_pb2.ChatStreamResponse(ack=ack).SerializeToString()
 
 

@@ -6,9 +6,11 @@ from datetime import datetime
 from enum import StrEnum
 
 from sqlalchemy import (
+    ARRAY,
     BigInteger,
     Boolean,
     CheckConstraint,
+    Computed,
     DateTime,
     ForeignKey,
     Identity,
@@ -21,6 +23,7 @@ from sqlalchemy import (
     func,
     text,
 )
+from sqlalchemy.dialects.postgresql import TSVECTOR
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 NAMING_CONVENTION = {
@@ -145,6 +148,8 @@ class ChannelMember(Base):
 
 
 class Message(Base):
+    """A message in its current state; its seq is the seq it was posted with."""
+
     __tablename__ = "messages"
     __table_args__ = (
         UniqueConstraint("channel_id", "seq"),
@@ -156,8 +161,15 @@ class Message(Base):
             unique=True,
             postgresql_where=text("client_message_id IS NOT NULL"),
         ),
+        Index("ix_messages_search", "search", postgresql_using="gin"),
         CheckConstraint("seq > 0", name="seq_positive"),
-        CheckConstraint("char_length(content) BETWEEN 1 AND 4000", name="content_length"),
+        # A tombstone keeps no content; a message has 1-4000 characters.
+        CheckConstraint(
+            "(deleted_at IS NULL AND char_length(content) BETWEEN 1 AND 4000)"
+            " OR (deleted_at IS NOT NULL AND content = '')",
+            name="content",
+        ),
+        CheckConstraint("(deleted_at IS NULL) = (deleted_by IS NULL)", name="deleted_by_whom"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
@@ -167,3 +179,47 @@ class Message(Base):
     content: Mapped[str] = mapped_column(Text, nullable=False)
     created_at: Mapped[datetime] = _now()
     client_message_id: Mapped[str | None] = mapped_column(String(128))
+    edited_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    deleted_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    reply_to_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"))
+    mention_user_ids: Mapped[list[int]] = mapped_column(
+        ARRAY(BigInteger), nullable=False, server_default="{}"
+    )
+    # Full-text search: PostgreSQL's `russian` configuration stems Cyrillic
+    # words with the Russian Snowball stemmer and Latin ones with the English
+    # one. Computed by PostgreSQL in the same statement as the content.
+    search: Mapped[str] = mapped_column(
+        TSVECTOR, Computed("to_tsvector('russian'::regconfig, content)", persisted=True)
+    )
+
+
+class UpdateKind(StrEnum):
+    EDITED = "edited"
+    DELETED = "deleted"
+    REACTIONS = "reactions"
+
+
+class MessageUpdate(Base):
+    """A change to a message that took the channel's next seq (the timeline's
+    other entries are the messages themselves, by the seq they were posted with)."""
+
+    __tablename__ = "message_updates"
+    __table_args__ = (CheckConstraint(_one_of("kind", UpdateKind), name="kind"),)
+
+    channel_id: Mapped[int] = mapped_column(
+        ForeignKey("channels.id"), primary_key=True, autoincrement=False
+    )
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    kind: Mapped[str] = mapped_column(String(16), nullable=False)
+    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id"), nullable=False)
+    created_at: Mapped[datetime] = _now()
+
+
+class MessageReaction(Base):
+    __tablename__ = "message_reactions"
+
+    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id"), primary_key=True)
+    emoji: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    created_at: Mapped[datetime] = _now()

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Generic, TypeVar
 
-from atomchat_server.db.models import JoinRequestStatus, Role
+from atomchat_server.db.models import JoinRequestStatus, Role, UpdateKind
 
 T = TypeVar("T")
 
@@ -72,7 +72,17 @@ class JoinRequestView:
 
 
 @dataclass(frozen=True, slots=True)
+class ReactionView:
+    """One emoji on a message, and who reacted with it, in the order they did."""
+
+    emoji: str
+    user_ids: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class MessageView:
+    """A message in its current state; `seq` is the seq it was posted with."""
+
     id: int
     channel_id: int
     seq: int
@@ -81,6 +91,34 @@ class MessageView:
     content: str
     created_at: datetime
     client_message_id: str | None
+    edited_at: datetime | None = None
+    deleted_at: datetime | None = None
+    deleted_by: int | None = None
+    reply_to_id: int | None = None
+    mention_user_ids: tuple[int, ...] = ()
+    # In the order each emoji was first used.
+    reactions: tuple[ReactionView, ...] = ()
+
+    @property
+    def deleted(self) -> bool:
+        return self.deleted_at is not None
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateView:
+    """A change to a message that took the channel's `seq`; `message` is its state now."""
+
+    seq: int
+    kind: UpdateKind
+    message: MessageView
+
+    @property
+    def channel_id(self) -> int:
+        return self.message.channel_id
+
+
+# What a channel's timeline is made of, each with its own seq.
+TimelineEntry = MessageView | UpdateView
 
 
 @dataclass(frozen=True, slots=True)

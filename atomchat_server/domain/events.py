@@ -6,9 +6,10 @@ commits) and queues the event for this process's own after-commit dispatch,
 which is immediate. Each notification carries the emitting process's origin
 so that process can skip its own echo.
 
-Message bodies travel in the notification when they fit PostgreSQL's 8000
-byte payload limit; a message too large for it travels as a `MessagesCommitted`
-range that receivers read back from the database by seq.
+Timeline entries (a message, or an update carrying the message's current
+state) travel in the notification when they fit PostgreSQL's 8000 byte
+payload limit; one too large for it travels as a `TimelineCommitted` range
+that receivers read back from the database by seq.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from atomchat_server.db.engine import ORIGIN_KEY, queue_after_commit
-from atomchat_server.domain.entities import MessageView
+from atomchat_server.db.models import UpdateKind
+from atomchat_server.domain.entities import MessageView, ReactionView, TimelineEntry, UpdateView
 
 NOTIFY_CHANNEL = "atomchat_events"
 MAX_PAYLOAD_BYTES = 7900
@@ -30,14 +32,16 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)
-class MessagesPosted:
+class TimelineAppended:
+    """New entries of a channel's timeline, in seq order."""
+
     channel_id: int
-    messages: tuple[MessageView, ...]
+    entries: tuple[TimelineEntry, ...]
 
 
 @dataclass(frozen=True, slots=True)
-class MessagesCommitted:
-    """Messages first_seq..last_seq exist; read them from the database."""
+class TimelineCommitted:
+    """Entries first_seq..last_seq exist; read them from the database."""
 
     channel_id: int
     first_seq: int
@@ -66,8 +70,8 @@ class ChannelDeleted:
 
 
 Event = (
-    MessagesPosted
-    | MessagesCommitted
+    TimelineAppended
+    | TimelineCommitted
     | UserBlocked
     | UserUnblocked
     | MemberRemoved
@@ -92,6 +96,10 @@ def _moment(micros: int) -> datetime:
     return _EPOCH + timedelta(microseconds=micros)
 
 
+def _when(moment: datetime | None) -> int | None:
+    return None if moment is None else _micros(moment)
+
+
 def _message_fields(message: MessageView) -> list[Any]:
     return [
         message.id,
@@ -101,7 +109,48 @@ def _message_fields(message: MessageView) -> list[Any]:
         message.content,
         _micros(message.created_at),
         message.client_message_id,
+        _when(message.edited_at),
+        _when(message.deleted_at),
+        message.deleted_by,
+        message.reply_to_id,
+        list(message.mention_user_ids),
+        [[reaction.emoji, list(reaction.user_ids)] for reaction in message.reactions],
     ]
+
+
+def _entry_fields(entry: TimelineEntry) -> list[Any]:
+    """A message: [0, fields...]; an update: [kind, seq, fields...]."""
+    if isinstance(entry, MessageView):
+        return [0, *_message_fields(entry)]
+    return [entry.kind.value, entry.seq, *_message_fields(entry.message)]
+
+
+def _message(channel_id: int, row: list[Any]) -> MessageView:
+    def moment(micros: int | None) -> datetime | None:
+        return None if micros is None else _moment(micros)
+
+    return MessageView(
+        id=row[0],
+        channel_id=channel_id,
+        seq=row[1],
+        sender_id=row[2],
+        sender_username=row[3],
+        content=row[4],
+        created_at=_moment(row[5]),
+        client_message_id=row[6],
+        edited_at=moment(row[7]),
+        deleted_at=moment(row[8]),
+        deleted_by=row[9],
+        reply_to_id=row[10],
+        mention_user_ids=tuple(row[11]),
+        reactions=tuple(ReactionView(emoji, tuple(users)) for emoji, users in row[12]),
+    )
+
+
+def _decode_entry(channel_id: int, row: list[Any]) -> TimelineEntry:
+    if row[0] == 0:
+        return _message(channel_id, row[1:])
+    return UpdateView(seq=row[1], kind=UpdateKind(row[0]), message=_message(channel_id, row[2:]))
 
 
 def _dumps(data: dict[str, Any]) -> str:
@@ -114,29 +163,29 @@ def _fits(payload: str) -> bool:
 
 def encode(origin: str, event: Event) -> list[str]:
     """The notification payloads for one event (several for a large batch)."""
-    if not isinstance(event, MessagesPosted):
+    if not isinstance(event, TimelineAppended):
         fields = {name: getattr(event, name) for name in event.__dataclass_fields__}
         return [_dumps({"o": origin, "t": type(event).__name__, **fields})]
     payloads: list[str] = []
     chunk: list[list[Any]] = []
 
-    def posted(rows: list[list[Any]]) -> str:
-        return _dumps({"o": origin, "t": "MessagesPosted", "c": event.channel_id, "m": rows})
+    def appended(rows: list[list[Any]]) -> str:
+        return _dumps({"o": origin, "t": "TimelineAppended", "c": event.channel_id, "e": rows})
 
-    for message in event.messages:
-        row = _message_fields(message)
-        if _fits(posted([*chunk, row])):
+    for entry in event.entries:
+        row = _entry_fields(entry)
+        if _fits(appended([*chunk, row])):
             chunk.append(row)
             continue
         if chunk:
-            payloads.append(posted(chunk))
+            payloads.append(appended(chunk))
         chunk = [row]
-        if not _fits(posted(chunk)):
-            single = MessagesCommitted(event.channel_id, message.seq, message.seq)
+        if not _fits(appended(chunk)):
+            single = TimelineCommitted(event.channel_id, entry.seq, entry.seq)
             payloads.extend(encode(origin, single))
             chunk = []
     if chunk:
-        payloads.append(posted(chunk))
+        payloads.append(appended(chunk))
     return payloads
 
 
@@ -146,29 +195,17 @@ def decode(payload: str) -> tuple[str, Event]:
         data = json.loads(payload)
         origin = data.pop("o")
         kind = data.pop("t")
-        if kind == "MessagesPosted":
+        if kind == "TimelineAppended":
             channel_id = data["c"]
-            messages = tuple(
-                MessageView(
-                    id=row[0],
-                    channel_id=channel_id,
-                    seq=row[1],
-                    sender_id=row[2],
-                    sender_username=row[3],
-                    content=row[4],
-                    created_at=_moment(row[5]),
-                    client_message_id=row[6],
-                )
-                for row in data["m"]
-            )
-            return origin, MessagesPosted(channel_id, messages)
+            entries = tuple(_decode_entry(channel_id, row) for row in data["e"])
+            return origin, TimelineAppended(channel_id, entries)
         event_type = _SIMPLE_EVENTS[kind]
         return origin, event_type(**data)
-    except (KeyError, TypeError, IndexError, json.JSONDecodeError) as exc:
+    except (KeyError, TypeError, IndexError, ValueError, json.JSONDecodeError) as exc:
         raise ValueError(f"malformed notification: {payload[:200]!r}") from exc
 
 
 _SIMPLE_EVENTS: dict[str, type[Any]] = {
     cls.__name__: cls
-    for cls in (MessagesCommitted, UserBlocked, UserUnblocked, MemberRemoved, ChannelDeleted)
+    for cls in (TimelineCommitted, UserBlocked, UserUnblocked, MemberRemoved, ChannelDeleted)
 }

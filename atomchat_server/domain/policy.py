@@ -54,6 +54,27 @@ def ensure_can_read_channel(actor: Actor, standing: Standing) -> None:
         raise errors.not_a_member()
 
 
+def ensure_can_edit(actor: Actor, *, sender_id: int, standing: Standing) -> None:
+    """Editing a message: its author, while still allowed to post in the channel."""
+    if actor.user_id != sender_id:
+        raise errors.PermissionDenied(
+            "Only the author can edit a message", reason=errors.Reason.NOT_THE_AUTHOR
+        )
+    ensure_can_read_channel(actor, standing)
+
+
+def ensure_can_delete(actor: Actor, *, sender_id: int, standing: Standing) -> None:
+    """Deleting a message: its author while they take part, the channel's owner, a moderator."""
+    if standing.is_owner or actor.is_moderator:
+        return
+    if actor.user_id != sender_id:
+        raise errors.PermissionDenied(
+            "Only the author, the channel owner or a moderator can delete a message",
+            reason=errors.Reason.NOT_THE_AUTHOR,
+        )
+    ensure_can_read_channel(actor, standing)
+
+
 def can_see_join_request(actor: Actor, request: JoinRequestView, standing: Standing) -> bool:
     """The requester, the channel's owner and moderators."""
     return actor.user_id == request.user_id or standing.is_owner or actor.is_moderator

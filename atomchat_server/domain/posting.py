@@ -1,56 +1,90 @@
-"""Posting messages: what one batch decides.
+"""Writing the timeline, with group commit: posts, edits, deletions, reactions.
 
-Each post is validated at once; then it waits in the group committer's
+Each write is validated at once; then it waits in the group committer's
 queue (db/group_commit.py). A batch is written in one transaction: it locks
-the channels concerned (in id order), checks that every sender is still
-active and still allowed to write there, answers repeated
-client_message_ids with the original message, numbers the new messages
-with gap-free per-channel seqs, inserts them, and issues the channels'
-NOTIFYs (PostgreSQL delivers them only if the transaction commits). Under
-load many posts share one commit; when idle, a post commits alone at once.
+the channels concerned (in id order) and checks that every writer is still
+active and still allowed to write there. Consecutive posts are written
+together: repeated client_message_ids are answered with the original, reply
+targets and `@mentions` are resolved, the messages get gap-free per-channel
+seqs and are inserted in one statement. A change to a message (an edit, a
+deletion, a reaction added or taken back) takes the channel's next seq too,
+and is recorded in message_updates, unless it changes nothing (deleting a
+tombstone, reacting twice). Every seq is given in the order the writes were
+submitted, and only to writes that succeed: the timeline has no gap. The
+batch ends with one NOTIFY per channel (PostgreSQL delivers it only if the
+transaction commits). Under load many writes share one commit; when idle, a
+write commits alone at once.
 
-This is the hot path of the service: the batch talks to its asyncpg
-connection directly, in five statements.
+This is the hot path of the service: a batch of plain posts talks to its
+asyncpg connection directly, in five statements.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import Enum
 
 import asyncpg
 
 from atomchat_server.db.group_commit import GroupCommitter, OnCommit
-from atomchat_server.domain import errors, events, policy
-from atomchat_server.domain.entities import Actor, MessageView
+from atomchat_server.db.models import Role, UpdateKind
+from atomchat_server.domain import errors, events, policy, timeline, timeline_store
+from atomchat_server.domain.entities import Actor, MessageView, TimelineEntry, UpdateView
 from atomchat_server.domain.messages import clean_client_message_id, clean_content
 
 MAX_BATCH = 500
 APPLICATION_NAME = "atomchat-poster"
 
 _LOCK_CHANNELS = (
-    "SELECT id, last_seq FROM channels"
+    "SELECT id, last_seq, now() AS now FROM channels"
     " WHERE id = ANY($1::bigint[]) AND is_active ORDER BY id FOR UPDATE"
 )
-# Every sender, whether still active, and the channels of the batch they belong to.
-_SENDERS = (
-    "SELECT u.id AS user_id, u.is_active, m.channel_id FROM users u"
+# Every writer, whether still active, and their membership in the batch's channels.
+_WRITERS = (
+    "SELECT u.id AS user_id, u.is_active, m.channel_id, m.is_owner FROM users u"
     " LEFT JOIN channel_members m ON m.user_id = u.id AND m.channel_id = ANY($2::bigint[])"
     " WHERE u.id = ANY($1::bigint[])"
 )
 _EXISTING = (
-    "SELECT m.id, m.channel_id, m.seq, m.sender_id, u.username AS sender_username, m.content,"
-    " m.created_at, m.client_message_id"
+    f"SELECT {timeline_store.MESSAGE_COLUMNS}"  # noqa: S608 - constants only
     " FROM messages m JOIN users u ON u.id = m.sender_id"
     " JOIN unnest($1::bigint[], $2::bigint[], $3::text[]) AS k(channel_id, sender_id, key)"
     " ON m.channel_id = k.channel_id AND m.sender_id = k.sender_id"
     " AND m.client_message_id = k.key"
 )
+_REPLY_TARGETS = "SELECT id, channel_id FROM messages WHERE id = ANY($1::bigint[])"
+# Users an @mention may name: active, with their role and memberships in the batch's channels.
+_MENTIONABLE = (
+    "SELECT u.id, u.username_key, u.role, m.channel_id FROM users u"
+    " LEFT JOIN channel_members m ON m.user_id = u.id AND m.channel_id = ANY($2::bigint[])"
+    " WHERE u.username_key = ANY($1::text[]) AND u.is_active"
+)
 _INSERT = (
-    "INSERT INTO messages (channel_id, seq, sender_id, content, client_message_id)"
-    " SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[], $5::text[])"
+    "INSERT INTO messages"
+    " (channel_id, seq, sender_id, content, client_message_id, reply_to_id, mention_user_ids)"
+    " SELECT c, s, sender, body, k, NULLIF(reply, 0), mentions::bigint[]"
+    " FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[], $5::text[],"
+    " $6::bigint[], $7::text[]) AS v(c, s, sender, body, k, reply, mentions)"
     " RETURNING id, channel_id, seq, created_at"
+)
+_EDIT = (
+    "UPDATE messages SET content = $2, edited_at = $3, mention_user_ids = $4::bigint[]"
+    " WHERE id = $1"
+)
+_DELETE = "UPDATE messages SET content = '', deleted_at = $3, deleted_by = $2 WHERE id = $1"
+# clock_timestamp(), not the transaction's now(): reactions in one batch keep their order.
+_REACT = (
+    "INSERT INTO message_reactions (message_id, emoji, user_id, created_at)"
+    " VALUES ($1, $2, $3, clock_timestamp())"
+)
+_UNREACT = "DELETE FROM message_reactions WHERE message_id = $1 AND emoji = $2 AND user_id = $3"
+_RECORD_UPDATES = (
+    "INSERT INTO message_updates (channel_id, seq, kind, message_id)"
+    " SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::bigint[])"
 )
 # Advance the channels' last seq and notify, in one statement.
 _ADVANCE_AND_NOTIFY = (
@@ -63,15 +97,46 @@ _ADVANCE_AND_NOTIFY = (
 )
 
 
+class Change(Enum):
+    EDIT = "edit"
+    DELETE = "delete"
+    REACT = "react"
+    UNREACT = "unreact"
+
+
 @dataclass(slots=True)
-class _Post:
+class _Write:
     actor: Actor
     channel_id: int
-    content: str
-    client_message_id: str | None
     future: asyncio.Future[MessageView]
-    seq: int = 0
     outcome: MessageView | BaseException | None = field(default=None, repr=False)
+
+    def reset(self) -> None:
+        self.outcome = None
+
+    def fail(self, error: BaseException) -> None:
+        self.outcome = error
+
+    def result(self) -> MessageView | BaseException | None:
+        return self.outcome
+
+    def settle(self) -> None:
+        """Answer the caller, on the caller's loop, once the batch's transaction has ended."""
+        outcome = self.result()
+        if self.future.done() or outcome is None:
+            return
+        if isinstance(outcome, MessageView):
+            self.future.set_result(outcome)
+        else:
+            self.future.set_exception(outcome)
+
+
+@dataclass(slots=True)
+class _Post(_Write):
+    content: str = ""
+    client_message_id: str | None = None
+    reply_to_id: int = 0
+    seq: int = 0
     duplicate_of: _Post | None = field(default=None, repr=False)
 
     def reset(self) -> None:
@@ -83,25 +148,29 @@ class _Post:
         self.duplicate_of = None
         self.outcome = error
 
-    def settle(self) -> None:
-        """Answer the caller, on the caller's loop, once the batch's transaction has ended."""
-        outcome = self.duplicate_of.outcome if self.duplicate_of is not None else self.outcome
-        if self.future.done() or outcome is None:
-            return
-        if isinstance(outcome, MessageView):
-            self.future.set_result(outcome)
-        else:
-            self.future.set_exception(outcome)
+    def result(self) -> MessageView | BaseException | None:
+        return self.duplicate_of.outcome if self.duplicate_of is not None else self.outcome
+
+
+@dataclass(slots=True)
+class _Change(_Write):
+    change: Change = Change.EDIT
+    message_id: int = 0
+    # The new content of an edit, or the emoji of a reaction.
+    value: str = ""
+
+
+_Work = _Post | _Change
 
 
 class MessagePoster:
-    """Posts messages through a group committer; see the module docstring."""
+    """Writes the timeline through a group committer; see the module docstring."""
 
     def __init__(
         self, dsn: str, *, origin: str, on_commit: OnCommit, max_batch: int = MAX_BATCH
     ) -> None:
         self._origin = origin
-        self._committer: GroupCommitter[_Post] = GroupCommitter(
+        self._committer: GroupCommitter[_Work] = GroupCommitter(
             dsn,
             write_batch=self._write,
             on_commit=on_commit,
@@ -117,75 +186,193 @@ class MessagePoster:
         await self._committer.close()
 
     async def post(
-        self, *, actor: Actor, channel_id: int, content: str, client_message_id: str = ""
+        self,
+        *,
+        actor: Actor,
+        channel_id: int,
+        content: str,
+        client_message_id: str = "",
+        reply_to_id: int = 0,
     ) -> MessageView:
         """Post and wait for the commit: the stored message, or the original of a repeat."""
         return await self.submit(
-            actor=actor, channel_id=channel_id, content=content, client_message_id=client_message_id
+            actor=actor,
+            channel_id=channel_id,
+            content=content,
+            client_message_id=client_message_id,
+            reply_to_id=reply_to_id,
         )
 
     def submit(
-        self, *, actor: Actor, channel_id: int, content: str, client_message_id: str = ""
+        self,
+        *,
+        actor: Actor,
+        channel_id: int,
+        content: str,
+        client_message_id: str = "",
+        reply_to_id: int = 0,
     ) -> asyncio.Future[MessageView]:
         """Queue a post; invalid content fails at once, the rest when the batch commits.
 
-        Posts are committed in the order they were submitted.
+        Writes are committed in the order they were submitted.
         """
-        if not self._committer.accepting:
-            raise errors.shutting_down()
+        self._ensure_accepting()
         post = _Post(
             actor=actor,
             channel_id=channel_id,
+            future=asyncio.get_running_loop().create_future(),
             content=clean_content(content),
             client_message_id=clean_client_message_id(client_message_id),
-            future=asyncio.get_running_loop().create_future(),
+            reply_to_id=_reply_target(reply_to_id),
         )
         self._committer.submit(post)
         return post.future
 
+    async def change(
+        self, *, actor: Actor, channel_id: int, message_id: int, change: Change, value: str = ""
+    ) -> MessageView:
+        """Edit (value: the content), delete, react or unreact (value: the emoji);
+        the message's state once committed."""
+        self._ensure_accepting()
+        if change is Change.EDIT:
+            value = clean_content(value)
+        elif change in (Change.REACT, Change.UNREACT):
+            value = timeline.clean_emoji(value)
+        work = _Change(
+            actor=actor,
+            channel_id=channel_id,
+            future=asyncio.get_running_loop().create_future(),
+            change=change,
+            message_id=message_id,
+            value=value,
+        )
+        self._committer.submit(work)
+        return await work.future
+
+    def _ensure_accepting(self) -> None:
+        if not self._committer.accepting:
+            raise errors.shutting_down()
+
     async def _write(
-        self, connection: asyncpg.Connection, batch: list[_Post]
+        self, connection: asyncpg.Connection, batch: list[_Work]
     ) -> list[events.Event]:
         return await _write_batch(connection, batch, self._origin)
 
 
+def _reply_target(reply_to_id: int) -> int:
+    if reply_to_id < 0:
+        raise _bad_reply_target()
+    return reply_to_id
+
+
+def _bad_reply_target() -> errors.InvalidArgument:
+    return errors.InvalidArgument(
+        "reply_to_id must name a message of the same channel",
+        reason=errors.Reason.BAD_REPLY_TARGET,
+        field="reply_to_id",
+    )
+
+
+@dataclass(slots=True)
+class _Batch:
+    """What a batch knows once its channels are locked."""
+
+    last_seq: dict[int, int]
+    now: datetime
+    active: set[int]
+    standing: dict[tuple[int, int], policy.Standing]
+    entries: dict[int, list[TimelineEntry]] = field(default_factory=dict)
+
+    def next_seq(self, channel_id: int) -> int:
+        self.last_seq[channel_id] += 1
+        return self.last_seq[channel_id]
+
+    def standing_of(self, channel_id: int, user_id: int) -> policy.Standing:
+        return self.standing.get((channel_id, user_id), policy.OUTSIDER)
+
+    def add(self, entry: TimelineEntry) -> None:
+        self.entries.setdefault(entry.channel_id, []).append(entry)
+
+
 async def _write_batch(
-    connection: asyncpg.Connection, batch: list[_Post], origin: str
+    connection: asyncpg.Connection, batch: list[_Work], origin: str
 ) -> list[events.Event]:
     """Decide and store one batch; returns the events to hand out after the commit."""
-    channel_ids = sorted({post.channel_id for post in batch})
-    user_ids = sorted({post.actor.user_id for post in batch})
-    last_seq: dict[int, int] = {
-        row["id"]: row["last_seq"] for row in await connection.fetch(_LOCK_CHANNELS, channel_ids)
-    }
-    active: set[int] = set()
-    members: set[tuple[int, int]] = set()
-    for row in await connection.fetch(_SENDERS, user_ids, channel_ids):
-        if row["is_active"]:
-            active.add(row["user_id"])
-        if row["channel_id"] is not None:
-            members.add((row["channel_id"], row["user_id"]))
+    state = await _lock(connection, batch)
+    accepted: list[_Work] = []
+    for work in batch:
+        if work.actor.user_id not in state.active:
+            work.fail(errors.invalid_credentials())
+        elif work.channel_id not in state.last_seq:
+            work.fail(errors.channel_not_found())
+        else:
+            accepted.append(work)
+    # Runs of the same kind of write, in submission order.
+    for _, run in itertools.groupby(accepted, key=type):
+        works = list(run)
+        posts = [work for work in works if isinstance(work, _Post)]
+        if posts:
+            await _write_posts(connection, posts, state)
+        else:
+            await _write_changes(connection, [w for w in works if isinstance(w, _Change)], state)
+    if not state.entries:
+        return []
+    appended: list[events.Event] = [
+        events.TimelineAppended(channel, tuple(entries))
+        for channel, entries in sorted(state.entries.items())
+    ]
+    payloads = [payload for event in appended for payload in events.encode(origin, event)]
+    touched = sorted(state.entries)
+    await connection.fetch(
+        _ADVANCE_AND_NOTIFY,
+        touched,
+        [state.last_seq[channel] for channel in touched],
+        events.NOTIFY_CHANNEL,
+        payloads,
+    )
+    return appended
 
-    accepted: list[_Post] = []
-    for post in batch:
-        if post.actor.user_id not in active:
-            post.fail(errors.invalid_credentials())
-        elif post.channel_id not in last_seq:
-            post.fail(errors.channel_not_found())
-        elif not policy.can_take_part(
-            is_member=(post.channel_id, post.actor.user_id) in members,
+
+async def _lock(connection: asyncpg.Connection, batch: list[_Work]) -> _Batch:
+    channel_ids = sorted({work.channel_id for work in batch})
+    user_ids = sorted({work.actor.user_id for work in batch})
+    locked = await connection.fetch(_LOCK_CHANNELS, channel_ids)
+    now = locked[0]["now"] if locked else datetime.now().astimezone()
+    state = _Batch(
+        last_seq={row["id"]: row["last_seq"] for row in locked},
+        now=now,
+        active=set(),
+        standing={},
+    )
+    for row in await connection.fetch(_WRITERS, user_ids, channel_ids):
+        if row["is_active"]:
+            state.active.add(row["user_id"])
+        if row["channel_id"] is not None:
+            state.standing[(row["channel_id"], row["user_id"])] = policy.Standing(
+                is_member=True, is_owner=row["is_owner"]
+            )
+    return state
+
+
+async def _write_posts(connection: asyncpg.Connection, posts: list[_Post], state: _Batch) -> None:
+    allowed: list[_Post] = []
+    for post in posts:
+        if policy.can_take_part(
+            is_member=state.standing_of(post.channel_id, post.actor.user_id).is_member,
             is_moderator=post.actor.is_moderator,
         ):
-            post.fail(errors.not_a_member())
+            allowed.append(post)
         else:
-            accepted.append(post)
-
-    fresh = await _resolve_repeats(connection, accepted)
+            post.fail(errors.not_a_member())
+    await _check_reply_targets(connection, allowed)
+    fresh = await _resolve_repeats(connection, [p for p in allowed if p.outcome is None])
     if not fresh:
-        return []
+        return
+    mentions = await _resolve_mentions(
+        connection, [(post.channel_id, post.content) for post in fresh]
+    )
     for post in fresh:
-        last_seq[post.channel_id] += 1
-        post.seq = last_seq[post.channel_id]
+        post.seq = state.next_seq(post.channel_id)
     inserted = {
         (row["channel_id"], row["seq"]): row
         for row in await connection.fetch(
@@ -195,27 +382,70 @@ async def _write_batch(
             [post.actor.user_id for post in fresh],
             [post.content for post in fresh],
             [post.client_message_id for post in fresh],
+            [post.reply_to_id for post in fresh],
+            [_array_literal(mentioned) for mentioned in mentions],
         )
     }
-    touched = sorted({post.channel_id for post in fresh})
-    by_channel: dict[int, list[MessageView]] = {channel: [] for channel in touched}
-    for post in fresh:
+    for post, mentioned in zip(fresh, mentions, strict=True):
         row = inserted[(post.channel_id, post.seq)]
-        view = _view(post, message_id=row["id"], created_at=row["created_at"])
-        by_channel[post.channel_id].append(view)
+        view = MessageView(
+            id=row["id"],
+            channel_id=post.channel_id,
+            seq=post.seq,
+            sender_id=post.actor.user_id,
+            sender_username=post.actor.username,
+            content=post.content,
+            created_at=row["created_at"],
+            client_message_id=post.client_message_id,
+            reply_to_id=post.reply_to_id or None,
+            mention_user_ids=tuple(mentioned),
+        )
+        state.add(view)
         post.outcome = view
-    posted: list[events.Event] = [
-        events.MessagesPosted(channel, tuple(views)) for channel, views in by_channel.items()
-    ]
-    payloads = [payload for event in posted for payload in events.encode(origin, event)]
-    await connection.fetch(
-        _ADVANCE_AND_NOTIFY,
-        touched,
-        [last_seq[channel] for channel in touched],
-        events.NOTIFY_CHANNEL,
-        payloads,
-    )
-    return posted
+
+
+def _array_literal(values: Sequence[int]) -> str:
+    return "{" + ",".join(str(value) for value in values) + "}"
+
+
+async def _check_reply_targets(connection: asyncpg.Connection, posts: list[_Post]) -> None:
+    """A reply must name a message of its own channel (deleted ones too)."""
+    replying = [post for post in posts if post.reply_to_id]
+    if not replying:
+        return
+    rows = await connection.fetch(_REPLY_TARGETS, [post.reply_to_id for post in replying])
+    channel_of = {row["id"]: row["channel_id"] for row in rows}
+    for post in replying:
+        if channel_of.get(post.reply_to_id) != post.channel_id:
+            post.fail(_bad_reply_target())
+
+
+async def _resolve_mentions(
+    connection: asyncpg.Connection, texts: list[tuple[int, str]]
+) -> list[list[int]]:
+    """For each (channel, content): the users its @usernames name who may read the
+    channel (members and moderators), in the order first named."""
+    keys_of = [timeline.mentioned_keys(content) if "@" in content else [] for _, content in texts]
+    every_key = sorted({key for keys in keys_of for key in keys})
+    if not every_key:
+        return [[] for _ in texts]
+    channels = sorted({channel for channel, _ in texts})
+    users: dict[str, int] = {}
+    readers: set[tuple[int, int]] = set()
+    moderators: set[int] = set()
+    for row in await connection.fetch(_MENTIONABLE, every_key, channels):
+        users[row["username_key"]] = row["id"]
+        if row["role"] == Role.MODERATOR:
+            moderators.add(row["id"])
+        if row["channel_id"] is not None:
+            readers.add((row["channel_id"], row["id"]))
+    resolved: list[list[int]] = []
+    for (channel, _), keys in zip(texts, keys_of, strict=True):
+        named = [users[key] for key in keys if key in users]
+        resolved.append(
+            [user for user in named if user in moderators or (channel, user) in readers]
+        )
+    return resolved
 
 
 async def _resolve_repeats(connection: asyncpg.Connection, posts: list[_Post]) -> list[_Post]:
@@ -230,7 +460,7 @@ async def _resolve_repeats(connection: asyncpg.Connection, posts: list[_Post]) -
             [post.client_message_id for post in keyed],
         )
         for row in rows:
-            view = MessageView(**row)
+            view = timeline_store.message_view(row)
             existing[(view.channel_id, view.sender_id, view.client_message_id or "")] = view
     fresh: list[_Post] = []
     first_in_batch: dict[tuple[int, int, str], _Post] = {}
@@ -249,14 +479,111 @@ async def _resolve_repeats(connection: asyncpg.Connection, posts: list[_Post]) -
     return fresh
 
 
-def _view(post: _Post, *, message_id: int, created_at: datetime) -> MessageView:
-    return MessageView(
-        id=message_id,
-        channel_id=post.channel_id,
-        seq=post.seq,
-        sender_id=post.actor.user_id,
-        sender_username=post.actor.username,
-        content=post.content,
-        created_at=created_at,
-        client_message_id=post.client_message_id,
+@dataclass(slots=True)
+class _Target:
+    """What a run of changes needs to know of a message as it goes."""
+
+    message: MessageView
+    deleted: bool
+    reactions: dict[str, set[int]]
+
+
+async def _write_changes(
+    connection: asyncpg.Connection, changes: list[_Change], state: _Batch
+) -> None:
+    found = await timeline_store.messages_by_id(connection, [c.message_id for c in changes])
+    targets = {
+        message_id: _Target(
+            message,
+            message.deleted,
+            {reaction.emoji: set(reaction.user_ids) for reaction in message.reactions},
+        )
+        for message_id, message in found.items()
+    }
+    updates: list[tuple[int, int, UpdateKind, int]] = []
+    touched: list[_Change] = []
+    for work in changes:
+        target = targets.get(work.message_id)
+        if target is None or target.message.channel_id != work.channel_id:
+            work.fail(errors.message_not_found())
+            continue
+        try:
+            kind = await _apply(connection, work, target, state)
+        except errors.DomainError as error:
+            work.fail(error)
+            continue
+        touched.append(work)
+        if kind is not None:
+            seq = state.next_seq(work.channel_id)
+            updates.append((work.channel_id, seq, kind, work.message_id))
+    if not touched:
+        return
+    if updates:
+        await connection.execute(
+            _RECORD_UPDATES,
+            [update[0] for update in updates],
+            [update[1] for update in updates],
+            [update[2].value for update in updates],
+            [update[3] for update in updates],
+        )
+    current = await timeline_store.messages_by_id(
+        connection, sorted({work.message_id for work in touched})
     )
+    for work in touched:
+        work.outcome = current[work.message_id]
+    for _, seq, kind, message_id in updates:
+        state.add(UpdateView(seq=seq, kind=kind, message=current[message_id]))
+
+
+async def _apply(
+    connection: asyncpg.Connection, work: _Change, target: _Target, state: _Batch
+) -> UpdateKind | None:
+    """Check and store one change; the kind of update it makes, or None if it makes none."""
+    standing = state.standing_of(work.channel_id, work.actor.user_id)
+    sender_id = target.message.sender_id
+    if work.change is Change.DELETE:
+        policy.ensure_can_delete(work.actor, sender_id=sender_id, standing=standing)
+        if target.deleted:
+            return None
+        await connection.execute(_DELETE, work.message_id, work.actor.user_id, state.now)
+        target.deleted = True
+        return UpdateKind.DELETED
+    if work.change is Change.EDIT:
+        policy.ensure_can_edit(work.actor, sender_id=sender_id, standing=standing)
+    else:
+        policy.ensure_can_read_channel(work.actor, standing)
+    if target.deleted:
+        raise errors.FailedPrecondition(
+            "The message is deleted", reason=errors.Reason.MESSAGE_DELETED
+        )
+    if work.change is Change.EDIT:
+        (mentioned,) = await _resolve_mentions(connection, [(work.channel_id, work.value)])
+        await connection.execute(
+            _EDIT, work.message_id, work.value, state.now, _array_literal(mentioned)
+        )
+        return UpdateKind.EDITED
+    return await _react(connection, work, target)
+
+
+async def _react(
+    connection: asyncpg.Connection, work: _Change, target: _Target
+) -> UpdateKind | None:
+    """Add or take back a reaction; None when that changes nothing."""
+    user_id = work.actor.user_id
+    reacted = target.reactions.setdefault(work.value, set())
+    adding = work.change is Change.REACT
+    if (user_id in reacted) == adding:
+        return None
+    if adding:
+        in_use = sum(1 for users in target.reactions.values() if users)
+        if not reacted and in_use >= timeline.MAX_DISTINCT_REACTIONS:
+            raise errors.FailedPrecondition(
+                f"A message has at most {timeline.MAX_DISTINCT_REACTIONS} different reactions",
+                reason=errors.Reason.TOO_MANY_REACTIONS,
+            )
+        await connection.execute(_REACT, work.message_id, work.value, user_id)
+        reacted.add(user_id)
+    else:
+        await connection.execute(_UNREACT, work.message_id, work.value, user_id)
+        reacted.discard(user_id)
+    return UpdateKind.REACTIONS

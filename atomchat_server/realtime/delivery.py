@@ -1,19 +1,20 @@
-"""One stream's writer: history, then live messages, in seq order, no gap, no duplicate.
+"""One stream's writer: history, then the live timeline, in seq order, no gap, no duplicate.
 
-Seqs are gap-free per channel, so "what this stream still owes its reader"
-is always a range of seqs. A stream subscribes to the hub first, then reads
-the channel's last seq; everything from its starting point to that seq is
-read from the database in pages (history, or a resume with after_seq), and
-everything after arrives in its hub buffer. Live messages the stream has
-already sent are skipped; a gap before a live message (one that reached the
-hub out of order, or was missed while the bus reconnected) is filled from
-the database before the message is sent.
+Seqs are gap-free per channel (messages and the updates to them share them),
+so "what this stream still owes its reader" is always a range of seqs. A
+stream subscribes to the hub first, then reads the channel's last seq; its
+history (recent messages in their current state) is sent first, then
+everything from its starting point to that seq is read from the database in
+pages (a resume with after_seq), and everything after arrives in its hub
+buffer. Entries the stream has already sent are skipped; a gap before a live
+entry (one that reached the hub out of order, or was missed while the bus
+reconnected) is filled from the database before the entry is sent.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -21,7 +22,9 @@ from atomchat_server.realtime.hub import Subscriber
 
 
 class Encoded(Protocol):
-    """A message encoded once for every stream: as a whole frame and as a batch part."""
+    """A timeline entry encoded once for every stream: as a whole frame and, for a
+    message, as a batch part; `personal` holds the frames of users who see it
+    differently (their own reactions)."""
 
     @property
     def seq(self) -> int: ...
@@ -30,7 +33,10 @@ class Encoded(Protocol):
     def frame(self) -> bytes: ...
 
     @property
-    def part(self) -> bytes: ...
+    def part(self) -> bytes | None: ...
+
+    @property
+    def personal(self) -> Mapping[int, tuple[bytes, bytes | None]] | None: ...
 
 
 # fetch(first_seq, last_seq): up to a page of the messages in that inclusive range.
@@ -62,14 +68,16 @@ class Delivery:
         self._framing = framing
         self._max_batch = max(1, max_batch)
 
-    async def run(self, *, catch_up_to: int) -> None:
-        """Send history up to `catch_up_to`, then live messages until the subscriber closes.
+    async def run(self, *, history: Sequence[Encoded] = (), catch_up_to: int) -> None:
+        """Send `history`, then the timeline up to `catch_up_to`, then live entries
+        until the subscriber closes.
 
-        Raises the DomainError the subscriber was closed with, after sending
-        the acks and errors it had queued.
+        Raises the error the subscriber was closed with, after sending the acks
+        and errors it had queued.
         """
         subscriber = self._subscriber
         subscriber.writer = asyncio.current_task()
+        await self._send(history)
         await self._fill(catch_up_to)
         while True:
             await subscriber.wait()
@@ -109,13 +117,32 @@ class Delivery:
             self._last = page[-1].seq
 
     async def _send(self, items: Sequence[Encoded]) -> None:
-        if self._max_batch == 1:
-            for item in items:
-                await self._write(item.frame)
-            return
-        for start in range(0, len(items), self._max_batch):
-            chunk = items[start : start + self._max_batch]
-            if len(chunk) == 1:
-                await self._write(chunk[0].frame)
+        """Each entry as this stream's reader sees it; consecutive messages in batches
+        of up to max_batch when the reader asked for batches."""
+        user_id = self._subscriber.user_id
+        batchable = self._max_batch > 1
+        pending: list[tuple[bytes, bytes]] = []
+        for item in items:
+            personal = item.personal
+            if personal is not None and user_id in personal:
+                frame, part = personal[user_id]
             else:
-                await self._write(self._framing.batch([item.part for item in chunk]))
+                frame, part = item.frame, item.part
+            if not batchable or part is None:
+                await self._flush(pending)
+                await self._write(frame)
+                continue
+            pending.append((frame, part))
+            if len(pending) == self._max_batch:
+                await self._flush(pending)
+        await self._flush(pending)
+
+    async def _flush(self, pending: list[tuple[bytes, bytes]]) -> None:
+        """Write the messages gathered so far: one as its own frame, more as a batch."""
+        if not pending:
+            return
+        if len(pending) == 1:
+            await self._write(pending[0][0])
+        else:
+            await self._write(self._framing.batch([part for _, part in pending]))
+        pending.clear()

@@ -29,13 +29,13 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from typing import Any, Generic, Protocol, TypeVar
 
 from atomchat_server.domain import errors
-from atomchat_server.domain.entities import MessageView
+from atomchat_server.domain.entities import TimelineEntry
 
 log = logging.getLogger(__name__)
 
 
-def _seq(message: MessageView) -> int:
-    return message.seq
+def _seq(entry: TimelineEntry) -> int:
+    return entry.seq
 
 
 class Timer(Protocol):
@@ -199,7 +199,7 @@ def _cancel_stalled(writer: asyncio.Task[Any]) -> None:
 
 
 # fetch(channel_id, first_seq, last_seq): the stored messages in that inclusive range.
-FetchRange = Callable[[int, int, int], Awaitable[Sequence[MessageView]]]
+FetchRange = Callable[[int, int, int], Awaitable[Sequence[TimelineEntry]]]
 
 HELD_LIMIT = 10_000
 # A fan-out round costs about 50 µs of the event loop per subscriber (one gRPC
@@ -229,12 +229,12 @@ class _Feed(Generic[Item]):
         # Unknown until the first message arrives; from then on messages are
         # handed out in seq order, and early ones wait in `held`.
         self.next_seq: int | None = None
-        self.held: dict[int, MessageView] = {}
+        self.held: dict[int, TimelineEntry] = {}
         # Every message up to this seq is known to be committed.
         self.exists_to = 0
         self.filling = False
         # What waits for this channel's next fan-out round, and its timer.
-        self.waiting: list[MessageView] = []
+        self.waiting: list[TimelineEntry] = []
         self.round_timer: Timer | None = None
 
     def missing_to(self) -> int:
@@ -255,7 +255,7 @@ class Hub(Generic[Item]):
 
     def __init__(
         self,
-        encode: Callable[[MessageView], Item],
+        encode: Callable[[TimelineEntry], Item],
         fetch: FetchRange,
         *,
         buffer_limit: int,
@@ -337,12 +337,12 @@ class Hub(Generic[Item]):
         feed = self._feeds.get(channel_id)
         return list(feed.subscribers) if feed is not None else []
 
-    def publish(self, channel_id: int, messages: Iterable[MessageView]) -> None:
+    def publish(self, channel_id: int, messages: Iterable[TimelineEntry]) -> None:
         """Hand out committed messages (in any order; repeats are ignored)."""
         feed = self._feeds.get(channel_id)
         if feed is None:
             return
-        ready: list[MessageView] = []
+        ready: list[TimelineEntry] = []
         for message in sorted(messages, key=_seq):
             if feed.next_seq is None or message.seq == feed.next_seq:
                 ready.append(message)
@@ -406,7 +406,7 @@ class Hub(Generic[Item]):
         feed.next_seq = held[-1].seq + 1
         self._hand_out(feed, held)
 
-    def _hand_out(self, feed: _Feed[Item], messages: list[MessageView]) -> None:
+    def _hand_out(self, feed: _Feed[Item], messages: list[TimelineEntry]) -> None:
         """Messages in seq order: out in this round, or the next when the last was just now."""
         feed.waiting.extend(messages)
         if feed.round_timer is not None:

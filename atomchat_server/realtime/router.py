@@ -37,9 +37,9 @@ class EventRouter:
     def dispatch(self, event: events.Event) -> None:
         hub = self._hub
         match event:
-            case events.MessagesPosted(channel_id, posted):
-                hub.publish(channel_id, posted)
-            case events.MessagesCommitted(channel_id, first_seq, last_seq):
+            case events.TimelineAppended(channel_id, entries):
+                hub.publish(channel_id, entries)
+            case events.TimelineCommitted(channel_id, first_seq, last_seq):
                 hub.advance_to(channel_id, last_seq, first_seq=first_seq)
             case events.UserBlocked(user_id):
                 self._users.forget(user_id)

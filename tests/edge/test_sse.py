@@ -73,6 +73,11 @@ async def test_an_http_client_receives_history_and_a_message_sent_over_grpc(
             "content": "Привет over SSE",
             "created_at": live["created_at"],
             "client_message_id": "sse-1",
+            "deleted": False,
+            "deleted_by": "0",
+            "reply_to_id": "0",
+            "reactions": [],
+            "mention_user_ids": [],
         }
 
 

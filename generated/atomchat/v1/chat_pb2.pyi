@@ -10,6 +10,7 @@ from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.rpc import code_pb2 as _code_pb2
 import builtins as _builtins
 import sys
@@ -21,6 +22,25 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class _UpdateKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _UpdateKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_UpdateKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    UPDATE_KIND_UNSPECIFIED: _UpdateKind.ValueType  # 0
+    UPDATE_KIND_EDITED: _UpdateKind.ValueType  # 1
+    UPDATE_KIND_DELETED: _UpdateKind.ValueType  # 2
+    UPDATE_KIND_REACTIONS: _UpdateKind.ValueType  # 3
+
+class UpdateKind(_UpdateKind, metaclass=_UpdateKindEnumTypeWrapper): ...
+
+UPDATE_KIND_UNSPECIFIED: UpdateKind.ValueType  # 0
+UPDATE_KIND_EDITED: UpdateKind.ValueType  # 1
+UPDATE_KIND_DELETED: UpdateKind.ValueType  # 2
+UPDATE_KIND_REACTIONS: UpdateKind.ValueType  # 3
+Global___UpdateKind: _TypeAlias = UpdateKind  # noqa: Y015
 
 @_typing.final
 class ChatJoin(_message.Message):
@@ -78,21 +98,25 @@ class ChatSend(_message.Message):
 
     CONTENT_FIELD_NUMBER: _builtins.int
     CLIENT_MESSAGE_ID_FIELD_NUMBER: _builtins.int
+    REPLY_TO_ID_FIELD_NUMBER: _builtins.int
     content: _builtins.str
     """1–4000 characters after trimming."""
     client_message_id: _builtins.str
     """Optional idempotency key: re-sending the same key in the same channel
     returns the original message instead of posting again.
     """
+    reply_to_id: _builtins.int
+    """The message of the same channel this one answers (0 for none)."""
     def __init__(
         self,
         *,
         content: _builtins.str = ...,
         client_message_id: _builtins.str = ...,
+        reply_to_id: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_message_id", b"client_message_id", "content", b"content"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_message_id", b"client_message_id", "content", b"content", "reply_to_id", b"reply_to_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -131,20 +155,57 @@ class ChatJoined(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     CHANNEL_FIELD_NUMBER: _builtins.int
+    LAST_SEQ_FIELD_NUMBER: _builtins.int
+    last_seq: _builtins.int
+    """The channel's seq when the stream joined: history ends at or before it,
+    live frames come after it.
+    """
     @_builtins.property
     def channel(self) -> _resources_pb2.Channel: ...
     def __init__(
         self,
         *,
         channel: _resources_pb2.Channel | None = ...,
+        last_seq: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel", "last_seq", b"last_seq"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ChatJoined: _TypeAlias = ChatJoined  # noqa: Y015
+
+@_typing.final
+class ChatUpdate(_message.Message):
+    """A change to a message already in the timeline. `seq` is the change's own
+    channel seq; `message` is the message's whole current state: a client
+    replaces the message with that id.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SEQ_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    seq: _builtins.int
+    kind: Global___UpdateKind.ValueType
+    @_builtins.property
+    def message(self) -> _resources_pb2.Message: ...
+    def __init__(
+        self,
+        *,
+        seq: _builtins.int = ...,
+        kind: Global___UpdateKind.ValueType = ...,
+        message: _resources_pb2.Message | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["message", b"message"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["kind", b"kind", "message", b"message", "seq", b"seq"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ChatUpdate: _TypeAlias = ChatUpdate  # noqa: Y015
 
 @_typing.final
 class ChatAck(_message.Message):
@@ -262,6 +323,7 @@ class ChatStreamResponse(_message.Message):
     ERROR_FIELD_NUMBER: _builtins.int
     HEARTBEAT_FIELD_NUMBER: _builtins.int
     MESSAGES_FIELD_NUMBER: _builtins.int
+    UPDATE_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def joined(self) -> Global___ChatJoined: ...
     @_builtins.property
@@ -274,6 +336,8 @@ class ChatStreamResponse(_message.Message):
     def heartbeat(self) -> Global___ChatHeartbeat: ...
     @_builtins.property
     def messages(self) -> Global___MessageBatch: ...
+    @_builtins.property
+    def update(self) -> Global___ChatUpdate: ...
     def __init__(
         self,
         *,
@@ -283,12 +347,13 @@ class ChatStreamResponse(_message.Message):
         error: Global___ChatError | None = ...,
         heartbeat: Global___ChatHeartbeat | None = ...,
         messages: Global___MessageBatch | None = ...,
+        update: Global___ChatUpdate | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "error", b"error", "frame", b"frame", "heartbeat", b"heartbeat", "joined", b"joined", "message", b"message", "messages", b"messages"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "error", b"error", "frame", b"frame", "heartbeat", b"heartbeat", "joined", b"joined", "message", b"message", "messages", b"messages", "update", b"update"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "error", b"error", "frame", b"frame", "heartbeat", b"heartbeat", "joined", b"joined", "message", b"message", "messages", b"messages"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "error", b"error", "frame", b"frame", "heartbeat", b"heartbeat", "joined", b"joined", "message", b"message", "messages", b"messages", "update", b"update"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_frame: _TypeAlias = _typing.Literal["joined", "message", "ack", "error", "heartbeat", "messages"]  # noqa: Y015
+    _WhichOneofReturnType_frame: _TypeAlias = _typing.Literal["joined", "message", "ack", "error", "heartbeat", "messages", "update"]  # noqa: Y015
     _WhichOneofArgType_frame: _TypeAlias = _typing.Literal["frame", b"frame"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_frame) -> _WhichOneofReturnType_frame | None: ...
 
@@ -341,6 +406,7 @@ class ChatEvent(_message.Message):
     MESSAGE_FIELD_NUMBER: _builtins.int
     HEARTBEAT_FIELD_NUMBER: _builtins.int
     MESSAGES_FIELD_NUMBER: _builtins.int
+    UPDATE_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def joined(self) -> Global___ChatJoined: ...
     @_builtins.property
@@ -349,6 +415,8 @@ class ChatEvent(_message.Message):
     def heartbeat(self) -> Global___ChatHeartbeat: ...
     @_builtins.property
     def messages(self) -> Global___MessageBatch: ...
+    @_builtins.property
+    def update(self) -> Global___ChatUpdate: ...
     def __init__(
         self,
         *,
@@ -356,12 +424,13 @@ class ChatEvent(_message.Message):
         message: _resources_pb2.Message | None = ...,
         heartbeat: Global___ChatHeartbeat | None = ...,
         messages: Global___MessageBatch | None = ...,
+        update: Global___ChatUpdate | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "heartbeat", b"heartbeat", "joined", b"joined", "message", b"message", "messages", b"messages"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "heartbeat", b"heartbeat", "joined", b"joined", "message", b"message", "messages", b"messages", "update", b"update"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "heartbeat", b"heartbeat", "joined", b"joined", "message", b"message", "messages", b"messages"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "heartbeat", b"heartbeat", "joined", b"joined", "message", b"message", "messages", b"messages", "update", b"update"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["joined", "message", "heartbeat", "messages"]  # noqa: Y015
+    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["joined", "message", "heartbeat", "messages", "update"]  # noqa: Y015
     _WhichOneofArgType_event: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
 
@@ -374,19 +443,23 @@ class SendMessageRequest(_message.Message):
     CHANNEL_ID_FIELD_NUMBER: _builtins.int
     CONTENT_FIELD_NUMBER: _builtins.int
     CLIENT_MESSAGE_ID_FIELD_NUMBER: _builtins.int
+    REPLY_TO_ID_FIELD_NUMBER: _builtins.int
     channel_id: _builtins.int
     content: _builtins.str
     client_message_id: _builtins.str
+    reply_to_id: _builtins.int
+    """The message of the same channel this one answers (0 for none)."""
     def __init__(
         self,
         *,
         channel_id: _builtins.int = ...,
         content: _builtins.str = ...,
         client_message_id: _builtins.str = ...,
+        reply_to_id: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel_id", b"channel_id", "client_message_id", b"client_message_id", "content", b"content"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel_id", b"channel_id", "client_message_id", b"client_message_id", "content", b"content", "reply_to_id", b"reply_to_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -441,3 +514,203 @@ class ListMessagesResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListMessagesResponse: _TypeAlias = ListMessagesResponse  # noqa: Y015
+
+@_typing.final
+class GetMessageRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHANNEL_ID_FIELD_NUMBER: _builtins.int
+    MESSAGE_ID_FIELD_NUMBER: _builtins.int
+    channel_id: _builtins.int
+    message_id: _builtins.int
+    def __init__(
+        self,
+        *,
+        channel_id: _builtins.int = ...,
+        message_id: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel_id", b"channel_id", "message_id", b"message_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetMessageRequest: _TypeAlias = GetMessageRequest  # noqa: Y015
+
+@_typing.final
+class EditMessageRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHANNEL_ID_FIELD_NUMBER: _builtins.int
+    MESSAGE_ID_FIELD_NUMBER: _builtins.int
+    CONTENT_FIELD_NUMBER: _builtins.int
+    channel_id: _builtins.int
+    message_id: _builtins.int
+    content: _builtins.str
+    """1–4000 characters after trimming, as for sending."""
+    def __init__(
+        self,
+        *,
+        channel_id: _builtins.int = ...,
+        message_id: _builtins.int = ...,
+        content: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel_id", b"channel_id", "content", b"content", "message_id", b"message_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EditMessageRequest: _TypeAlias = EditMessageRequest  # noqa: Y015
+
+@_typing.final
+class DeleteMessageRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHANNEL_ID_FIELD_NUMBER: _builtins.int
+    MESSAGE_ID_FIELD_NUMBER: _builtins.int
+    channel_id: _builtins.int
+    message_id: _builtins.int
+    def __init__(
+        self,
+        *,
+        channel_id: _builtins.int = ...,
+        message_id: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel_id", b"channel_id", "message_id", b"message_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteMessageRequest: _TypeAlias = DeleteMessageRequest  # noqa: Y015
+
+@_typing.final
+class AddReactionRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHANNEL_ID_FIELD_NUMBER: _builtins.int
+    MESSAGE_ID_FIELD_NUMBER: _builtins.int
+    EMOJI_FIELD_NUMBER: _builtins.int
+    channel_id: _builtins.int
+    message_id: _builtins.int
+    emoji: _builtins.str
+    """One emoji (a grapheme cluster of at most 16 code points) or `:name:` with
+    a name of 1–32 of `a-z 0-9 _ + -`. At most 20 different ones per message.
+    """
+    def __init__(
+        self,
+        *,
+        channel_id: _builtins.int = ...,
+        message_id: _builtins.int = ...,
+        emoji: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel_id", b"channel_id", "emoji", b"emoji", "message_id", b"message_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AddReactionRequest: _TypeAlias = AddReactionRequest  # noqa: Y015
+
+@_typing.final
+class RemoveReactionRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHANNEL_ID_FIELD_NUMBER: _builtins.int
+    MESSAGE_ID_FIELD_NUMBER: _builtins.int
+    EMOJI_FIELD_NUMBER: _builtins.int
+    channel_id: _builtins.int
+    message_id: _builtins.int
+    emoji: _builtins.str
+    def __init__(
+        self,
+        *,
+        channel_id: _builtins.int = ...,
+        message_id: _builtins.int = ...,
+        emoji: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel_id", b"channel_id", "emoji", b"emoji", "message_id", b"message_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RemoveReactionRequest: _TypeAlias = RemoveReactionRequest  # noqa: Y015
+
+@_typing.final
+class SearchMessagesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    QUERY_FIELD_NUMBER: _builtins.int
+    CHANNEL_ID_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    query: _builtins.str
+    """1–256 characters; web-search syntax: words, "quoted phrases", -excluded, or."""
+    channel_id: _builtins.int
+    """Only this channel (0: every channel the caller may read)."""
+    page_size: _builtins.int
+    page_token: _builtins.str
+    def __init__(
+        self,
+        *,
+        query: _builtins.str = ...,
+        channel_id: _builtins.int = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel_id", b"channel_id", "page_size", b"page_size", "page_token", b"page_token", "query", b"query"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SearchMessagesRequest: _TypeAlias = SearchMessagesRequest  # noqa: Y015
+
+@_typing.final
+class SearchResult(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    SNIPPET_FIELD_NUMBER: _builtins.int
+    snippet: _builtins.str
+    """The content around the matches, HTML-escaped, with each match in <mark>…</mark>."""
+    @_builtins.property
+    def message(self) -> _resources_pb2.Message: ...
+    def __init__(
+        self,
+        *,
+        message: _resources_pb2.Message | None = ...,
+        snippet: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["message", b"message"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["message", b"message", "snippet", b"snippet"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SearchResult: _TypeAlias = SearchResult  # noqa: Y015
+
+@_typing.final
+class SearchMessagesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESULTS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    @_builtins.property
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___SearchResult]: ...
+    def __init__(
+        self,
+        *,
+        results: _abc.Iterable[Global___SearchResult] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "results", b"results"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SearchMessagesResponse: _TypeAlias = SearchMessagesResponse  # noqa: Y015

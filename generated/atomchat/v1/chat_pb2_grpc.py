@@ -56,6 +56,36 @@ class ChatServiceStub:
                 request_serializer=atomchat_dot_v1_dot_chat__pb2.ListMessagesRequest.SerializeToString,
                 response_deserializer=atomchat_dot_v1_dot_chat__pb2.ListMessagesResponse.FromString,
                 _registered_method=True)
+        self.GetMessage = channel.unary_unary(
+                '/atomchat.v1.ChatService/GetMessage',
+                request_serializer=atomchat_dot_v1_dot_chat__pb2.GetMessageRequest.SerializeToString,
+                response_deserializer=atomchat_dot_v1_dot_resources__pb2.Message.FromString,
+                _registered_method=True)
+        self.EditMessage = channel.unary_unary(
+                '/atomchat.v1.ChatService/EditMessage',
+                request_serializer=atomchat_dot_v1_dot_chat__pb2.EditMessageRequest.SerializeToString,
+                response_deserializer=atomchat_dot_v1_dot_resources__pb2.Message.FromString,
+                _registered_method=True)
+        self.DeleteMessage = channel.unary_unary(
+                '/atomchat.v1.ChatService/DeleteMessage',
+                request_serializer=atomchat_dot_v1_dot_chat__pb2.DeleteMessageRequest.SerializeToString,
+                response_deserializer=atomchat_dot_v1_dot_resources__pb2.Message.FromString,
+                _registered_method=True)
+        self.AddReaction = channel.unary_unary(
+                '/atomchat.v1.ChatService/AddReaction',
+                request_serializer=atomchat_dot_v1_dot_chat__pb2.AddReactionRequest.SerializeToString,
+                response_deserializer=atomchat_dot_v1_dot_resources__pb2.Message.FromString,
+                _registered_method=True)
+        self.RemoveReaction = channel.unary_unary(
+                '/atomchat.v1.ChatService/RemoveReaction',
+                request_serializer=atomchat_dot_v1_dot_chat__pb2.RemoveReactionRequest.SerializeToString,
+                response_deserializer=atomchat_dot_v1_dot_resources__pb2.Message.FromString,
+                _registered_method=True)
+        self.SearchMessages = channel.unary_unary(
+                '/atomchat.v1.ChatService/SearchMessages',
+                request_serializer=atomchat_dot_v1_dot_chat__pb2.SearchMessagesRequest.SerializeToString,
+                response_deserializer=atomchat_dot_v1_dot_chat__pb2.SearchMessagesResponse.FromString,
+                _registered_method=True)
 
 
 class ChatServiceServicer:
@@ -88,7 +118,55 @@ class ChatServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListMessages(self, request, context):
-        """A channel's messages, newest first.
+        """A channel's messages, newest first, in their current state (deleted ones
+        as tombstones).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetMessage(self, request, context):
+        """One message in its current state.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EditMessage(self, request, context):
+        """Changes a message's content: its author, while still allowed to post
+        there. Takes the channel's next seq; streams get an EDITED update.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteMessage(self, request, context):
+        """Deletes a message: its author, the channel's owner or a moderator. The
+        message stays as a tombstone saying who deleted it; deleting it again
+        returns the tombstone and changes nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AddReaction(self, request, context):
+        """Reacts to a message with an emoji (members and moderators). Reacting
+        twice with the same emoji changes nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveReaction(self, request, context):
+        """Takes one's own reaction back; taking back one that is not there changes nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SearchMessages(self, request, context):
+        """Full-text search (Russian and English stemming) over the messages of the
+        channels the caller may read, best matches first, then newest.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -116,6 +194,36 @@ def add_ChatServiceServicer_to_server(servicer, server):
                     servicer.ListMessages,
                     request_deserializer=atomchat_dot_v1_dot_chat__pb2.ListMessagesRequest.FromString,
                     response_serializer=atomchat_dot_v1_dot_chat__pb2.ListMessagesResponse.SerializeToString,
+            ),
+            'GetMessage': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetMessage,
+                    request_deserializer=atomchat_dot_v1_dot_chat__pb2.GetMessageRequest.FromString,
+                    response_serializer=atomchat_dot_v1_dot_resources__pb2.Message.SerializeToString,
+            ),
+            'EditMessage': grpc.unary_unary_rpc_method_handler(
+                    servicer.EditMessage,
+                    request_deserializer=atomchat_dot_v1_dot_chat__pb2.EditMessageRequest.FromString,
+                    response_serializer=atomchat_dot_v1_dot_resources__pb2.Message.SerializeToString,
+            ),
+            'DeleteMessage': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteMessage,
+                    request_deserializer=atomchat_dot_v1_dot_chat__pb2.DeleteMessageRequest.FromString,
+                    response_serializer=atomchat_dot_v1_dot_resources__pb2.Message.SerializeToString,
+            ),
+            'AddReaction': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddReaction,
+                    request_deserializer=atomchat_dot_v1_dot_chat__pb2.AddReactionRequest.FromString,
+                    response_serializer=atomchat_dot_v1_dot_resources__pb2.Message.SerializeToString,
+            ),
+            'RemoveReaction': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveReaction,
+                    request_deserializer=atomchat_dot_v1_dot_chat__pb2.RemoveReactionRequest.FromString,
+                    response_serializer=atomchat_dot_v1_dot_resources__pb2.Message.SerializeToString,
+            ),
+            'SearchMessages': grpc.unary_unary_rpc_method_handler(
+                    servicer.SearchMessages,
+                    request_deserializer=atomchat_dot_v1_dot_chat__pb2.SearchMessagesRequest.FromString,
+                    response_serializer=atomchat_dot_v1_dot_chat__pb2.SearchMessagesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -227,6 +335,168 @@ class ChatService:
             '/atomchat.v1.ChatService/ListMessages',
             atomchat_dot_v1_dot_chat__pb2.ListMessagesRequest.SerializeToString,
             atomchat_dot_v1_dot_chat__pb2.ListMessagesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetMessage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/atomchat.v1.ChatService/GetMessage',
+            atomchat_dot_v1_dot_chat__pb2.GetMessageRequest.SerializeToString,
+            atomchat_dot_v1_dot_resources__pb2.Message.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EditMessage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/atomchat.v1.ChatService/EditMessage',
+            atomchat_dot_v1_dot_chat__pb2.EditMessageRequest.SerializeToString,
+            atomchat_dot_v1_dot_resources__pb2.Message.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteMessage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/atomchat.v1.ChatService/DeleteMessage',
+            atomchat_dot_v1_dot_chat__pb2.DeleteMessageRequest.SerializeToString,
+            atomchat_dot_v1_dot_resources__pb2.Message.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddReaction(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/atomchat.v1.ChatService/AddReaction',
+            atomchat_dot_v1_dot_chat__pb2.AddReactionRequest.SerializeToString,
+            atomchat_dot_v1_dot_resources__pb2.Message.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveReaction(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/atomchat.v1.ChatService/RemoveReaction',
+            atomchat_dot_v1_dot_chat__pb2.RemoveReactionRequest.SerializeToString,
+            atomchat_dot_v1_dot_resources__pb2.Message.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SearchMessages(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/atomchat.v1.ChatService/SearchMessages',
+            atomchat_dot_v1_dot_chat__pb2.SearchMessagesRequest.SerializeToString,
+            atomchat_dot_v1_dot_chat__pb2.SearchMessagesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -47,7 +47,30 @@ class ChatServiceStub:
     SendMessage: _grpc.UnaryUnaryMultiCallable[_chat_pb2.SendMessageRequest, _resources_pb2.Message]
     """The send half of ChatStream: same validation, idempotency and delivery."""
     ListMessages: _grpc.UnaryUnaryMultiCallable[_chat_pb2.ListMessagesRequest, _chat_pb2.ListMessagesResponse]
-    """A channel's messages, newest first."""
+    """A channel's messages, newest first, in their current state (deleted ones
+    as tombstones).
+    """
+    GetMessage: _grpc.UnaryUnaryMultiCallable[_chat_pb2.GetMessageRequest, _resources_pb2.Message]
+    """One message in its current state."""
+    EditMessage: _grpc.UnaryUnaryMultiCallable[_chat_pb2.EditMessageRequest, _resources_pb2.Message]
+    """Changes a message's content: its author, while still allowed to post
+    there. Takes the channel's next seq; streams get an EDITED update.
+    """
+    DeleteMessage: _grpc.UnaryUnaryMultiCallable[_chat_pb2.DeleteMessageRequest, _resources_pb2.Message]
+    """Deletes a message: its author, the channel's owner or a moderator. The
+    message stays as a tombstone saying who deleted it; deleting it again
+    returns the tombstone and changes nothing.
+    """
+    AddReaction: _grpc.UnaryUnaryMultiCallable[_chat_pb2.AddReactionRequest, _resources_pb2.Message]
+    """Reacts to a message with an emoji (members and moderators). Reacting
+    twice with the same emoji changes nothing.
+    """
+    RemoveReaction: _grpc.UnaryUnaryMultiCallable[_chat_pb2.RemoveReactionRequest, _resources_pb2.Message]
+    """Takes one's own reaction back; taking back one that is not there changes nothing."""
+    SearchMessages: _grpc.UnaryUnaryMultiCallable[_chat_pb2.SearchMessagesRequest, _chat_pb2.SearchMessagesResponse]
+    """Full-text search (Russian and English stemming) over the messages of the
+    channels the caller may read, best matches first, then newest.
+    """
 
 @_typing.type_check_only
 class ChatServiceAsyncStub(ChatServiceStub):
@@ -67,7 +90,30 @@ class ChatServiceAsyncStub(ChatServiceStub):
     SendMessage: _aio.UnaryUnaryMultiCallable[_chat_pb2.SendMessageRequest, _resources_pb2.Message]  # type: ignore[assignment]
     """The send half of ChatStream: same validation, idempotency and delivery."""
     ListMessages: _aio.UnaryUnaryMultiCallable[_chat_pb2.ListMessagesRequest, _chat_pb2.ListMessagesResponse]  # type: ignore[assignment]
-    """A channel's messages, newest first."""
+    """A channel's messages, newest first, in their current state (deleted ones
+    as tombstones).
+    """
+    GetMessage: _aio.UnaryUnaryMultiCallable[_chat_pb2.GetMessageRequest, _resources_pb2.Message]  # type: ignore[assignment]
+    """One message in its current state."""
+    EditMessage: _aio.UnaryUnaryMultiCallable[_chat_pb2.EditMessageRequest, _resources_pb2.Message]  # type: ignore[assignment]
+    """Changes a message's content: its author, while still allowed to post
+    there. Takes the channel's next seq; streams get an EDITED update.
+    """
+    DeleteMessage: _aio.UnaryUnaryMultiCallable[_chat_pb2.DeleteMessageRequest, _resources_pb2.Message]  # type: ignore[assignment]
+    """Deletes a message: its author, the channel's owner or a moderator. The
+    message stays as a tombstone saying who deleted it; deleting it again
+    returns the tombstone and changes nothing.
+    """
+    AddReaction: _aio.UnaryUnaryMultiCallable[_chat_pb2.AddReactionRequest, _resources_pb2.Message]  # type: ignore[assignment]
+    """Reacts to a message with an emoji (members and moderators). Reacting
+    twice with the same emoji changes nothing.
+    """
+    RemoveReaction: _aio.UnaryUnaryMultiCallable[_chat_pb2.RemoveReactionRequest, _resources_pb2.Message]  # type: ignore[assignment]
+    """Takes one's own reaction back; taking back one that is not there changes nothing."""
+    SearchMessages: _aio.UnaryUnaryMultiCallable[_chat_pb2.SearchMessagesRequest, _chat_pb2.SearchMessagesResponse]  # type: ignore[assignment]
+    """Full-text search (Russian and English stemming) over the messages of the
+    channels the caller may read, best matches first, then newest.
+    """
 
 class ChatServiceServicer(metaclass=_abc_1.ABCMeta):
     """Live chat and message history. Members of a channel and moderators only."""
@@ -108,6 +154,65 @@ class ChatServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _chat_pb2.ListMessagesRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_chat_pb2.ListMessagesResponse, _abc.Awaitable[_chat_pb2.ListMessagesResponse]]:
-        """A channel's messages, newest first."""
+        """A channel's messages, newest first, in their current state (deleted ones
+        as tombstones).
+        """
+
+    @_abc_1.abstractmethod
+    def GetMessage(
+        self,
+        request: _chat_pb2.GetMessageRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_resources_pb2.Message, _abc.Awaitable[_resources_pb2.Message]]:
+        """One message in its current state."""
+
+    @_abc_1.abstractmethod
+    def EditMessage(
+        self,
+        request: _chat_pb2.EditMessageRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_resources_pb2.Message, _abc.Awaitable[_resources_pb2.Message]]:
+        """Changes a message's content: its author, while still allowed to post
+        there. Takes the channel's next seq; streams get an EDITED update.
+        """
+
+    @_abc_1.abstractmethod
+    def DeleteMessage(
+        self,
+        request: _chat_pb2.DeleteMessageRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_resources_pb2.Message, _abc.Awaitable[_resources_pb2.Message]]:
+        """Deletes a message: its author, the channel's owner or a moderator. The
+        message stays as a tombstone saying who deleted it; deleting it again
+        returns the tombstone and changes nothing.
+        """
+
+    @_abc_1.abstractmethod
+    def AddReaction(
+        self,
+        request: _chat_pb2.AddReactionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_resources_pb2.Message, _abc.Awaitable[_resources_pb2.Message]]:
+        """Reacts to a message with an emoji (members and moderators). Reacting
+        twice with the same emoji changes nothing.
+        """
+
+    @_abc_1.abstractmethod
+    def RemoveReaction(
+        self,
+        request: _chat_pb2.RemoveReactionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_resources_pb2.Message, _abc.Awaitable[_resources_pb2.Message]]:
+        """Takes one's own reaction back; taking back one that is not there changes nothing."""
+
+    @_abc_1.abstractmethod
+    def SearchMessages(
+        self,
+        request: _chat_pb2.SearchMessagesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_chat_pb2.SearchMessagesResponse, _abc.Awaitable[_chat_pb2.SearchMessagesResponse]]:
+        """Full-text search (Russian and English stemming) over the messages of the
+        channels the caller may read, best matches first, then newest.
+        """
 
 def add_ChatServiceServicer_to_server(servicer: ChatServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

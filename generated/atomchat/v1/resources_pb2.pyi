@@ -3,9 +3,11 @@
 isort:skip_file
 """
 
+from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
@@ -228,6 +230,12 @@ class Message(_message.Message):
     CONTENT_FIELD_NUMBER: _builtins.int
     CREATED_AT_FIELD_NUMBER: _builtins.int
     CLIENT_MESSAGE_ID_FIELD_NUMBER: _builtins.int
+    EDITED_AT_FIELD_NUMBER: _builtins.int
+    DELETED_FIELD_NUMBER: _builtins.int
+    DELETED_BY_FIELD_NUMBER: _builtins.int
+    REPLY_TO_ID_FIELD_NUMBER: _builtins.int
+    REACTIONS_FIELD_NUMBER: _builtins.int
+    MENTION_USER_IDS_FIELD_NUMBER: _builtins.int
     id: _builtins.int
     channel_id: _builtins.int
     seq: _builtins.int
@@ -239,8 +247,28 @@ class Message(_message.Message):
     content: _builtins.str
     client_message_id: _builtins.str
     """The sender's idempotency key, if one was given."""
+    deleted: _builtins.bool
+    """A deleted message keeps its id and seq; its content is empty."""
+    deleted_by: _builtins.int
+    """Who deleted it: the sender, the channel's owner or a moderator (0 if not deleted)."""
+    reply_to_id: _builtins.int
+    """The message of the same channel this one answers (0 for none)."""
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def edited_at(self) -> _timestamp_pb2.Timestamp:
+        """When the content was last edited; unset until then."""
+
+    @_builtins.property
+    def reactions(self) -> _containers.RepeatedCompositeFieldContainer[Global___ReactionCount]:
+        """Reactions in the order they were first used; `me` is the caller's own."""
+
+    @_builtins.property
+    def mention_user_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """Users named by an `@username` of the content who could read the channel
+        when it was posted or last edited.
+        """
+
     def __init__(
         self,
         *,
@@ -252,11 +280,46 @@ class Message(_message.Message):
         content: _builtins.str = ...,
         created_at: _timestamp_pb2.Timestamp | None = ...,
         client_message_id: _builtins.str = ...,
+        edited_at: _timestamp_pb2.Timestamp | None = ...,
+        deleted: _builtins.bool = ...,
+        deleted_by: _builtins.int = ...,
+        reply_to_id: _builtins.int = ...,
+        reactions: _abc.Iterable[Global___ReactionCount] | None = ...,
+        mention_user_ids: _abc.Iterable[_builtins.int] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "edited_at", b"edited_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel_id", b"channel_id", "client_message_id", b"client_message_id", "content", b"content", "created_at", b"created_at", "id", b"id", "sender_id", b"sender_id", "sender_username", b"sender_username", "seq", b"seq"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel_id", b"channel_id", "client_message_id", b"client_message_id", "content", b"content", "created_at", b"created_at", "deleted", b"deleted", "deleted_by", b"deleted_by", "edited_at", b"edited_at", "id", b"id", "mention_user_ids", b"mention_user_ids", "reactions", b"reactions", "reply_to_id", b"reply_to_id", "sender_id", b"sender_id", "sender_username", b"sender_username", "seq", b"seq"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Message: _TypeAlias = Message  # noqa: Y015
+
+@_typing.final
+class ReactionCount(_message.Message):
+    """How many people reacted to a message with one emoji."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EMOJI_FIELD_NUMBER: _builtins.int
+    COUNT_FIELD_NUMBER: _builtins.int
+    ME_FIELD_NUMBER: _builtins.int
+    emoji: _builtins.str
+    """One emoji (a grapheme cluster) or a `:name:`."""
+    count: _builtins.int
+    me: _builtins.bool
+    """Whether the caller is one of them."""
+    def __init__(
+        self,
+        *,
+        emoji: _builtins.str = ...,
+        count: _builtins.int = ...,
+        me: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count", "emoji", b"emoji", "me", b"me"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReactionCount: _TypeAlias = ReactionCount  # noqa: Y015

@@ -1,0 +1,100 @@
+"""Full-text search over the messages a caller may read.
+
+Each message carries a tsvector of its content in PostgreSQL's `russian`
+configuration (stored, generated in the same statement as the content, GIN
+indexed): Cyrillic words go through the Russian Snowball stemmer and Latin
+words through the English one, so `программистов` finds `программисты` and
+`running` finds `run`. Queries use web-search syntax. Results are ranked by
+relevance (ts_rank_cd), then newest first; deleted messages never match; the
+caller's permission is part of the query itself (members read their
+channels, moderators every channel), never a filter over someone else's page.
+Snippets are the content HTML-escaped first, with each match then wrapped in
+`<mark>`…`</mark>`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from atomchat_server.domain import errors, pagination, timeline_store
+from atomchat_server.domain.channels import open_for_reading
+from atomchat_server.domain.entities import Actor, MessageView, Page
+
+QUERY_MAX = 256
+_HEADLINE_OPTIONS = (
+    "StartSel=<mark>, StopSel=</mark>, MaxWords=35, MinWords=12, ShortWord=2,"
+    ' MaxFragments=2, FragmentDelimiter=" … "'
+)
+# The content with &, <, >, " and ' as HTML entities (PostgreSQL's parser keeps
+# entities whole, so the headline's own <mark> tags are the only tags left).
+_ESCAPED = (
+    "replace(replace(replace(replace(replace(m.content,"
+    " '&', '&amp;'), '<', '&lt;'), '>', '&gt;'), '\"', '&quot;'), '''', '&#39;')"
+)
+_SEARCH = (
+    "WITH q AS (SELECT websearch_to_tsquery('russian', $1) AS query),"  # noqa: S608
+    " readable AS ("
+    "  SELECT c.id FROM channels c WHERE c.is_active AND ($3 OR EXISTS ("
+    "   SELECT 1 FROM channel_members cm WHERE cm.channel_id = c.id AND cm.user_id = $2))"
+    "  AND ($4::bigint IS NULL OR c.id = $4))"
+    f" SELECT {timeline_store.MESSAGE_COLUMNS},"
+    f" ts_headline('russian', {_ESCAPED}, q.query, '{_HEADLINE_OPTIONS}') AS snippet"
+    " FROM q, messages m JOIN users u ON u.id = m.sender_id"
+    " WHERE m.search @@ q.query AND m.deleted_at IS NULL"
+    " AND m.channel_id IN (SELECT id FROM readable)"
+    " ORDER BY ts_rank_cd(m.search, q.query) DESC, m.created_at DESC, m.id DESC"
+    " LIMIT $5 OFFSET $6"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Found:
+    message: MessageView
+    snippet: str
+
+
+def _clean_query(query: str) -> str:
+    cleaned = query.strip()
+    if not 1 <= len(cleaned) <= QUERY_MAX or "\x00" in cleaned:
+        raise errors.InvalidArgument(
+            f"query must be 1-{QUERY_MAX} characters",
+            reason=errors.Reason.INVALID_QUERY,
+            field="query",
+        )
+    return cleaned
+
+
+async def search_messages(
+    session: AsyncSession,
+    *,
+    actor: Actor,
+    query: str,
+    channel_id: int | None,
+    page_size: int,
+    page_token: str,
+) -> Page[Found]:
+    cleaned = _clean_query(query)
+    if channel_id is not None:
+        await open_for_reading(session, actor=actor, channel_id=channel_id)
+    fingerprint = hashlib.sha256(f"{cleaned}\x00{channel_id}".encode()).hexdigest()[:16]
+    cursor = pagination.Cursor.read(f"search:{fingerprint}", page_size, page_token)
+    offset = cursor.position or 0
+    connection = await timeline_store.raw_connection(session)
+    rows = await connection.fetch(
+        _SEARCH,
+        cleaned,
+        actor.user_id,
+        actor.is_moderator,
+        channel_id,
+        cursor.fetch,
+        offset,
+    )
+    # The position after a result is how many results come up to it.
+    numbered = [
+        (offset + number, Found(timeline_store.message_view(row), row["snippet"]))
+        for number, row in enumerate(rows, start=1)
+    ]
+    return cursor.page(numbered, lambda pair: pair[1], lambda pair: pair[0])
