@@ -81,7 +81,17 @@ _REACT = (
     "INSERT INTO message_reactions (message_id, emoji, user_id, created_at)"
     " VALUES ($1, $2, $3, clock_timestamp())"
 )
-_UNREACT = "DELETE FROM message_reactions WHERE message_id = $1 AND emoji = $2 AND user_id = $3"
+# Taking a reaction back; if it was the emoji's first, the next one inherits its
+# time, so that the emoji keeps its place among the message's reactions.
+_UNREACT = (
+    "WITH gone AS (DELETE FROM message_reactions"
+    " WHERE message_id = $1 AND emoji = $2 AND user_id = $3 RETURNING created_at)"
+    " UPDATE message_reactions r SET created_at = gone.created_at FROM gone"
+    " WHERE r.message_id = $1 AND r.emoji = $2 AND r.created_at > gone.created_at"
+    " AND r.user_id = (SELECT n.user_id FROM message_reactions n"
+    " WHERE n.message_id = $1 AND n.emoji = $2 AND n.user_id <> $3"
+    " ORDER BY n.created_at, n.user_id LIMIT 1)"
+)
 _RECORD_UPDATES = (
     "INSERT INTO message_updates (channel_id, seq, kind, message_id)"
     " SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::bigint[])"
@@ -558,9 +568,7 @@ async def _apply(
         )
     if work.change is Change.EDIT:
         (mentioned,) = await _resolve_mentions(connection, [(work.channel_id, work.value)])
-        await connection.execute(
-            _EDIT, work.message_id, work.value, state.now, _array_literal(mentioned)
-        )
+        await connection.execute(_EDIT, work.message_id, work.value, state.now, mentioned)
         return UpdateKind.EDITED
     return await _react(connection, work, target)
 

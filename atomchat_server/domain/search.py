@@ -24,6 +24,9 @@ from atomchat_server.domain.channels import open_for_reading
 from atomchat_server.domain.entities import Actor, MessageView, Page
 
 QUERY_MAX = 256
+# A short message is its own snippet; a long one is cut to the fragments around
+# its matches.
+_WHOLE_OPTIONS = "StartSel=<mark>, StopSel=</mark>, HighlightAll=true"
 _HEADLINE_OPTIONS = (
     "StartSel=<mark>, StopSel=</mark>, MaxWords=35, MinWords=12, ShortWord=2,"
     ' MaxFragments=2, FragmentDelimiter=" … "'
@@ -41,7 +44,9 @@ _SEARCH = (
     "   SELECT 1 FROM channel_members cm WHERE cm.channel_id = c.id AND cm.user_id = $2))"
     "  AND ($4::bigint IS NULL OR c.id = $4))"
     f" SELECT {timeline_store.MESSAGE_COLUMNS},"
-    f" ts_headline('russian', {_ESCAPED}, q.query, '{_HEADLINE_OPTIONS}') AS snippet"
+    " CASE WHEN char_length(m.content) <= 300"
+    f" THEN ts_headline('russian', {_ESCAPED}, q.query, '{_WHOLE_OPTIONS}')"
+    f" ELSE ts_headline('russian', {_ESCAPED}, q.query, '{_HEADLINE_OPTIONS}') END AS snippet"
     " FROM q, messages m JOIN users u ON u.id = m.sender_id"
     " WHERE m.search @@ q.query AND m.deleted_at IS NULL"
     " AND m.channel_id IN (SELECT id FROM readable)"

@@ -66,7 +66,9 @@ async def raw_connection(session: AsyncSession) -> asyncpg.Connection:
 
 
 def message_view(row: asyncpg.Record) -> MessageView:
-    reactions: list[list[Any]] = json.loads(row["reactions"]) if row["reactions"] else []
+    # jsonb: text on a plain asyncpg connection, decoded already on SQLAlchemy's.
+    raw = row["reactions"]
+    reactions: list[list[Any]] = (json.loads(raw) if isinstance(raw, str) else raw) or []
     return MessageView(
         id=row["id"],
         channel_id=row["channel_id"],
