@@ -11,9 +11,10 @@ from alembic.migration import MigrationContext
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from atomchat_server.db.engine import sqlalchemy_url
+from atomchat_server.db.engine import Database, sqlalchemy_url
 from atomchat_server.db.migrate import downgrade, upgrade
 from atomchat_server.db.models import Base
+from atomchat_server.seeding import seed
 from devsupport import admin_dsn, child_environment, fresh_database, run_atomchat
 from tests.support import sql
 
@@ -249,4 +250,50 @@ async def test_atomchat_migrate_brings_an_empty_database_to_head(postgres_server
         assert result.returncode == 0, result.output
         assert "database schema is up to date" in result.output
         assert "setup plugin" not in result.output, "alembic's start-up chatter is not news"
+        assert await public_tables(url) == TABLES | {"alembic_version"}
+
+
+async def test_the_timeline_revision_upgrades_a_populated_database_and_downgrades_cleanly(
+    postgres_server_url: str,
+) -> None:
+    """The seed plus 10,000 messages, at the revision before the timeline."""
+    async with fresh_database(postgres_server_url, migrated=False) as url:
+        await upgrade(url, "0002")
+        database = Database(url)
+        try:
+            await seed(database)
+        finally:
+            await database.dispose()
+        await sql(
+            url,
+            "INSERT INTO messages (channel_id, seq, sender_id, content)"
+            " SELECT 1, 4 + n, 4, 'программисты пишут код номер ' || n"
+            " FROM generate_series(1, 10000) AS n",
+        )
+        await sql(url, "UPDATE channels SET last_seq = 10004 WHERE id = 1")
+
+        await upgrade(url)
+        found = await sql(
+            url,
+            "SELECT count(*) AS n FROM messages"
+            " WHERE search @@ websearch_to_tsquery('russian', 'программистов')",
+        )
+        assert found[0]["n"] == 10000
+        rows = await sql(
+            url,
+            "SELECT count(*) AS n, bool_and(mention_user_ids = '{}') AS plain,"
+            " bool_and(deleted_at IS NULL AND edited_at IS NULL) AS untouched FROM messages",
+        )
+        assert (rows[0]["n"], rows[0]["plain"], rows[0]["untouched"]) == (10008, True, True)
+        await sql(
+            url,
+            "UPDATE messages SET content = '', deleted_at = now(), deleted_by = 1 WHERE seq = 5",
+        )
+
+        await downgrade(url, "0002")
+        kept = await sql(url, "SELECT count(*) AS n FROM messages")
+        assert kept[0]["n"] == 10008
+        tombstone = await sql(url, "SELECT content FROM messages WHERE channel_id = 1 AND seq = 5")
+        assert tombstone[0]["content"] == "[deleted]"
+        await upgrade(url)
         assert await public_tables(url) == TABLES | {"alembic_version"}
