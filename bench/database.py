@@ -25,6 +25,8 @@ DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 JWT_SECRET = "atomchat-bench-secret-" + "b" * 32
 PASSWORD = "bench-password"
 TOKEN_LIFETIME = timedelta(hours=6)
+# Servers under test issue (and so accept) tokens of this lifetime.
+TOKEN_MINUTES = int(TOKEN_LIFETIME.total_seconds() // 60)
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench import memory, profiling, stats
-from bench.database import JWT_SECRET, PASSWORD, BenchDatabase, BenchUser
+from bench.database import JWT_SECRET, PASSWORD, TOKEN_MINUTES, BenchDatabase, BenchUser
 from bench.generator import OnMeasuring, generate
 from bench.job import ChannelJob, Job, LoginJob, Result
 from bench.scenarios import FEATURED, Scenario
@@ -112,6 +112,7 @@ class Suite:
             log_path=log_path,
             limits=False,
             ATOMCHAT_JWT_SECRET=JWT_SECRET,
+            ATOMCHAT_TOKEN_MINUTES=str(TOKEN_MINUTES),
             ATOMCHAT_STREAM_BUFFER=str(self.options.stream_buffer),
         ) as server:
             yield server
