@@ -29,6 +29,7 @@ QUERY_MAX = 256
 # Relevance ranks the newest matches, at most this many: a word in one message
 # in ten costs as little as a rare one, however long the history.
 CANDIDATES = 200
+RECENT_WINDOW = 50_000
 # A short message is its own snippet; a long one is cut to the fragments around
 # its matches.
 _WHOLE_OPTIONS = "StartSel=<mark>, StopSel=</mark>, HighlightAll=true"
@@ -42,30 +43,42 @@ _ESCAPED = (
     "replace(replace(replace(replace(replace(m.content,"
     " '&', '&amp;'), '<', '&lt;'), '>', '&gt;'), '\"', '&quot;'), '''', '&#39;')"
 )
-_SEARCH = (
-    # The newest matches in the channels the caller may read (an index scan
-    # backwards by id for a common word, the GIN index for a rare one: the
-    # planner picks), then those ranked.
-    "WITH readable AS ("  # noqa: S608 - made of constants only
-    "  SELECT c.id FROM channels c WHERE c.is_active AND ($3 OR EXISTS ("
-    "   SELECT 1 FROM channel_members cm WHERE cm.channel_id = c.id AND cm.user_id = $2))"
-    "  AND ($4::bigint IS NULL OR c.id = $4)),"
-    " candidates AS MATERIALIZED ("
-    "  SELECT m.id FROM messages m"
-    "  WHERE m.search @@ websearch_to_tsquery('russian', $1) AND m.deleted_at IS NULL"
-    "  AND m.channel_id IN (SELECT id FROM readable)"
-    f"  ORDER BY m.id DESC LIMIT {CANDIDATES})"
-    f" SELECT {timeline_store.MESSAGE_COLUMNS},"
+_READABLE = (
+    "SELECT coalesce(array_agg(c.id), '{}') FROM channels c WHERE c.is_active AND ($2 OR EXISTS ("
+    " SELECT 1 FROM channel_members cm WHERE cm.channel_id = c.id AND cm.user_id = $1))"
+    " AND ($3::bigint IS NULL OR c.id = $3)"
+)
+# The newest matches among the latest RECENT_WINDOW messages: whichever way
+# the planner takes (backwards by id for a common word, the GIN index for a
+# rarer one), it reads at most that window.
+_RECENT_MATCHES = (
+    "SELECT m.id FROM messages m"
+    " WHERE m.search @@ websearch_to_tsquery('russian', $1) AND m.deleted_at IS NULL"
+    " AND m.channel_id = ANY($2::bigint[])"
+    " AND m.id > (SELECT coalesce(max(id), 0) FROM messages) - $3"
+    " ORDER BY m.id DESC LIMIT $4"
+)
+# Older matches when the window held too few: they are sparse then, so through
+# the GIN index only (`id + 0` keeps the planner off a backwards scan of everything).
+_OLDER_MATCHES = (
+    "SELECT m.id FROM messages m"
+    " WHERE m.search @@ websearch_to_tsquery('russian', $1) AND m.deleted_at IS NULL"
+    " AND m.channel_id = ANY($2::bigint[])"
+    " AND m.id <= (SELECT coalesce(max(id), 0) FROM messages) - $3"
+    " ORDER BY m.id + 0 DESC LIMIT $4"
+)
+_RANKED = (
+    f"SELECT {timeline_store.MESSAGE_COLUMNS},"  # noqa: S608 - made of constants only
     " CASE WHEN char_length(m.content) <= 300"
     f" THEN ts_headline('russian', {_ESCAPED}, websearch_to_tsquery('russian', $1),"
     f" '{_WHOLE_OPTIONS}')"
     f" ELSE ts_headline('russian', {_ESCAPED}, websearch_to_tsquery('russian', $1),"
     f" '{_HEADLINE_OPTIONS}') END AS snippet"
-    " FROM candidates JOIN messages m ON m.id = candidates.id"
-    " JOIN users u ON u.id = m.sender_id"
+    " FROM messages m JOIN users u ON u.id = m.sender_id"
+    " WHERE m.id = ANY($2::bigint[])"
     " ORDER BY ts_rank_cd(m.search, websearch_to_tsquery('russian', $1)) DESC,"
     " m.created_at DESC, m.id DESC"
-    " LIMIT $5 OFFSET $6"
+    " LIMIT $3 OFFSET $4"
 )
 
 
@@ -102,15 +115,21 @@ async def search_messages(
     cursor = pagination.Cursor.read(f"search:{fingerprint}", page_size, page_token)
     offset = cursor.position or 0
     connection = await timeline_store.raw_connection(session)
-    rows = await connection.fetch(
-        _SEARCH,
-        cleaned,
-        actor.user_id,
-        actor.is_moderator,
-        channel_id,
-        cursor.fetch,
-        offset,
-    )
+    readable = await connection.fetchval(_READABLE, actor.user_id, actor.is_moderator, channel_id)
+    candidates = [
+        row["id"]
+        for row in await connection.fetch(
+            _RECENT_MATCHES, cleaned, readable, RECENT_WINDOW, CANDIDATES
+        )
+    ]
+    if len(candidates) < CANDIDATES:
+        candidates += [
+            row["id"]
+            for row in await connection.fetch(
+                _OLDER_MATCHES, cleaned, readable, RECENT_WINDOW, CANDIDATES - len(candidates)
+            )
+        ]
+    rows = await connection.fetch(_RANKED, cleaned, candidates, cursor.fetch, offset)
     # The position after a result is how many results come up to it.
     numbered = [
         (offset + number, Found(timeline_store.message_view(row), row["snippet"]))
