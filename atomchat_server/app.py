@@ -14,6 +14,8 @@ from atomchat.v1 import (
     channels_pb2,
     channels_pb2_grpc,
     chat_pb2,
+    inbox_pb2,
+    inbox_pb2_grpc,
     join_requests_pb2,
     join_requests_pb2_grpc,
     members_pb2,
@@ -27,6 +29,7 @@ from grpc_reflection.v1alpha import reflection
 from atomchat_server.api import wire
 from atomchat_server.api.channels import ChannelServicer
 from atomchat_server.api.chat import ChatServicer
+from atomchat_server.api.inbox import InboxServicer
 from atomchat_server.api.join_requests import JoinRequestServicer
 from atomchat_server.api.members import MemberServicer
 from atomchat_server.api.status import ErrorInterceptor
@@ -36,12 +39,14 @@ from atomchat_server.auth.passwords import Passwords
 from atomchat_server.auth.tokens import Tokens
 from atomchat_server.config import Settings
 from atomchat_server.db.engine import Database, asyncpg_dsn
-from atomchat_server.domain import errors, messages
+from atomchat_server.domain import errors, events, messages
 from atomchat_server.domain.posting import MessagePoster
 from atomchat_server.limits import Limits
+from atomchat_server.realtime.awareness import Awareness, AwarenessFrames
 from atomchat_server.realtime.bus import Bus
 from atomchat_server.realtime.delivery import Encoded
 from atomchat_server.realtime.hub import Hub
+from atomchat_server.realtime.inbox_hub import InboxHub
 from atomchat_server.realtime.router import EventRouter
 
 log = logging.getLogger(__name__)
@@ -52,6 +57,7 @@ SERVICE_NAMES = (
     join_requests_pb2.DESCRIPTOR.services_by_name["JoinRequestService"].full_name,
     members_pb2.DESCRIPTOR.services_by_name["MemberService"].full_name,
     chat_pb2.DESCRIPTOR.services_by_name["ChatService"].full_name,
+    inbox_pb2.DESCRIPTOR.services_by_name["InboxService"].full_name,
 )
 HEALTH_CHECK_SECONDS = 5.0
 SERVER_OPTIONS = [
@@ -83,7 +89,18 @@ class App:
         self.authenticator = Authenticator(
             self.tokens, self.database, max_age=settings.auth_cache_seconds
         )
-        self.router = EventRouter(self.hub, self.database, users=self.authenticator)
+        self.inboxes = InboxHub(heartbeat_seconds=settings.heartbeat_seconds)
+        self.awareness = Awareness(
+            self.hub,
+            AwarenessFrames(typing=wire.typing_frame, presence=wire.presence_frame),
+            origin=origin,
+            send=self._send_ephemeral,
+            heartbeat_seconds=settings.heartbeat_seconds,
+            grace_seconds=settings.presence_grace_seconds,
+        )
+        self.router = EventRouter(
+            self.hub, self.inboxes, self.awareness, self.database, users=self.authenticator
+        )
         self.database.on_commit = self.router.after_commit
         self.bus = Bus(
             asyncpg_dsn(database_url),
@@ -105,6 +122,9 @@ class App:
         self._health_task: asyncio.Task[None] | None = None
         self.port = 0
 
+    def _send_ephemeral(self, event: events.Event) -> None:
+        self.bus.send(event)
+
     def _add_services(self) -> None:
         server = self.server
         users_pb2_grpc.add_UserServiceServicer_to_server(
@@ -117,14 +137,20 @@ class App:
             ),
             server,
         )
+        presence = self.awareness.presence
         channels_pb2_grpc.add_ChannelServiceServicer_to_server(
-            ChannelServicer(self.database, self.limits), server
+            ChannelServicer(self.database, self.limits, presence), server
         )
         join_requests_pb2_grpc.add_JoinRequestServiceServicer_to_server(
             JoinRequestServicer(self.database), server
         )
-        members_pb2_grpc.add_MemberServiceServicer_to_server(MemberServicer(self.database), server)
-        chat = ChatServicer(self.database, self.hub, self.poster, self.limits)
+        members_pb2_grpc.add_MemberServiceServicer_to_server(
+            MemberServicer(self.database, presence), server
+        )
+        inbox_pb2_grpc.add_InboxServiceServicer_to_server(
+            InboxServicer(self.database, self.inboxes, self.limits), server
+        )
+        chat = ChatServicer(self.database, self.hub, self.poster, self.limits, self.awareness)
         server.add_generic_rpc_handlers((chat.handler(),))
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
@@ -140,6 +166,8 @@ class App:
         await self.bus.start()
         self.poster.start()
         self.hub.start()
+        self.inboxes.start()
+        self.awareness.presence.start()
         await self.passwords.start()
         await self._set_health(serving=True)
         self._health_task = asyncio.create_task(self._watch_database(), name="health-check")
@@ -189,8 +217,11 @@ class App:
         await asyncio.sleep(0)
         await self.poster.close()
         self.hub.close_all(errors.shutting_down())
+        self.inboxes.close_all(errors.shutting_down())
+        self.awareness.presence.stop()
         await stopping
         await self.hub.close()
+        self.inboxes.close()
         await self.bus.close()
         await self.passwords.close()
         await self.database.dispose()

@@ -16,6 +16,7 @@ Flags win over environment variables, which win over the defaults:
 | stream_buffer      |                | ATOMCHAT_STREAM_BUFFER      | 4096                 |
 | auth_cache_seconds |                | ATOMCHAT_AUTH_CACHE_SECONDS | 30                   |
 | stalled_stream_seconds |            | ATOMCHAT_STALLED_STREAM_SECONDS | 30               |
+| presence_grace_seconds |            | ATOMCHAT_PRESENCE_GRACE_SECONDS | 5                |
 | shutdown_grace     |                | ATOMCHAT_SHUTDOWN_GRACE     | 3                    |
 | hash_workers       |                | ATOMCHAT_HASH_WORKERS       | half the CPUs, >= 1  |
 | envoy              | --no-envoy     |                             | on                   |
@@ -122,6 +123,7 @@ class Settings:
     stream_buffer: int = 4096
     auth_cache_seconds: float = 30.0
     stalled_stream_seconds: float = 30.0
+    presence_grace_seconds: float = 5.0
     shutdown_grace: float = 3.0
     hash_workers: int = 1
     hash_queue: int = 64
@@ -152,6 +154,9 @@ class Settings:
             ),
             stalled_stream_seconds=_float(
                 env, "ATOMCHAT_STALLED_STREAM_SECONDS", defaults.stalled_stream_seconds
+            ),
+            presence_grace_seconds=_float(
+                env, "ATOMCHAT_PRESENCE_GRACE_SECONDS", defaults.presence_grace_seconds
             ),
             shutdown_grace=_float(env, "ATOMCHAT_SHUTDOWN_GRACE", defaults.shutdown_grace),
             hash_workers=_int(

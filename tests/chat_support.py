@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
-from atomchat.v1 import chat_pb2, resources_pb2
+from atomchat.v1 import chat_pb2, inbox_pb2, resources_pb2
 
 from tests.support import Person
 
@@ -163,3 +163,21 @@ async def post(
         chat_pb2.SendMessageRequest(channel_id=channel_id, content=content, client_message_id=key)
     )
     return message
+
+
+@contextlib.asynccontextmanager
+async def inbox(person: Person, *, wait_open: bool = True, **options: Any) -> AsyncIterator[Feed]:
+    """A StreamInbox stream, open (its headers received) unless wait_open=False;
+    cancelled when the block ends."""
+    call = person.api.inbox.StreamInbox(inbox_pb2.StreamInboxRequest(**options))
+    feed = Feed()
+    task = asyncio.create_task(_collect(call, feed))
+    try:
+        if wait_open:
+            async with asyncio.timeout(WAIT):
+                await call.initial_metadata()
+        yield feed
+    finally:
+        call.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

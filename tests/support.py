@@ -19,6 +19,7 @@ from atomchat.v1 import (
     channels_pb2,
     channels_pb2_grpc,
     chat_pb2_grpc,
+    inbox_pb2_grpc,
     join_requests_pb2_grpc,
     members_pb2,
     members_pb2_grpc,
@@ -84,6 +85,7 @@ class Api:
         )
         self.members = Authed(members_pb2_grpc.MemberServiceStub(self.channel), metadata)
         self.chat = Authed(chat_pb2_grpc.ChatServiceStub(self.channel), metadata)
+        self.inbox = Authed(inbox_pb2_grpc.InboxServiceStub(self.channel), metadata)
 
 
 @dataclass

@@ -4,15 +4,14 @@ fan-out rounds and heartbeat sweeps on a clock the tests move by hand."""
 from __future__ import annotations
 
 import asyncio
-import heapq
-import itertools
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from atomchat_server.domain import errors
 from atomchat_server.domain.entities import MessageView
 from atomchat_server.realtime.hub import ROUND_SECONDS_PER_SUBSCRIBER, Hub, Subscriber
+from tests.clock import ManualClock
 
 CHANNEL = 7
 
@@ -46,38 +45,6 @@ class Store:
         assert channel_id == CHANNEL
         self.reads.append((first, last))
         return [message(seq) for seq in range(first, min(last, self.last) + 1)]
-
-
-@dataclass
-class ManualTimer:
-    cancelled: bool = False
-
-    def cancel(self) -> None:
-        self.cancelled = True
-
-
-@dataclass
-class ManualClock:
-    """Time stands still until a test moves it; timers fire as it passes them."""
-
-    now: float = 1000.0
-    _timers: list[tuple[float, int, ManualTimer, Callable[[], None]]] = field(default_factory=list)
-    _order: itertools.count[int] = field(default_factory=itertools.count)
-
-    def time(self) -> float:
-        return self.now
-
-    def call_at(self, when: float, callback: Callable[[], None]) -> ManualTimer:
-        timer = ManualTimer()
-        heapq.heappush(self._timers, (when, next(self._order), timer, callback))
-        return timer
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-        while self._timers and self._timers[0][0] <= self.now:
-            _, _, timer, callback = heapq.heappop(self._timers)
-            if not timer.cancelled:
-                callback()
 
 
 HEARTBEAT_SECONDS = 60.0

@@ -18,7 +18,7 @@ from atomchat_server.app import App
 from atomchat_server.auth.passwords import Passwords
 from atomchat_server.domain import errors
 from atomchat_server.limits import Limit, Limits, LimitSettings
-from tests.chat_support import chat
+from tests.chat_support import chat, inbox
 from tests.conftest import NO_LIMITS, with_settings
 from tests.support import Api, People, unique
 
@@ -204,9 +204,12 @@ async def test_live_streams_per_user(limited: Limited) -> None:
             Limit.STREAMS,
         )
         assert refusal.retry_after > 0
-    # Closed streams no longer count.
-    async with chat(owner, channel.id), chat(owner, channel.id):
-        pass
+    # Closed streams no longer count; inbox streams count too.
+    async with chat(owner, channel.id), inbox(owner) as first:
+        async with inbox(owner, wait_open=False) as third_inbox:
+            ended = await third_inbox.until_ended()
+        assert refusal_of(ended).quota == Limit.STREAMS
+        assert not first.finished
 
 
 @pytest.mark.limits(channels_per_hour=2)

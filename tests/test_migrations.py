@@ -26,6 +26,7 @@ TABLES = {
     "messages",
     "message_updates",
     "message_reactions",
+    "inbox_events",
 }
 
 
@@ -201,7 +202,7 @@ async def test_timestamps_are_timezone_aware(shared_database: str) -> None:
            AND (column_name LIKE '%\\_at' OR column_name = 'tokens_valid_after')
         """,
     )
-    assert len(rows) == 11
+    assert len(rows) == 12
     assert {row["data_type"] for row in rows} == {"timestamp with time zone"}
 
 

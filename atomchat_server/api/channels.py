@@ -1,4 +1,4 @@
-"""ChannelService: create, list, look up, update and delete channels."""
+"""ChannelService: create, list, look up, update and delete channels; read markers."""
 
 from __future__ import annotations
 
@@ -8,15 +8,17 @@ from google.protobuf import empty_pb2
 from atomchat_server.api import convert
 from atomchat_server.auth.interceptor import current_actor
 from atomchat_server.db.engine import Database
-from atomchat_server.domain import channels
+from atomchat_server.domain import channels, reading
 from atomchat_server.interception import Context
 from atomchat_server.limits import Limits
+from atomchat_server.realtime.presence import Presence
 
 
 class ChannelServicer(channels_pb2_grpc.ChannelServiceServicer):
-    def __init__(self, database: Database, limits: Limits) -> None:
+    def __init__(self, database: Database, limits: Limits, presence: Presence) -> None:
         self._db = database
         self._limits = limits
+        self._presence = presence
 
     async def CreateChannel(
         self, request: channels_pb2.CreateChannelRequest, context: Context
@@ -44,7 +46,7 @@ class ChannelServicer(channels_pb2_grpc.ChannelServiceServicer):
         self, request: channels_pb2.ListMyChannelsRequest, context: Context
     ) -> channels_pb2.ListMyChannelsResponse:
         async with self._db.transaction() as session:
-            page = await channels.list_my_channels(
+            page = await reading.list_my_channels(
                 session,
                 actor=current_actor(),
                 page_size=request.page_size,
@@ -61,10 +63,14 @@ class ChannelServicer(channels_pb2_grpc.ChannelServiceServicer):
             detail = await channels.get_channel_detail(
                 session, actor=current_actor(), slug=request.slug
             )
+        channel_id = detail.channel.id
         return channels_pb2.ChannelDetail(
             channel=convert.channel(detail.channel),
             owner=convert.user(detail.owner),
-            members=[convert.member(m) for m in detail.members],
+            members=[
+                convert.member(m, online=self._presence.is_online(channel_id, m.user_id))
+                for m in detail.members
+            ],
         )
 
     async def UpdateChannel(
@@ -80,6 +86,15 @@ class ChannelServicer(channels_pb2_grpc.ChannelServiceServicer):
                 update_mask=list(request.update_mask.paths),
             )
         return convert.channel(channel)
+
+    async def MarkRead(
+        self, request: channels_pb2.MarkReadRequest, context: Context
+    ) -> resources_pb2.ReadState:
+        async with self._db.transaction() as session:
+            state = await reading.mark_read(
+                session, actor=current_actor(), channel_id=request.channel_id, seq=request.seq
+            )
+        return convert.read_state(state)
 
     async def DeleteChannel(
         self, request: channels_pb2.DeleteChannelRequest, context: Context

@@ -1,6 +1,9 @@
 """ChatService: the bidirectional chat, its receive half (Subscribe), its send
 half (SendMessage), changes to messages (edit, delete, reactions), history
-pages (ListMessages), one message, and search."""
+pages (ListMessages), one message, search, and typing.
+
+A stream counts toward its user's presence in the channel from the moment it
+is live (after its access check) until it ends."""
 
 from __future__ import annotations
 
@@ -13,16 +16,18 @@ from typing import Any
 
 import grpc
 from atomchat.v1 import chat_pb2, resources_pb2
+from google.protobuf import empty_pb2
 from google.rpc import code_pb2
 
 from atomchat_server.api import convert, status, wire
 from atomchat_server.auth.interceptor import current_actor
 from atomchat_server.db.engine import Database
-from atomchat_server.domain import errors, messages, search
+from atomchat_server.domain import channels, errors, messages, search
 from atomchat_server.domain.entities import Actor, ChannelView, MessageView
 from atomchat_server.domain.posting import Change, MessagePoster
 from atomchat_server.interception import Context
 from atomchat_server.limits import Limits
+from atomchat_server.realtime.awareness import Awareness
 from atomchat_server.realtime.delivery import Delivery, Encoded, Framing
 from atomchat_server.realtime.hub import Hub, Subscriber
 
@@ -36,6 +41,7 @@ FRAMING = Framing(batch=wire.batch_frame, heartbeat=wire.heartbeat_frame)
 @dataclass(frozen=True, slots=True)
 class _OpenStream:
     subscriber: Subscriber[Encoded]
+    username: str
     channel: ChannelView
     start_after: int
     last_seq: int
@@ -57,11 +63,13 @@ class ChatServicer:
         hub: Hub[Encoded],
         poster: MessagePoster,
         limits: Limits,
+        awareness: Awareness,
     ) -> None:
         self._db = database
         self._hub = hub
         self._poster = poster
         self._limits = limits
+        self._awareness = awareness
 
     def handler(self) -> grpc.GenericRpcHandler:
         """The service's handlers; stream frames are bytes encoded by `wire`."""
@@ -104,6 +112,7 @@ class ChatServicer:
                     chat_pb2.SearchMessagesRequest,
                     chat_pb2.SearchMessagesResponse,
                 ),
+                "SetTyping": _unary(self.SetTyping, chat_pb2.SetTypingRequest, empty_pb2.Empty),
             },
         )
 
@@ -239,6 +248,15 @@ class ChatServicer:
             next_page_token=page.next_page_token,
         )
 
+    async def SetTyping(
+        self, request: chat_pb2.SetTypingRequest, context: Context
+    ) -> empty_pb2.Empty:
+        actor = current_actor()
+        async with self._db.transaction() as session:
+            await channels.open_for_reading(session, actor=actor, channel_id=request.channel_id)
+        self._awareness.typing(request.channel_id, actor.user_id, actor.username)
+        return empty_pb2.Empty()
+
     async def _open(
         self, actor: Actor, channel_id: int, *, after_seq: int | None, history_limit: int | None
     ) -> _OpenStream:
@@ -262,11 +280,12 @@ class ChatServicer:
             self._hub.unsubscribe(subscriber)
             self._limits.close_stream(actor.user_id)
             raise
-        return _OpenStream(subscriber, channel, start.after_seq, last_seq, history)
+        return _OpenStream(subscriber, actor.username, channel, start.after_seq, last_seq, history)
 
     async def _deliver(self, stream: _OpenStream, context: Context, *, max_batch: int) -> None:
         channel_id = stream.channel.id
         viewer = stream.subscriber.user_id
+        presence = self._awareness.presence
 
         async def fetch(first_seq: int, last_seq: int) -> list[wire.EncodedEntry]:
             async with self._db.transaction() as session:
@@ -275,8 +294,12 @@ class ChatServicer:
                 )
             return [wire.encode_for(entry, viewer) for entry in found]
 
+        presence.enter(channel_id, viewer, stream.username)
         try:
-            await context.write(wire.joined_frame(stream.channel, stream.last_seq))
+            joined = wire.joined_frame(
+                stream.channel, stream.last_seq, presence.online_users(channel_id)
+            )
+            await context.write(joined)
             delivery = Delivery(
                 stream.subscriber,
                 start_after=stream.start_after,
@@ -290,6 +313,7 @@ class ChatServicer:
                 catch_up_to=stream.last_seq,
             )
         finally:
+            presence.leave(channel_id, viewer)
             self._hub.unsubscribe(stream.subscriber)
             self._limits.close_stream(stream.subscriber.user_id)
 
@@ -304,6 +328,9 @@ class ChatServicer:
         async for frame in requests:
             if subscriber.ends_with is not None:
                 return
+            if frame.HasField("typing"):
+                self._awareness.typing(stream.channel.id, actor.user_id, actor.username)
+                continue
             if not frame.HasField("send"):
                 subscriber.push_control(_error_frame(_already_joined(), ""))
                 continue

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from atomchat.v1 import inbox_pb2
 from atomchat.v1 import resources_pb2 as pb
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from atomchat_server.db.models import JoinRequestStatus, Role
+from atomchat_server.db.models import InboxKind, JoinRequestStatus, MembershipChange, Role
 from atomchat_server.domain import entities
 from atomchat_server.domain.errors import InvalidArgument
+from atomchat_server.domain.inbox import InboxEntry
 
 ROLES = {Role.USER: pb.ROLE_USER, Role.MODERATOR: pb.ROLE_MODERATOR}
 STATUSES = {
@@ -18,6 +20,11 @@ STATUSES = {
     JoinRequestStatus.REJECTED: pb.JOIN_REQUEST_STATUS_REJECTED,
 }
 STATUS_NAMES: dict[int, JoinRequestStatus] = {number: name for name, number in STATUSES.items()}
+MEMBERSHIP_CHANGES = {
+    MembershipChange.ADDED: inbox_pb2.MEMBERSHIP_CHANGE_ADDED,
+    MembershipChange.REMOVED: inbox_pb2.MEMBERSHIP_CHANGE_REMOVED,
+    MembershipChange.CHANNEL_DELETED: inbox_pb2.MEMBERSHIP_CHANGE_CHANNEL_DELETED,
+}
 
 
 def timestamp(moment: datetime | None) -> Timestamp | None:
@@ -48,15 +55,27 @@ def channel(view: entities.ChannelView) -> pb.Channel:
         member_count=view.member_count,
         owner_id=view.owner_id,
         created_at=timestamp(view.created_at),
+        last_seq=view.last_seq,
+        read_state=read_state(view.read_state) if view.read_state is not None else None,
     )
 
 
-def member(view: entities.MemberView) -> pb.Member:
+def read_state(view: entities.ReadStateView) -> pb.ReadState:
+    return pb.ReadState(
+        channel_id=view.channel_id,
+        last_read_seq=view.last_read_seq,
+        unread_count=view.unread_count,
+        mention_count=view.mention_count,
+    )
+
+
+def member(view: entities.MemberView, *, online: bool = False) -> pb.Member:
     return pb.Member(
         user_id=view.user_id,
         username=view.username,
         is_owner=view.is_owner,
         joined_at=timestamp(view.joined_at),
+        online=online,
     )
 
 
@@ -97,6 +116,40 @@ def message(view: entities.MessageView, viewer: int | None = None) -> pb.Message
         ],
         mention_user_ids=view.mention_user_ids,
     )
+
+
+def activity(view: entities.ActivityView) -> inbox_pb2.InboxEvent:
+    return inbox_pb2.InboxEvent(
+        activity=inbox_pb2.ActivityNotice(
+            channel_id=view.channel_id,
+            last_seq=view.last_seq,
+            read_state=read_state(view.read_state),
+        )
+    )
+
+
+def inbox_event(entry: InboxEntry, viewer: int) -> inbox_pb2.InboxEvent:
+    """A stored inbox event as it reads now."""
+    event = inbox_pb2.InboxEvent(id=entry.id, created_at=timestamp(entry.created_at))
+    about = channel(entry.channel)
+    match entry.kind:
+        case InboxKind.JOIN_REQUEST | InboxKind.JOIN_REQUEST_DECIDED if entry.join_request:
+            notice = inbox_pb2.JoinRequestNotice(
+                join_request=join_request(entry.join_request), channel=about
+            )
+            if entry.kind is InboxKind.JOIN_REQUEST:
+                event.join_request.CopyFrom(notice)
+            else:
+                event.join_request_decided.CopyFrom(notice)
+        case InboxKind.MEMBERSHIP if entry.change is not None:
+            event.membership.CopyFrom(
+                inbox_pb2.MembershipNotice(channel=about, change=MEMBERSHIP_CHANGES[entry.change])
+            )
+        case InboxKind.MENTION if entry.message is not None:
+            event.mention.CopyFrom(
+                inbox_pb2.MentionNotice(message=message(entry.message, viewer), channel=about)
+            )
+    return event
 
 
 def status_name(status: int) -> JoinRequestStatus:

@@ -10,11 +10,13 @@ from atomchat_server.auth.interceptor import current_actor
 from atomchat_server.db.engine import Database
 from atomchat_server.domain import members
 from atomchat_server.interception import Context
+from atomchat_server.realtime.presence import Presence
 
 
 class MemberServicer(members_pb2_grpc.MemberServiceServicer):
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, presence: Presence) -> None:
         self._db = database
+        self._presence = presence
 
     async def AddMember(
         self, request: members_pb2.AddMemberRequest, context: Context
@@ -26,7 +28,9 @@ class MemberServicer(members_pb2_grpc.MemberServiceServicer):
                 channel_id=request.channel_id,
                 user_id=request.user_id,
             )
-        return convert.member(member)
+        return convert.member(
+            member, online=self._presence.is_online(request.channel_id, member.user_id)
+        )
 
     async def RemoveMember(
         self, request: members_pb2.RemoveMemberRequest, context: Context
@@ -51,8 +55,12 @@ class MemberServicer(members_pb2_grpc.MemberServiceServicer):
                 page_size=request.page_size,
                 page_token=request.page_token,
             )
+        online = self._presence.is_online
         return members_pb2.ListMembersResponse(
-            members=[convert.member(m) for m in page.items], next_page_token=page.next_page_token
+            members=[
+                convert.member(m, online=online(request.channel_id, m.user_id)) for m in page.items
+            ],
+            next_page_token=page.next_page_token,
         )
 
     async def LeaveChannel(

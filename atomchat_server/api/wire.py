@@ -1,8 +1,8 @@
 """Chat frames as bytes: each timeline entry serialised once, whatever the number of readers.
 
 ChatStreamResponse and ChatEvent give `message` (2), `heartbeat` (5),
-`messages` (6) and `update` (7) the same field numbers, so one encoding
-serves both. A frame
+`messages` (6), `update` (7), `typing` (8) and `presence` (9) the same
+field numbers, so one encoding serves both. A frame
 holding one message is the message's bytes behind the tag of field 2; a
 batch is the concatenation of per-message parts behind field 6. The chat
 methods are registered with a serializer that passes bytes through.
@@ -35,7 +35,7 @@ UPDATE_KINDS = {
 
 def _check_shared_field_numbers() -> None:
     """The frames encoded once for both kinds of stream need the same numbers in both."""
-    for name in ("message", "messages", "heartbeat", "joined", "update"):
+    for name in ("message", "messages", "heartbeat", "joined", "update", "typing", "presence"):
         response = chat_pb2.ChatStreamResponse.DESCRIPTOR.fields_by_name[name].number
         event = chat_pb2.ChatEvent.DESCRIPTOR.fields_by_name[name].number
         if response != event:
@@ -115,9 +115,23 @@ def heartbeat_frame() -> bytes:
     return chat_pb2.ChatStreamResponse(heartbeat=beat).SerializeToString()
 
 
-def joined_frame(channel: ChannelView, last_seq: int) -> bytes:
-    joined = chat_pb2.ChatJoined(channel=convert.channel(channel), last_seq=last_seq)
+def joined_frame(channel: ChannelView, last_seq: int, online_user_ids: Sequence[int]) -> bytes:
+    joined = chat_pb2.ChatJoined(
+        channel=convert.channel(channel), last_seq=last_seq, online_user_ids=online_user_ids
+    )
     return chat_pb2.ChatStreamResponse(joined=joined).SerializeToString()
+
+
+def typing_frame(user_id: int, username: str, expires_at: datetime) -> bytes:
+    typing = chat_pb2.TypingNotice(
+        user_id=user_id, username=username, expires_at=convert.timestamp(expires_at)
+    )
+    return chat_pb2.ChatStreamResponse(typing=typing).SerializeToString()
+
+
+def presence_frame(user_id: int, username: str, online: bool) -> bytes:
+    presence = chat_pb2.PresenceNotice(user_id=user_id, username=username, online=online)
+    return chat_pb2.ChatStreamResponse(presence=presence).SerializeToString()
 
 
 def ack_frame(client_message_id: str, message: MessageView, viewer: int) -> bytes:

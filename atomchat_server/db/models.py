@@ -76,6 +76,8 @@ class User(Base):
     created_at: Mapped[datetime] = _now()
     # Set when the user is blocked: tokens issued before it never work again.
     tokens_valid_after: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The id of the user's latest inbox event (their inbox ids are gap-free).
+    inbox_last_id: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
 
 
 class Channel(Base):
@@ -145,6 +147,8 @@ class ChannelMember(Base):
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), nullable=False)
     is_owner: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("false"))
     joined_at: Mapped[datetime] = _now()
+    # Everything up to this seq counts as read (set to the channel's last seq on joining).
+    last_read_seq: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
 
 
 class Message(Base):
@@ -222,4 +226,37 @@ class MessageReaction(Base):
     message_id: Mapped[int] = mapped_column(ForeignKey("messages.id"), primary_key=True)
     emoji: Mapped[str] = mapped_column(String(64), primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    created_at: Mapped[datetime] = _now()
+
+
+class InboxKind(StrEnum):
+    JOIN_REQUEST = "join_request"
+    JOIN_REQUEST_DECIDED = "join_request_decided"
+    MEMBERSHIP = "membership"
+    MENTION = "mention"
+
+
+class MembershipChange(StrEnum):
+    ADDED = "added"
+    REMOVED = "removed"
+    CHANNEL_DELETED = "channel_deleted"
+
+
+class InboxEvent(Base):
+    """A stored event of a user's inbox: what it is about, by id (its notice is
+    built from the current rows when it is read)."""
+
+    __tablename__ = "inbox_events"
+    __table_args__ = (
+        CheckConstraint(_one_of("kind", InboxKind), name="kind"),
+        CheckConstraint(f"change IS NULL OR {_one_of('change', MembershipChange)}", name="change"),
+    )
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    kind: Mapped[str] = mapped_column(String(24), nullable=False)
+    channel_id: Mapped[int] = mapped_column(ForeignKey("channels.id"), nullable=False)
+    join_request_id: Mapped[int | None] = mapped_column(ForeignKey("channel_join_requests.id"))
+    message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"))
+    change: Mapped[str | None] = mapped_column(String(16))
     created_at: Mapped[datetime] = _now()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 from slugify import slugify
 from sqlalchemy import Row, Select, and_, func, select, update
@@ -10,8 +11,18 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from atomchat_server.db.models import Channel, ChannelMember, User
-from atomchat_server.domain import errors, events, membership, pagination, policy, text
+from atomchat_server.db.models import Channel, ChannelMember, MembershipChange, User
+from atomchat_server.domain import (
+    channel_rows,
+    errors,
+    events,
+    inbox,
+    membership,
+    pagination,
+    policy,
+    text,
+    timeline_store,
+)
 from atomchat_server.domain.entities import (
     Actor,
     ChannelDetailView,
@@ -45,6 +56,7 @@ def _view(row: Row[Channel, int]) -> ChannelView:
         member_count=channel.member_count,
         owner_id=owner_id,
         created_at=channel.created_at,
+        last_seq=channel.last_seq,
     )
 
 
@@ -202,14 +214,6 @@ async def list_channels(
     return await _page(session, query, kind="channels", size=page_size, token=page_token)
 
 
-async def list_my_channels(
-    session: AsyncSession, *, actor: Actor, page_size: int, page_token: str
-) -> Page[ChannelView]:
-    mine = select(ChannelMember.channel_id).where(ChannelMember.user_id == actor.user_id)
-    query = _channel_columns().where(Channel.is_active, Channel.id.in_(mine))
-    return await _page(session, query, kind="my_channels", size=page_size, token=page_token)
-
-
 async def get_channel_detail(
     session: AsyncSession, *, actor: Actor, slug: str
 ) -> ChannelDetailView:
@@ -223,6 +227,14 @@ async def get_channel_detail(
         raise errors.channel_not_found()
     channel = _view(row)
     caller = await standing(session, channel_id=channel.id, user_id=actor.user_id)
+    if caller.is_member:
+        connection = await timeline_store.raw_connection(session)
+        channel = replace(
+            channel,
+            read_state=await channel_rows.read_state(
+                connection, user_id=actor.user_id, channel_id=channel.id
+            ),
+        )
     owner = await session.get_one(User, channel.owner_id)
     members: tuple[MemberView, ...] = ()
     if policy.can_take_part(is_member=caller.is_member, is_moderator=actor.is_moderator):
@@ -300,4 +312,10 @@ async def delete_channel(session: AsyncSession, *, actor: Actor, channel_id: int
     """Soft delete: the channel disappears from every list and its streams end."""
     channel = await open_for_managing(session, actor=actor, channel_id=channel_id, lock=True)
     await session.execute(update(Channel).where(Channel.id == channel.id).values(is_active=False))
+    members = await session.scalars(
+        select(ChannelMember.user_id).where(ChannelMember.channel_id == channel.id)
+    )
+    await inbox.record_in(
+        session, inbox.membership(list(members), channel.id, MembershipChange.CHANNEL_DELETED)
+    )
     await events.emit(session, events.ChannelDeleted(channel.id))

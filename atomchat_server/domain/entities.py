@@ -34,6 +34,16 @@ class UserView:
 
 
 @dataclass(frozen=True, slots=True)
+class ReadStateView:
+    """How far a member has read a channel (SPEC §8)."""
+
+    channel_id: int
+    last_read_seq: int
+    unread_count: int
+    mention_count: int
+
+
+@dataclass(frozen=True, slots=True)
 class ChannelView:
     id: int
     name: str
@@ -43,6 +53,18 @@ class ChannelView:
     member_count: int
     owner_id: int
     created_at: datetime
+    last_seq: int = 0
+    # The caller's reading of it, where the caller is a member and it was asked for.
+    read_state: ReadStateView | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ActivityView:
+    """Where a channel stands for one member: its last seq and their reading of it."""
+
+    channel_id: int
+    last_seq: int
+    read_state: ReadStateView
 
 
 @dataclass(frozen=True, slots=True)

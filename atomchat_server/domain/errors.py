@@ -26,6 +26,7 @@ from enum import StrEnum, unique
 class Reason(StrEnum):
     """Every stable reason a client may see in google.rpc.ErrorInfo, listed once."""
 
+    AFTER_ID_BEYOND_LAST = "AFTER_ID_BEYOND_LAST"
     AFTER_SEQ_BEYOND_LAST = "AFTER_SEQ_BEYOND_LAST"
     ALREADY_JOINED = "ALREADY_JOINED"
     ALREADY_MEMBER = "ALREADY_MEMBER"

@@ -59,6 +59,12 @@ class UserUnblocked:
 
 
 @dataclass(frozen=True, slots=True)
+class MemberAdded:
+    channel_id: int
+    user_id: int
+
+
+@dataclass(frozen=True, slots=True)
 class MemberRemoved:
     channel_id: int
     user_id: int
@@ -69,13 +75,91 @@ class ChannelDeleted:
     channel_id: int
 
 
+@dataclass(frozen=True, slots=True)
+class InboxAppended:
+    """The user's inbox has events up to `last_id`."""
+
+    user_id: int
+    last_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReadMarkerMoved:
+    user_id: int
+    channel_id: int
+
+
+# Ephemeral events: sent between processes over the bus, never stored.
+
+
+@dataclass(frozen=True, slots=True)
+class TypingStarted:
+    channel_id: int
+    user_id: int
+    username: str
+    # When the notice lapses, in milliseconds since the epoch.
+    expires_at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceChanged:
+    """The process `origin` has (or no longer has) a live stream of the user's in the channel."""
+
+    origin: str
+    channel_id: int
+    user_id: int
+    username: str
+    online: bool
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceAlive:
+    """The process `origin` is running: what it said of presence still holds."""
+
+    origin: str
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceWanted:
+    """The process `origin` asks `target` (every process when empty) for a snapshot."""
+
+    origin: str
+    target: str
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceSnapshot:
+    """Part of everything `origin` holds: [channel_id, user_id, username] each;
+    the last part (`complete`) ends it, and it replaces what `origin` said before."""
+
+    origin: str
+    entries: list[list[Any]]
+    complete: bool
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceGone:
+    """The process `origin` is stopping: its streams end."""
+
+    origin: str
+
+
 Event = (
     TimelineAppended
     | TimelineCommitted
     | UserBlocked
     | UserUnblocked
+    | MemberAdded
     | MemberRemoved
     | ChannelDeleted
+    | InboxAppended
+    | ReadMarkerMoved
+    | TypingStarted
+    | PresenceChanged
+    | PresenceAlive
+    | PresenceWanted
+    | PresenceSnapshot
+    | PresenceGone
 )
 
 _NOTIFY = text("SELECT pg_notify(:channel, :payload)")
@@ -207,5 +291,20 @@ def decode(payload: str) -> tuple[str, Event]:
 
 _SIMPLE_EVENTS: dict[str, type[Any]] = {
     cls.__name__: cls
-    for cls in (TimelineCommitted, UserBlocked, UserUnblocked, MemberRemoved, ChannelDeleted)
+    for cls in (
+        TimelineCommitted,
+        UserBlocked,
+        UserUnblocked,
+        MemberAdded,
+        MemberRemoved,
+        ChannelDeleted,
+        InboxAppended,
+        ReadMarkerMoved,
+        TypingStarted,
+        PresenceChanged,
+        PresenceAlive,
+        PresenceWanted,
+        PresenceSnapshot,
+        PresenceGone,
+    )
 }

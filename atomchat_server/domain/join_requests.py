@@ -6,8 +6,13 @@ from sqlalchemy import func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from atomchat_server.db.models import ChannelJoinRequest, JoinRequestStatus
-from atomchat_server.domain import errors, membership, pagination, policy
+from atomchat_server.db.models import (
+    ChannelJoinRequest,
+    InboxKind,
+    JoinRequestStatus,
+    MembershipChange,
+)
+from atomchat_server.domain import errors, inbox, membership, pagination, policy
 from atomchat_server.domain.channels import get_active_channel, open_for_managing, standing
 from atomchat_server.domain.entities import Actor, JoinRequestView, Page
 
@@ -34,7 +39,7 @@ def _view(row: ChannelJoinRequest) -> JoinRequestView:
 async def create_join_request(
     session: AsyncSession, *, actor: Actor, channel_id: int
 ) -> JoinRequestView:
-    await get_active_channel(session, channel_id=channel_id)
+    channel = await get_active_channel(session, channel_id=channel_id)
     if (await standing(session, channel_id=channel_id, user_id=actor.user_id)).is_member:
         raise errors.already_member()
     row = await session.scalar(
@@ -50,6 +55,17 @@ async def create_join_request(
         raise errors.AlreadyExists(
             "Join request already exists", reason=errors.Reason.JOIN_REQUEST_PENDING
         )
+    await inbox.record_in(
+        session,
+        [
+            inbox.InboxRecord(
+                user_id=channel.owner_id,
+                kind=InboxKind.JOIN_REQUEST,
+                channel_id=channel_id,
+                join_request_id=row.id,
+            )
+        ],
+    )
     return _view(row)
 
 
@@ -123,7 +139,20 @@ async def _decide(
         await membership.insert_member(
             session, channel_id=request.channel_id, user_id=request.user_id
         )
+    decided = [_decided(request.user_id, request.channel_id, request_id)]
+    if status == JoinRequestStatus.ACCEPTED:
+        decided += inbox.membership([request.user_id], request.channel_id, MembershipChange.ADDED)
+    await inbox.record_in(session, decided)
     return _view(row)
+
+
+def _decided(user_id: int, channel_id: int, request_id: int) -> inbox.InboxRecord:
+    return inbox.InboxRecord(
+        user_id=user_id,
+        kind=InboxKind.JOIN_REQUEST_DECIDED,
+        channel_id=channel_id,
+        join_request_id=request_id,
+    )
 
 
 async def accept_join_request(
@@ -146,9 +175,10 @@ async def decline_join_request(
 
 async def settle_pending(
     session: AsyncSession, *, actor: Actor, channel_id: int, user_id: int
-) -> None:
-    """A user added directly no longer waits: their pending request counts as accepted."""
-    await session.execute(
+) -> list[inbox.InboxRecord]:
+    """A user added directly no longer waits: their pending request counts as
+    accepted. Returns the decision to tell them of, if there was one."""
+    settled = await session.scalar(
         update(ChannelJoinRequest)
         .where(
             ChannelJoinRequest.channel_id == channel_id,
@@ -156,4 +186,6 @@ async def settle_pending(
             ChannelJoinRequest.status == JoinRequestStatus.PENDING,
         )
         .values(status=JoinRequestStatus.ACCEPTED, decided_at=func.now(), decided_by=actor.user_id)
+        .returning(ChannelJoinRequest.id)
     )
+    return [] if settled is None else [_decided(user_id, channel_id, settled)]

@@ -5,8 +5,8 @@ from __future__ import annotations
 from sqlalchemy import case, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from atomchat_server.db.models import ChannelMember, User
-from atomchat_server.domain import errors, events, membership, pagination, policy
+from atomchat_server.db.models import ChannelMember, MembershipChange, User
+from atomchat_server.domain import errors, inbox, membership, pagination, policy
 from atomchat_server.domain.channels import (
     get_active_channel,
     member_view,
@@ -26,7 +26,14 @@ async def add_member(
     row = await membership.insert_member(session, channel_id=channel_id, user_id=user_id)
     if row is None:
         raise errors.already_member()
-    await settle_pending(session, actor=actor, channel_id=channel_id, user_id=user_id)
+    settled = await settle_pending(session, actor=actor, channel_id=channel_id, user_id=user_id)
+    await inbox.record_in(
+        session,
+        [
+            *settled,
+            *inbox.membership([user_id], channel_id, MembershipChange.ADDED),
+        ],
+    )
     return member_view(row, user.username)
 
 
@@ -42,14 +49,19 @@ async def remove_member(
         )
     policy.ensure_can_be_removed(target)
     await membership.delete_member(session, channel_id=channel_id, user_id=user_id)
-    await events.emit(session, events.MemberRemoved(channel_id, user_id))
+    await inbox.record_in(
+        session, inbox.membership([user_id], channel_id, MembershipChange.REMOVED)
+    )
 
 
 async def leave_channel(session: AsyncSession, *, actor: Actor, channel_id: int) -> None:
     await get_active_channel(session, channel_id=channel_id, lock=True)
     policy.ensure_can_leave(await standing(session, channel_id=channel_id, user_id=actor.user_id))
     await membership.delete_member(session, channel_id=channel_id, user_id=actor.user_id)
-    await events.emit(session, events.MemberRemoved(channel_id, actor.user_id))
+    # Their other devices learn of it too.
+    await inbox.record_in(
+        session, inbox.membership([actor.user_id], channel_id, MembershipChange.REMOVED)
+    )
 
 
 async def list_members(

@@ -10,9 +10,10 @@ seqs and are inserted in one statement. A change to a message (an edit, a
 deletion, a reaction added or taken back) takes the channel's next seq too,
 and is recorded in message_updates, unless it changes nothing (deleting a
 tombstone, reacting twice). Every seq is given in the order the writes were
-submitted, and only to writes that succeed: the timeline has no gap. The
-batch ends with one NOTIFY per channel (PostgreSQL delivers it only if the
-transaction commits). Under load many writes share one commit; when idle, a
+submitted, and only to writes that succeed: the timeline has no gap. Users
+a post mentions (or an edit mentions anew) get a `mention` in their inbox.
+The batch ends with one NOTIFY per channel (PostgreSQL delivers it only if
+the transaction commits). Under load many writes share one commit; when idle, a
 write commits alone at once.
 
 This is the hot path of the service: a batch of plain posts talks to its
@@ -24,15 +25,15 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import Enum
 
 import asyncpg
 
 from atomchat_server.db.group_commit import GroupCommitter, OnCommit
-from atomchat_server.db.models import Role, UpdateKind
-from atomchat_server.domain import errors, events, policy, timeline, timeline_store
+from atomchat_server.db.models import InboxKind, Role, UpdateKind
+from atomchat_server.domain import errors, events, inbox, policy, timeline, timeline_store
 from atomchat_server.domain.entities import Actor, MessageView, TimelineEntry, UpdateView
 from atomchat_server.domain.messages import clean_client_message_id, clean_content
 
@@ -292,6 +293,8 @@ class _Batch:
     active: set[int]
     standing: dict[tuple[int, int], policy.Standing]
     entries: dict[int, list[TimelineEntry]] = field(default_factory=dict)
+    # The mentions to store in the inboxes of those mentioned.
+    mentions: list[inbox.InboxRecord] = field(default_factory=list)
 
     def next_seq(self, channel_id: int) -> int:
         self.last_seq[channel_id] += 1
@@ -302,6 +305,19 @@ class _Batch:
 
     def add(self, entry: TimelineEntry) -> None:
         self.entries.setdefault(entry.channel_id, []).append(entry)
+
+    def mention(self, message: MessageView, user_ids: Sequence[int]) -> None:
+        """Tell these users the message mentions them (never its sender)."""
+        for user_id in user_ids:
+            if user_id != message.sender_id:
+                self.mentions.append(
+                    inbox.InboxRecord(
+                        user_id=user_id,
+                        kind=InboxKind.MENTION,
+                        channel_id=message.channel_id,
+                        message_id=message.id,
+                    )
+                )
 
 
 async def _write_batch(
@@ -331,6 +347,9 @@ async def _write_batch(
         events.TimelineAppended(channel, tuple(entries))
         for channel, entries in sorted(state.entries.items())
     ]
+    if state.mentions:
+        latest = await inbox.record(connection, state.mentions)
+        appended += [events.InboxAppended(user, last) for user, last in sorted(latest.items())]
     payloads = [payload for event in appended for payload in events.encode(origin, event)]
     touched = sorted(state.entries)
     await connection.fetch(
@@ -411,6 +430,8 @@ async def _write_posts(connection: asyncpg.Connection, posts: list[_Post], state
             mention_user_ids=tuple(mentioned),
         )
         state.add(view)
+        if mentioned:
+            state.mention(view, mentioned)
         post.outcome = view
 
 
@@ -569,6 +590,10 @@ async def _apply(
     if work.change is Change.EDIT:
         (mentioned,) = await _resolve_mentions(connection, [(work.channel_id, work.value)])
         await connection.execute(_EDIT, work.message_id, work.value, state.now, mentioned)
+        # Those the edit mentions anew hear of it; the others did already.
+        before = set(target.message.mention_user_ids)
+        state.mention(target.message, [user for user in mentioned if user not in before])
+        target.message = replace(target.message, mention_user_ids=tuple(mentioned))
         return UpdateKind.EDITED
     return await _react(connection, work, target)
 

@@ -6,6 +6,11 @@ events were dispatched right after their commit). If the connection drops,
 the bus reconnects with backoff and then calls `on_reconnect`, which lets
 the process catch up on whatever it may have missed, by seq. `reconnects`
 counts the reconnections whose catch-up has run.
+
+Ephemeral events (typing, presence), which change nothing stored, are
+`send`: queued, and notified through the same connection in the order sent,
+several in one statement. While the connection is down they are dropped;
+whoever relies on them resynchronises on `on_reconnect`.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import contextlib
 import functools
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import asyncpg
 
@@ -25,6 +31,7 @@ from atomchat_server.domain import events
 log = logging.getLogger(__name__)
 
 APPLICATION_NAME = "atomchat-listener"
+_SEND = "SELECT count(pg_notify($1, payload)) FROM unnest($2::text[]) AS payload"
 
 
 def _mark_lost(lost: asyncio.Future[None], _connection: object) -> None:
@@ -51,6 +58,9 @@ class Bus:
         self._listening = asyncio.Event()
         self._reconnected = asyncio.Condition()
         self.reconnects = 0
+        self._outbox: list[str] = []
+        self._outbox_ready = asyncio.Event()
+        self._connected = False
 
     async def start(self) -> None:
         """Start listening; returns once the first LISTEN is in place."""
@@ -71,6 +81,13 @@ class Bus:
         """Wait until `count` reconnections (each with its catch-up) have completed."""
         async with self._reconnected:
             await self._reconnected.wait_for(lambda: self.reconnects >= count)
+
+    def send(self, event: events.Event) -> None:
+        """Notify the other processes of an event that is not part of a transaction."""
+        if not self._connected:
+            return
+        self._outbox.extend(events.encode(self._origin, event))
+        self._outbox_ready.set()
 
     def _receive(self, _connection: object, _pid: int, _channel: str, payload: object) -> None:
         try:
@@ -110,6 +127,7 @@ class Bus:
                 delay = 0.1
                 first = False
                 self._listening.set()
+                self._connected = True
                 await self._watch(connection, lost)
             except Exception as exc:
                 if first:
@@ -119,13 +137,31 @@ class Bus:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
             finally:
+                self._connected = False
+                self._outbox.clear()
                 if not connection.is_closed():
                     connection.terminate()
 
     async def _watch(self, connection: asyncpg.Connection, lost: asyncio.Future[None]) -> None:
-        """Return when the connection is gone; a periodic query notices silent drops."""
+        """Send what is sent; return when the connection is gone. A periodic query
+        notices silent drops."""
         while not lost.done():
-            done, _ = await asyncio.wait({lost}, timeout=self._keepalive)
-            if done:
+            ready = asyncio.ensure_future(self._outbox_ready.wait())
+            waiting: set[asyncio.Future[Any]] = {lost, ready}
+            try:
+                done, _ = await asyncio.wait(
+                    waiting, timeout=self._keepalive, return_when=asyncio.FIRST_COMPLETED
+                )
+            finally:
+                ready.cancel()
+            if lost in done:
                 return
+            if ready in done:
+                self._outbox_ready.clear()
+                payloads, self._outbox = self._outbox, []
+                await asyncio.wait_for(
+                    connection.execute(_SEND, events.NOTIFY_CHANNEL, payloads),
+                    timeout=self._keepalive,
+                )
+                continue
             await asyncio.wait_for(connection.execute("SELECT 1"), timeout=self._keepalive)

@@ -432,6 +432,21 @@ class Hub(Generic[Item]):
         for subscriber in slow:
             self.unsubscribe(subscriber)
 
+    def notify(self, channel_id: int, frame: bytes, *, skip_user: int) -> None:
+        """Queue a frame for the channel's subscribers but the user's own (typing, presence);
+        it counts toward their buffers like a message."""
+        feed = self._feeds.get(channel_id)
+        if feed is None:
+            return
+        slow: list[Subscriber[Item]] = []
+        for subscriber in feed.subscribers:
+            if subscriber.user_id != skip_user:
+                subscriber.push_control(frame)
+                if subscriber.ends_with is not None:
+                    slow.append(subscriber)
+        for subscriber in slow:
+            self.unsubscribe(subscriber)
+
     def close_where(
         self,
         channel_id: int,

@@ -62,6 +62,11 @@ class ChannelServiceStub:
                 request_serializer=atomchat_dot_v1_dot_channels__pb2.UpdateChannelRequest.SerializeToString,
                 response_deserializer=atomchat_dot_v1_dot_resources__pb2.Channel.FromString,
                 _registered_method=True)
+        self.MarkRead = channel.unary_unary(
+                '/atomchat.v1.ChannelService/MarkRead',
+                request_serializer=atomchat_dot_v1_dot_channels__pb2.MarkReadRequest.SerializeToString,
+                response_deserializer=atomchat_dot_v1_dot_resources__pb2.ReadState.FromString,
+                _registered_method=True)
         self.DeleteChannel = channel.unary_unary(
                 '/atomchat.v1.ChannelService/DeleteChannel',
                 request_serializer=atomchat_dot_v1_dot_channels__pb2.DeleteChannelRequest.SerializeToString,
@@ -108,6 +113,15 @@ class ChannelServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def MarkRead(self, request, context):
+        """Marks the channel read up to `seq` for the caller (a member); the marker
+        never moves back: a lower seq returns the current state. The caller's
+        other devices hear of it on their inbox streams.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def DeleteChannel(self, request, context):
         """Soft-deletes a channel: it disappears from every list and its streams end.
         Owner or moderator.
@@ -143,6 +157,11 @@ def add_ChannelServiceServicer_to_server(servicer, server):
                     servicer.UpdateChannel,
                     request_deserializer=atomchat_dot_v1_dot_channels__pb2.UpdateChannelRequest.FromString,
                     response_serializer=atomchat_dot_v1_dot_resources__pb2.Channel.SerializeToString,
+            ),
+            'MarkRead': grpc.unary_unary_rpc_method_handler(
+                    servicer.MarkRead,
+                    request_deserializer=atomchat_dot_v1_dot_channels__pb2.MarkReadRequest.FromString,
+                    response_serializer=atomchat_dot_v1_dot_resources__pb2.ReadState.SerializeToString,
             ),
             'DeleteChannel': grpc.unary_unary_rpc_method_handler(
                     servicer.DeleteChannel,
@@ -286,6 +305,33 @@ class ChannelService:
             '/atomchat.v1.ChannelService/UpdateChannel',
             atomchat_dot_v1_dot_channels__pb2.UpdateChannelRequest.SerializeToString,
             atomchat_dot_v1_dot_resources__pb2.Channel.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MarkRead(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/atomchat.v1.ChannelService/MarkRead',
+            atomchat_dot_v1_dot_channels__pb2.MarkReadRequest.SerializeToString,
+            atomchat_dot_v1_dot_resources__pb2.ReadState.FromString,
             options,
             channel_credentials,
             insecure,

@@ -45,6 +45,11 @@ class ChannelServiceStub:
     """A channel with its owner and members, found by slug."""
     UpdateChannel: _grpc.UnaryUnaryMultiCallable[_channels_pb2.UpdateChannelRequest, _resources_pb2.Channel]
     """Renames a channel or changes its description. Owner or moderator."""
+    MarkRead: _grpc.UnaryUnaryMultiCallable[_channels_pb2.MarkReadRequest, _resources_pb2.ReadState]
+    """Marks the channel read up to `seq` for the caller (a member); the marker
+    never moves back: a lower seq returns the current state. The caller's
+    other devices hear of it on their inbox streams.
+    """
     DeleteChannel: _grpc.UnaryUnaryMultiCallable[_channels_pb2.DeleteChannelRequest, _empty_pb2.Empty]
     """Soft-deletes a channel: it disappears from every list and its streams end.
     Owner or moderator.
@@ -65,6 +70,11 @@ class ChannelServiceAsyncStub(ChannelServiceStub):
     """A channel with its owner and members, found by slug."""
     UpdateChannel: _aio.UnaryUnaryMultiCallable[_channels_pb2.UpdateChannelRequest, _resources_pb2.Channel]  # type: ignore[assignment]
     """Renames a channel or changes its description. Owner or moderator."""
+    MarkRead: _aio.UnaryUnaryMultiCallable[_channels_pb2.MarkReadRequest, _resources_pb2.ReadState]  # type: ignore[assignment]
+    """Marks the channel read up to `seq` for the caller (a member); the marker
+    never moves back: a lower seq returns the current state. The caller's
+    other devices hear of it on their inbox streams.
+    """
     DeleteChannel: _aio.UnaryUnaryMultiCallable[_channels_pb2.DeleteChannelRequest, _empty_pb2.Empty]  # type: ignore[assignment]
     """Soft-deletes a channel: it disappears from every list and its streams end.
     Owner or moderator.
@@ -112,6 +122,17 @@ class ChannelServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_resources_pb2.Channel, _abc.Awaitable[_resources_pb2.Channel]]:
         """Renames a channel or changes its description. Owner or moderator."""
+
+    @_abc_1.abstractmethod
+    def MarkRead(
+        self,
+        request: _channels_pb2.MarkReadRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_resources_pb2.ReadState, _abc.Awaitable[_resources_pb2.ReadState]]:
+        """Marks the channel read up to `seq` for the caller (a member); the marker
+        never moves back: a lower seq returns the current state. The caller's
+        other devices hear of it on their inbox streams.
+        """
 
     @_abc_1.abstractmethod
     def DeleteChannel(

@@ -123,26 +123,47 @@ class ChatSend(_message.Message):
 Global___ChatSend: _TypeAlias = ChatSend  # noqa: Y015
 
 @_typing.final
+class ChatTyping(_message.Message):
+    """Says the sender is typing (see SetTyping)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ChatTyping: _TypeAlias = ChatTyping  # noqa: Y015
+
+@_typing.final
 class ChatStreamRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     JOIN_FIELD_NUMBER: _builtins.int
     SEND_FIELD_NUMBER: _builtins.int
+    TYPING_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def join(self) -> Global___ChatJoin: ...
     @_builtins.property
     def send(self) -> Global___ChatSend: ...
+    @_builtins.property
+    def typing(self) -> Global___ChatTyping: ...
     def __init__(
         self,
         *,
         join: Global___ChatJoin | None = ...,
         send: Global___ChatSend | None = ...,
+        typing: Global___ChatTyping | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["frame", b"frame", "join", b"join", "send", b"send"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["frame", b"frame", "join", b"join", "send", b"send", "typing", b"typing"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["frame", b"frame", "join", b"join", "send", b"send"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["frame", b"frame", "join", b"join", "send", b"send", "typing", b"typing"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_frame: _TypeAlias = _typing.Literal["join", "send"]  # noqa: Y015
+    _WhichOneofReturnType_frame: _TypeAlias = _typing.Literal["join", "send", "typing"]  # noqa: Y015
     _WhichOneofArgType_frame: _TypeAlias = _typing.Literal["frame", b"frame"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_frame) -> _WhichOneofReturnType_frame | None: ...
 
@@ -156,25 +177,88 @@ class ChatJoined(_message.Message):
 
     CHANNEL_FIELD_NUMBER: _builtins.int
     LAST_SEQ_FIELD_NUMBER: _builtins.int
+    ONLINE_USER_IDS_FIELD_NUMBER: _builtins.int
     last_seq: _builtins.int
     """The channel's seq when the stream joined: history ends at or before it,
     live frames come after it.
     """
     @_builtins.property
     def channel(self) -> _resources_pb2.Channel: ...
+    @_builtins.property
+    def online_user_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """Who holds a live stream of the channel, on any server, when this one joined."""
+
     def __init__(
         self,
         *,
         channel: _resources_pb2.Channel | None = ...,
         last_seq: _builtins.int = ...,
+        online_user_ids: _abc.Iterable[_builtins.int] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel", "last_seq", b"last_seq"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel", "last_seq", b"last_seq", "online_user_ids", b"online_user_ids"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ChatJoined: _TypeAlias = ChatJoined  # noqa: Y015
+
+@_typing.final
+class TypingNotice(_message.Message):
+    """Someone else is typing in the channel, until `expires_at` (or their next message)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    USERNAME_FIELD_NUMBER: _builtins.int
+    EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.int
+    username: _builtins.str
+    @_builtins.property
+    def expires_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.int = ...,
+        username: _builtins.str = ...,
+        expires_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at", "user_id", b"user_id", "username", b"username"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TypingNotice: _TypeAlias = TypingNotice  # noqa: Y015
+
+@_typing.final
+class PresenceNotice(_message.Message):
+    """Someone's first stream of the channel opened, or their last one closed
+    (a reconnect within 5 seconds is no change).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    USERNAME_FIELD_NUMBER: _builtins.int
+    ONLINE_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.int
+    username: _builtins.str
+    online: _builtins.bool
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.int = ...,
+        username: _builtins.str = ...,
+        online: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["online", b"online", "user_id", b"user_id", "username", b"username"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PresenceNotice: _TypeAlias = PresenceNotice  # noqa: Y015
 
 @_typing.final
 class ChatUpdate(_message.Message):
@@ -324,6 +408,8 @@ class ChatStreamResponse(_message.Message):
     HEARTBEAT_FIELD_NUMBER: _builtins.int
     MESSAGES_FIELD_NUMBER: _builtins.int
     UPDATE_FIELD_NUMBER: _builtins.int
+    TYPING_FIELD_NUMBER: _builtins.int
+    PRESENCE_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def joined(self) -> Global___ChatJoined: ...
     @_builtins.property
@@ -338,6 +424,10 @@ class ChatStreamResponse(_message.Message):
     def messages(self) -> Global___MessageBatch: ...
     @_builtins.property
     def update(self) -> Global___ChatUpdate: ...
+    @_builtins.property
+    def typing(self) -> Global___TypingNotice: ...
+    @_builtins.property
+    def presence(self) -> Global___PresenceNotice: ...
     def __init__(
         self,
         *,
@@ -348,12 +438,14 @@ class ChatStreamResponse(_message.Message):
         heartbeat: Global___ChatHeartbeat | None = ...,
         messages: Global___MessageBatch | None = ...,
         update: Global___ChatUpdate | None = ...,
+        typing: Global___TypingNotice | None = ...,
+        presence: Global___PresenceNotice | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "error", b"error", "frame", b"frame", "heartbeat", b"heartbeat", "joined", b"joined", "message", b"message", "messages", b"messages", "update", b"update"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "error", b"error", "frame", b"frame", "heartbeat", b"heartbeat", "joined", b"joined", "message", b"message", "messages", b"messages", "presence", b"presence", "typing", b"typing", "update", b"update"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "error", b"error", "frame", b"frame", "heartbeat", b"heartbeat", "joined", b"joined", "message", b"message", "messages", b"messages", "update", b"update"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "error", b"error", "frame", b"frame", "heartbeat", b"heartbeat", "joined", b"joined", "message", b"message", "messages", b"messages", "presence", b"presence", "typing", b"typing", "update", b"update"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_frame: _TypeAlias = _typing.Literal["joined", "message", "ack", "error", "heartbeat", "messages", "update"]  # noqa: Y015
+    _WhichOneofReturnType_frame: _TypeAlias = _typing.Literal["joined", "message", "ack", "error", "heartbeat", "messages", "update", "typing", "presence"]  # noqa: Y015
     _WhichOneofArgType_frame: _TypeAlias = _typing.Literal["frame", b"frame"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_frame) -> _WhichOneofReturnType_frame | None: ...
 
@@ -407,6 +499,8 @@ class ChatEvent(_message.Message):
     HEARTBEAT_FIELD_NUMBER: _builtins.int
     MESSAGES_FIELD_NUMBER: _builtins.int
     UPDATE_FIELD_NUMBER: _builtins.int
+    TYPING_FIELD_NUMBER: _builtins.int
+    PRESENCE_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def joined(self) -> Global___ChatJoined: ...
     @_builtins.property
@@ -417,6 +511,10 @@ class ChatEvent(_message.Message):
     def messages(self) -> Global___MessageBatch: ...
     @_builtins.property
     def update(self) -> Global___ChatUpdate: ...
+    @_builtins.property
+    def typing(self) -> Global___TypingNotice: ...
+    @_builtins.property
+    def presence(self) -> Global___PresenceNotice: ...
     def __init__(
         self,
         *,
@@ -425,12 +523,14 @@ class ChatEvent(_message.Message):
         heartbeat: Global___ChatHeartbeat | None = ...,
         messages: Global___MessageBatch | None = ...,
         update: Global___ChatUpdate | None = ...,
+        typing: Global___TypingNotice | None = ...,
+        presence: Global___PresenceNotice | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "heartbeat", b"heartbeat", "joined", b"joined", "message", b"message", "messages", b"messages", "update", b"update"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "heartbeat", b"heartbeat", "joined", b"joined", "message", b"message", "messages", b"messages", "presence", b"presence", "typing", b"typing", "update", b"update"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "heartbeat", b"heartbeat", "joined", b"joined", "message", b"message", "messages", b"messages", "update", b"update"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "heartbeat", b"heartbeat", "joined", b"joined", "message", b"message", "messages", b"messages", "presence", b"presence", "typing", b"typing", "update", b"update"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["joined", "message", "heartbeat", "messages", "update"]  # noqa: Y015
+    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["joined", "message", "heartbeat", "messages", "update", "typing", "presence"]  # noqa: Y015
     _WhichOneofArgType_event: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
 
@@ -714,3 +814,22 @@ class SearchMessagesResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SearchMessagesResponse: _TypeAlias = SearchMessagesResponse  # noqa: Y015
+
+@_typing.final
+class SetTypingRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHANNEL_ID_FIELD_NUMBER: _builtins.int
+    channel_id: _builtins.int
+    def __init__(
+        self,
+        *,
+        channel_id: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel_id", b"channel_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetTypingRequest: _TypeAlias = SetTypingRequest  # noqa: Y015

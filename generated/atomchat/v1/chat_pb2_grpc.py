@@ -5,6 +5,7 @@ import warnings
 
 from atomchat.v1 import chat_pb2 as atomchat_dot_v1_dot_chat__pb2
 from atomchat.v1 import resources_pb2 as atomchat_dot_v1_dot_resources__pb2
+from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -80,6 +81,11 @@ class ChatServiceStub:
                 '/atomchat.v1.ChatService/RemoveReaction',
                 request_serializer=atomchat_dot_v1_dot_chat__pb2.RemoveReactionRequest.SerializeToString,
                 response_deserializer=atomchat_dot_v1_dot_resources__pb2.Message.FromString,
+                _registered_method=True)
+        self.SetTyping = channel.unary_unary(
+                '/atomchat.v1.ChatService/SetTyping',
+                request_serializer=atomchat_dot_v1_dot_chat__pb2.SetTypingRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
                 _registered_method=True)
         self.SearchMessages = channel.unary_unary(
                 '/atomchat.v1.ChatService/SearchMessages',
@@ -164,6 +170,16 @@ class ChatServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetTyping(self, request, context):
+        """Says the caller is typing in the channel: the others' streams there get a
+        `typing` frame (at most one every 2 seconds per person; it lasts 6 seconds,
+        or until that person's next message). The same as a `typing` frame on a
+        ChatStream, for grpc-web and HTTP clients.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def SearchMessages(self, request, context):
         """Full-text search (Russian and English stemming) over the messages of the
         channels the caller may read, best matches first, then newest.
@@ -219,6 +235,11 @@ def add_ChatServiceServicer_to_server(servicer, server):
                     servicer.RemoveReaction,
                     request_deserializer=atomchat_dot_v1_dot_chat__pb2.RemoveReactionRequest.FromString,
                     response_serializer=atomchat_dot_v1_dot_resources__pb2.Message.SerializeToString,
+            ),
+            'SetTyping': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetTyping,
+                    request_deserializer=atomchat_dot_v1_dot_chat__pb2.SetTypingRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
             ),
             'SearchMessages': grpc.unary_unary_rpc_method_handler(
                     servicer.SearchMessages,
@@ -470,6 +491,33 @@ class ChatService:
             '/atomchat.v1.ChatService/RemoveReaction',
             atomchat_dot_v1_dot_chat__pb2.RemoveReactionRequest.SerializeToString,
             atomchat_dot_v1_dot_resources__pb2.Message.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetTyping(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/atomchat.v1.ChatService/SetTyping',
+            atomchat_dot_v1_dot_chat__pb2.SetTypingRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
             options,
             channel_credentials,
             insecure,

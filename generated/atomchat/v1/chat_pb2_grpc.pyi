@@ -6,6 +6,7 @@ isort:skip_file
 from atomchat.v1 import chat_pb2 as _chat_pb2
 from atomchat.v1 import resources_pb2 as _resources_pb2
 from collections import abc as _abc
+from google.protobuf import empty_pb2 as _empty_pb2
 from grpc import aio as _aio
 import abc as _abc_1
 import grpc as _grpc
@@ -67,6 +68,12 @@ class ChatServiceStub:
     """
     RemoveReaction: _grpc.UnaryUnaryMultiCallable[_chat_pb2.RemoveReactionRequest, _resources_pb2.Message]
     """Takes one's own reaction back; taking back one that is not there changes nothing."""
+    SetTyping: _grpc.UnaryUnaryMultiCallable[_chat_pb2.SetTypingRequest, _empty_pb2.Empty]
+    """Says the caller is typing in the channel: the others' streams there get a
+    `typing` frame (at most one every 2 seconds per person; it lasts 6 seconds,
+    or until that person's next message). The same as a `typing` frame on a
+    ChatStream, for grpc-web and HTTP clients.
+    """
     SearchMessages: _grpc.UnaryUnaryMultiCallable[_chat_pb2.SearchMessagesRequest, _chat_pb2.SearchMessagesResponse]
     """Full-text search (Russian and English stemming) over the messages of the
     channels the caller may read, best matches first, then newest.
@@ -110,6 +117,12 @@ class ChatServiceAsyncStub(ChatServiceStub):
     """
     RemoveReaction: _aio.UnaryUnaryMultiCallable[_chat_pb2.RemoveReactionRequest, _resources_pb2.Message]  # type: ignore[assignment]
     """Takes one's own reaction back; taking back one that is not there changes nothing."""
+    SetTyping: _aio.UnaryUnaryMultiCallable[_chat_pb2.SetTypingRequest, _empty_pb2.Empty]  # type: ignore[assignment]
+    """Says the caller is typing in the channel: the others' streams there get a
+    `typing` frame (at most one every 2 seconds per person; it lasts 6 seconds,
+    or until that person's next message). The same as a `typing` frame on a
+    ChatStream, for grpc-web and HTTP clients.
+    """
     SearchMessages: _aio.UnaryUnaryMultiCallable[_chat_pb2.SearchMessagesRequest, _chat_pb2.SearchMessagesResponse]  # type: ignore[assignment]
     """Full-text search (Russian and English stemming) over the messages of the
     channels the caller may read, best matches first, then newest.
@@ -204,6 +217,18 @@ class ChatServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_resources_pb2.Message, _abc.Awaitable[_resources_pb2.Message]]:
         """Takes one's own reaction back; taking back one that is not there changes nothing."""
+
+    @_abc_1.abstractmethod
+    def SetTyping(
+        self,
+        request: _chat_pb2.SetTypingRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_empty_pb2.Empty, _abc.Awaitable[_empty_pb2.Empty]]:
+        """Says the caller is typing in the channel: the others' streams there get a
+        `typing` frame (at most one every 2 seconds per person; it lasts 6 seconds,
+        or until that person's next message). The same as a `typing` frame on a
+        ChatStream, for grpc-web and HTTP clients.
+        """
 
     @_abc_1.abstractmethod
     def SearchMessages(

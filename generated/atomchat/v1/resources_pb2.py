@@ -25,27 +25,29 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x61tomchat/v1/resources.proto\x12\x0b\x61tomchat.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x88\x01\n\x04User\x12\n\n\x02id\x18\x01 \x01(\x03\x12\x10\n\x08username\x18\x02 \x01(\t\x12\x1f\n\x04role\x18\x03 \x01(\x0e\x32\x11.atomchat.v1.Role\x12\x11\n\tis_active\x18\x04 \x01(\x08\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xb1\x01\n\x07\x43hannel\x12\n\n\x02id\x18\x01 \x01(\x03\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0c\n\x04slug\x18\x03 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12\x11\n\tis_active\x18\x05 \x01(\x08\x12\x14\n\x0cmember_count\x18\x06 \x01(\x05\x12\x10\n\x08owner_id\x18\x07 \x01(\x03\x12.\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"l\n\x06Member\x12\x0f\n\x07user_id\x18\x01 \x01(\x03\x12\x10\n\x08username\x18\x02 \x01(\t\x12\x10\n\x08is_owner\x18\x03 \x01(\x08\x12-\n\tjoined_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xe2\x01\n\x0bJoinRequest\x12\n\n\x02id\x18\x01 \x01(\x03\x12\x12\n\nchannel_id\x18\x02 \x01(\x03\x12\x0f\n\x07user_id\x18\x03 \x01(\x03\x12.\n\x06status\x18\x04 \x01(\x0e\x32\x1e.atomchat.v1.JoinRequestStatus\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\ndecided_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\ndecided_by\x18\x07 \x01(\x03\"\xf0\x02\n\x07Message\x12\n\n\x02id\x18\x01 \x01(\x03\x12\x12\n\nchannel_id\x18\x02 \x01(\x03\x12\x0b\n\x03seq\x18\x03 \x01(\x03\x12\x11\n\tsender_id\x18\x04 \x01(\x03\x12\x17\n\x0fsender_username\x18\x05 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x06 \x01(\t\x12.\n\ncreated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x19\n\x11\x63lient_message_id\x18\x08 \x01(\t\x12-\n\tedited_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x64\x65leted\x18\n \x01(\x08\x12\x12\n\ndeleted_by\x18\x0b \x01(\x03\x12\x13\n\x0breply_to_id\x18\x0c \x01(\x03\x12-\n\treactions\x18\r \x03(\x0b\x32\x1a.atomchat.v1.ReactionCount\x12\x18\n\x10mention_user_ids\x18\x0e \x03(\x03\"9\n\rReactionCount\x12\r\n\x05\x65moji\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\x05\x12\n\n\x02me\x18\x03 \x01(\x08*?\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\r\n\tROLE_USER\x10\x01\x12\x12\n\x0eROLE_MODERATOR\x10\x02*\x9d\x01\n\x11JoinRequestStatus\x12#\n\x1fJOIN_REQUEST_STATUS_UNSPECIFIED\x10\x00\x12\x1f\n\x1bJOIN_REQUEST_STATUS_PENDING\x10\x01\x12 \n\x1cJOIN_REQUEST_STATUS_ACCEPTED\x10\x02\x12 \n\x1cJOIN_REQUEST_STATUS_REJECTED\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x61tomchat/v1/resources.proto\x12\x0b\x61tomchat.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x88\x01\n\x04User\x12\n\n\x02id\x18\x01 \x01(\x03\x12\x10\n\x08username\x18\x02 \x01(\t\x12\x1f\n\x04role\x18\x03 \x01(\x0e\x32\x11.atomchat.v1.Role\x12\x11\n\tis_active\x18\x04 \x01(\x08\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xef\x01\n\x07\x43hannel\x12\n\n\x02id\x18\x01 \x01(\x03\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0c\n\x04slug\x18\x03 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12\x11\n\tis_active\x18\x05 \x01(\x08\x12\x14\n\x0cmember_count\x18\x06 \x01(\x05\x12\x10\n\x08owner_id\x18\x07 \x01(\x03\x12.\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08last_seq\x18\t \x01(\x03\x12*\n\nread_state\x18\n \x01(\x0b\x32\x16.atomchat.v1.ReadState\"c\n\tReadState\x12\x12\n\nchannel_id\x18\x01 \x01(\x03\x12\x15\n\rlast_read_seq\x18\x02 \x01(\x03\x12\x14\n\x0cunread_count\x18\x03 \x01(\x05\x12\x15\n\rmention_count\x18\x04 \x01(\x05\"|\n\x06Member\x12\x0f\n\x07user_id\x18\x01 \x01(\x03\x12\x10\n\x08username\x18\x02 \x01(\t\x12\x10\n\x08is_owner\x18\x03 \x01(\x08\x12-\n\tjoined_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06online\x18\x05 \x01(\x08\"\xe2\x01\n\x0bJoinRequest\x12\n\n\x02id\x18\x01 \x01(\x03\x12\x12\n\nchannel_id\x18\x02 \x01(\x03\x12\x0f\n\x07user_id\x18\x03 \x01(\x03\x12.\n\x06status\x18\x04 \x01(\x0e\x32\x1e.atomchat.v1.JoinRequestStatus\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\ndecided_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\ndecided_by\x18\x07 \x01(\x03\"\xf0\x02\n\x07Message\x12\n\n\x02id\x18\x01 \x01(\x03\x12\x12\n\nchannel_id\x18\x02 \x01(\x03\x12\x0b\n\x03seq\x18\x03 \x01(\x03\x12\x11\n\tsender_id\x18\x04 \x01(\x03\x12\x17\n\x0fsender_username\x18\x05 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x06 \x01(\t\x12.\n\ncreated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x19\n\x11\x63lient_message_id\x18\x08 \x01(\t\x12-\n\tedited_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x64\x65leted\x18\n \x01(\x08\x12\x12\n\ndeleted_by\x18\x0b \x01(\x03\x12\x13\n\x0breply_to_id\x18\x0c \x01(\x03\x12-\n\treactions\x18\r \x03(\x0b\x32\x1a.atomchat.v1.ReactionCount\x12\x18\n\x10mention_user_ids\x18\x0e \x03(\x03\"9\n\rReactionCount\x12\r\n\x05\x65moji\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\x05\x12\n\n\x02me\x18\x03 \x01(\x08*?\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\r\n\tROLE_USER\x10\x01\x12\x12\n\x0eROLE_MODERATOR\x10\x02*\x9d\x01\n\x11JoinRequestStatus\x12#\n\x1fJOIN_REQUEST_STATUS_UNSPECIFIED\x10\x00\x12\x1f\n\x1bJOIN_REQUEST_STATUS_PENDING\x10\x01\x12 \n\x1cJOIN_REQUEST_STATUS_ACCEPTED\x10\x02\x12 \n\x1cJOIN_REQUEST_STATUS_REJECTED\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'atomchat.v1.resources_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ROLE']._serialized_start=1165
-  _globals['_ROLE']._serialized_end=1228
-  _globals['_JOINREQUESTSTATUS']._serialized_start=1231
-  _globals['_JOINREQUESTSTATUS']._serialized_end=1388
+  _globals['_ROLE']._serialized_start=1344
+  _globals['_ROLE']._serialized_end=1407
+  _globals['_JOINREQUESTSTATUS']._serialized_start=1410
+  _globals['_JOINREQUESTSTATUS']._serialized_end=1567
   _globals['_USER']._serialized_start=78
   _globals['_USER']._serialized_end=214
   _globals['_CHANNEL']._serialized_start=217
-  _globals['_CHANNEL']._serialized_end=394
-  _globals['_MEMBER']._serialized_start=396
-  _globals['_MEMBER']._serialized_end=504
-  _globals['_JOINREQUEST']._serialized_start=507
-  _globals['_JOINREQUEST']._serialized_end=733
-  _globals['_MESSAGE']._serialized_start=736
-  _globals['_MESSAGE']._serialized_end=1104
-  _globals['_REACTIONCOUNT']._serialized_start=1106
-  _globals['_REACTIONCOUNT']._serialized_end=1163
+  _globals['_CHANNEL']._serialized_end=456
+  _globals['_READSTATE']._serialized_start=458
+  _globals['_READSTATE']._serialized_end=557
+  _globals['_MEMBER']._serialized_start=559
+  _globals['_MEMBER']._serialized_end=683
+  _globals['_JOINREQUEST']._serialized_start=686
+  _globals['_JOINREQUEST']._serialized_end=912
+  _globals['_MESSAGE']._serialized_start=915
+  _globals['_MESSAGE']._serialized_end=1283
+  _globals['_REACTIONCOUNT']._serialized_start=1285
+  _globals['_REACTIONCOUNT']._serialized_end=1342
 # @@protoc_insertion_point(module_scope)

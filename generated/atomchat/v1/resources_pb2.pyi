@@ -111,6 +111,8 @@ class Channel(_message.Message):
     MEMBER_COUNT_FIELD_NUMBER: _builtins.int
     OWNER_ID_FIELD_NUMBER: _builtins.int
     CREATED_AT_FIELD_NUMBER: _builtins.int
+    LAST_SEQ_FIELD_NUMBER: _builtins.int
+    READ_STATE_FIELD_NUMBER: _builtins.int
     id: _builtins.int
     name: _builtins.str
     slug: _builtins.str
@@ -119,8 +121,16 @@ class Channel(_message.Message):
     is_active: _builtins.bool
     member_count: _builtins.int
     owner_id: _builtins.int
+    last_seq: _builtins.int
+    """The channel's latest seq: its timeline's length."""
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def read_state(self) -> Global___ReadState:
+        """The caller's reading of the channel, when the caller is a member
+        (ListMyChannels, GetChannel).
+        """
+
     def __init__(
         self,
         *,
@@ -132,14 +142,49 @@ class Channel(_message.Message):
         member_count: _builtins.int = ...,
         owner_id: _builtins.int = ...,
         created_at: _timestamp_pb2.Timestamp | None = ...,
+        last_seq: _builtins.int = ...,
+        read_state: Global___ReadState | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "read_state", b"read_state"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "description", b"description", "id", b"id", "is_active", b"is_active", "member_count", b"member_count", "name", b"name", "owner_id", b"owner_id", "slug", b"slug"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "description", b"description", "id", b"id", "is_active", b"is_active", "last_seq", b"last_seq", "member_count", b"member_count", "name", b"name", "owner_id", b"owner_id", "read_state", b"read_state", "slug", b"slug"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Channel: _TypeAlias = Channel  # noqa: Y015
+
+@_typing.final
+class ReadState(_message.Message):
+    """How far a member has read a channel."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHANNEL_ID_FIELD_NUMBER: _builtins.int
+    LAST_READ_SEQ_FIELD_NUMBER: _builtins.int
+    UNREAD_COUNT_FIELD_NUMBER: _builtins.int
+    MENTION_COUNT_FIELD_NUMBER: _builtins.int
+    channel_id: _builtins.int
+    last_read_seq: _builtins.int
+    """Everything up to this seq counts as read."""
+    unread_count: _builtins.int
+    """Messages by others after it, not deleted."""
+    mention_count: _builtins.int
+    """Those of them that mention the member."""
+    def __init__(
+        self,
+        *,
+        channel_id: _builtins.int = ...,
+        last_read_seq: _builtins.int = ...,
+        unread_count: _builtins.int = ...,
+        mention_count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel_id", b"channel_id", "last_read_seq", b"last_read_seq", "mention_count", b"mention_count", "unread_count", b"unread_count"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReadState: _TypeAlias = ReadState  # noqa: Y015
 
 @_typing.final
 class Member(_message.Message):
@@ -151,9 +196,12 @@ class Member(_message.Message):
     USERNAME_FIELD_NUMBER: _builtins.int
     IS_OWNER_FIELD_NUMBER: _builtins.int
     JOINED_AT_FIELD_NUMBER: _builtins.int
+    ONLINE_FIELD_NUMBER: _builtins.int
     user_id: _builtins.int
     username: _builtins.str
     is_owner: _builtins.bool
+    online: _builtins.bool
+    """Whether the member holds a live stream of the channel now."""
     @_builtins.property
     def joined_at(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -163,10 +211,11 @@ class Member(_message.Message):
         username: _builtins.str = ...,
         is_owner: _builtins.bool = ...,
         joined_at: _timestamp_pb2.Timestamp | None = ...,
+        online: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["joined_at", b"joined_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["is_owner", b"is_owner", "joined_at", b"joined_at", "user_id", b"user_id", "username", b"username"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["is_owner", b"is_owner", "joined_at", b"joined_at", "online", b"online", "user_id", b"user_id", "username", b"username"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
