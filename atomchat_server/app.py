@@ -189,7 +189,8 @@ class App:
         while True:
             await asyncio.sleep(HEALTH_CHECK_SECONDS)
             try:
-                await asyncio.wait_for(self.database.ping(), HEALTH_CHECK_SECONDS)
+                async with asyncio.timeout(HEALTH_CHECK_SECONDS):
+                    await self.database.ping()
             except Exception as exc:  # noqa: BLE001 - an unreachable database is NOT_SERVING
                 log.warning("database check failed: %s", exc)
                 await self._set_health(serving=False)

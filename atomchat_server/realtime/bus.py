@@ -159,9 +159,11 @@ class Bus:
             if ready in done:
                 self._outbox_ready.clear()
                 payloads, self._outbox = self._outbox, []
-                await asyncio.wait_for(
-                    connection.execute(_SEND, events.NOTIFY_CHANNEL, payloads),
-                    timeout=self._keepalive,
-                )
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for may swallow
+                # a cancellation that arrives as the statement completes, and the
+                # bus would then never stop.
+                async with asyncio.timeout(self._keepalive):
+                    await connection.execute(_SEND, events.NOTIFY_CHANNEL, payloads)
                 continue
-            await asyncio.wait_for(connection.execute("SELECT 1"), timeout=self._keepalive)
+            async with asyncio.timeout(self._keepalive):
+                await connection.execute("SELECT 1")
