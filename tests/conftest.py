@@ -38,6 +38,7 @@ TEST_SETTINGS = Settings(
     envoy=False,
     jwt_secret="test-secret-" + "x" * 32,
     heartbeat_seconds=15.0,
+    presence_grace_seconds=2.0,
     shutdown_grace=1.0,
 )
 

@@ -1,9 +1,12 @@
-"""A TCP relay a test puts between a server and PostgreSQL, to cut the link at will."""
+"""A TCP relay a test puts between two parties (a server and PostgreSQL, a client
+and a server), to cut or reset the link at will."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
+import struct
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -25,6 +28,14 @@ class _Link:
         for writer in (self.client, self.upstream):
             writer.close()
 
+    def reset(self) -> None:
+        """Drop both connections with a TCP reset, as a crashed peer or middlebox would."""
+        for writer in (self.client, self.upstream):
+            sock = writer.get_extra_info("socket")
+            if sock is not None:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            writer.transport.abort()
+
 
 class TcpProxy:
     """Relays connections to `target`; `refuse_new` makes new ones fail at once."""
@@ -39,6 +50,11 @@ class TcpProxy:
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
         self.port = self._server.sockets[0].getsockname()[1]
+
+    def reset(self) -> None:
+        """Reset every relayed connection (RST both ways)."""
+        for link in list(self._links):
+            link.reset()
 
     def upstream_ports(self) -> list[int]:
         return [link.upstream_port for link in self._links]
