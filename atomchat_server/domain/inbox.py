@@ -61,9 +61,7 @@ def membership(
 
 # NO KEY UPDATE: the lock the counter's update takes anyway, which leaves the
 # rows free for the KEY SHARE locks of foreign keys (a message's sender).
-_LOCK_USERS = (
-    "SELECT id FROM users WHERE id = ANY($1::bigint[]) ORDER BY id FOR NO KEY UPDATE"
-)
+_LOCK_USERS = "SELECT id FROM users WHERE id = ANY($1::bigint[]) ORDER BY id FOR NO KEY UPDATE"
 _RECORD = (
     "WITH events AS ("
     "  SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[],"
