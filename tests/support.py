@@ -9,7 +9,7 @@ import itertools
 import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
 import asyncpg
@@ -148,6 +148,8 @@ class Failure:
     message: str
     reason: str
     violations: list[tuple[str, str]]
+    # ErrorInfo's metadata.
+    metadata: dict[str, str] = field(default_factory=dict)
 
 
 async def fails(call: Awaitable[Any], code: grpc.StatusCode, message: str | None = None) -> Failure:
@@ -164,15 +166,17 @@ async def fails(call: Awaitable[Any], code: grpc.StatusCode, message: str | None
 def failure_of(error: grpc.aio.AioRpcError) -> Failure:
     reason = ""
     violations: list[tuple[str, str]] = []
+    metadata: dict[str, str] = {}
     status = rpc_status.from_call(error)  # type: ignore[arg-type]
     for detail in status.details if status is not None else ():
         info = error_details_pb2.ErrorInfo()
         bad_request = error_details_pb2.BadRequest()
         if detail.Unpack(info):
             reason = info.reason
+            metadata = dict(info.metadata)
         elif detail.Unpack(bad_request):
             violations = [(v.field, v.description) for v in bad_request.field_violations]
-    return Failure(error.code(), error.details() or "", reason, violations)
+    return Failure(error.code(), error.details() or "", reason, violations, metadata)
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> None:
