@@ -1,5 +1,10 @@
 """Wiring: the database, the event bus and hub, the servicers and interceptors,
-health checking and reflection, in one object that starts and stops them."""
+health checking and reflection, in one object that starts and stops them.
+
+Health follows the database: SERVING once it answers, NOT_SERVING as soon
+as a check finds it unable to (a unit of work that could not reach it asks
+for a check at once), SERVING again once it answers.
+"""
 
 from __future__ import annotations
 
@@ -35,7 +40,7 @@ from atomchat_server.auth.interceptor import Authenticator, AuthInterceptor
 from atomchat_server.auth.passwords import Passwords
 from atomchat_server.auth.tokens import Tokens
 from atomchat_server.config import Settings
-from atomchat_server.db.engine import Database, asyncpg_dsn
+from atomchat_server.db.engine import Database, Timeouts, asyncpg_dsn
 from atomchat_server.domain import errors, messages
 from atomchat_server.domain.posting import MessagePoster
 from atomchat_server.realtime.bus import Bus
@@ -52,7 +57,9 @@ SERVICE_NAMES = (
     members_pb2.DESCRIPTOR.services_by_name["MemberService"].full_name,
     chat_pb2.DESCRIPTOR.services_by_name["ChatService"].full_name,
 )
+# How often the database is checked while it answers, and while it does not.
 HEALTH_CHECK_SECONDS = 5.0
+HEALTH_RECHECK_SECONDS = 1.0
 SERVER_OPTIONS = [
     ("grpc.keepalive_time_ms", 30_000),
     ("grpc.keepalive_timeout_ms", 10_000),
@@ -68,7 +75,9 @@ class App:
     def __init__(self, settings: Settings, database_url: str) -> None:
         self.settings = settings
         origin = uuid.uuid4().hex[:12]
-        self.database = Database(database_url, origin=origin)
+        timeouts = Timeouts(call=settings.database_timeout)
+        self.database = Database(database_url, origin=origin, timeouts=timeouts)
+        self.database.on_unavailable = self._database_failed
         self.hub: Hub[Encoded] = Hub(
             wire.encode_message,
             messages.range_reader(self.database),
@@ -89,9 +98,13 @@ class App:
             origin=origin,
             on_event=self.router.dispatch,
             on_reconnect=self.router.catch_up,
+            timeouts=timeouts,
         )
         self.poster = MessagePoster(
-            asyncpg_dsn(database_url), origin=origin, on_commit=self.router.after_commit
+            asyncpg_dsn(database_url),
+            origin=origin,
+            on_commit=self.router.after_commit,
+            timeouts=timeouts,
         )
         self.passwords = Passwords(workers=settings.hash_workers)
         self.health = health.aio.HealthServicer()
@@ -101,6 +114,7 @@ class App:
         )
         self._add_services()
         self._health_task: asyncio.Task[None] | None = None
+        self._check_now: asyncio.Event | None = None
         self.port = 0
 
     def _add_services(self) -> None:
@@ -133,6 +147,7 @@ class App:
         self.hub.start()
         await self.passwords.start()
         await self._set_health(serving=True)
+        self._check_now = asyncio.Event()
         self._health_task = asyncio.create_task(self._watch_database(), name="health-check")
         return self.port
 
@@ -148,16 +163,34 @@ class App:
             else:
                 return
 
+    def _database_failed(self) -> None:
+        """A unit of work found the database unable to answer: check it now."""
+        if self._check_now is not None:
+            self._check_now.set()
+
     async def _watch_database(self) -> None:
+        assert self._check_now is not None
+        serving = True
         while True:
-            await asyncio.sleep(HEALTH_CHECK_SECONDS)
-            try:
-                await asyncio.wait_for(self.database.ping(), HEALTH_CHECK_SECONDS)
-            except Exception as exc:  # noqa: BLE001 - an unreachable database is NOT_SERVING
-                log.warning("database check failed: %s", exc)
-                await self._set_health(serving=False)
+            if serving:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(HEALTH_CHECK_SECONDS):
+                        await self._check_now.wait()
             else:
-                await self._set_health(serving=True)
+                await asyncio.sleep(HEALTH_RECHECK_SECONDS)
+            self._check_now.clear()
+            try:
+                await asyncio.wait_for(self.database.ping(), self.settings.database_timeout)
+            except Exception as exc:  # noqa: BLE001 - an unreachable database is NOT_SERVING
+                if serving:
+                    log.warning("database check failed (%r): NOT_SERVING", exc)
+                    serving = False
+                    await self._set_health(serving=False)
+            else:
+                if not serving:
+                    log.info("the database answers again: SERVING")
+                    serving = True
+                    await self._set_health(serving=True)
 
     async def _set_health(self, *, serving: bool) -> None:
         state = (

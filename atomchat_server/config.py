@@ -18,6 +18,7 @@ Flags win over environment variables, which win over the defaults:
 | stalled_stream_seconds |            | ATOMCHAT_STALLED_STREAM_SECONDS | 30               |
 | shutdown_grace     |                | ATOMCHAT_SHUTDOWN_GRACE     | 3                    |
 | hash_workers       |                | ATOMCHAT_HASH_WORKERS       | half the CPUs, >= 1  |
+| database_timeout   |                | ATOMCHAT_DATABASE_TIMEOUT   | 10 (seconds)         |
 | envoy              | --no-envoy     |                             | on                   |
 """
 
@@ -78,6 +79,8 @@ class Settings:
     stalled_stream_seconds: float = 30.0
     shutdown_grace: float = 3.0
     hash_workers: int = 1
+    # A call answers within this while the database cannot (db/engine.py: Timeouts).
+    database_timeout: float = 10.0
     envoy: bool = True
 
     @classmethod
@@ -108,6 +111,7 @@ class Settings:
             hash_workers=_int(
                 env, "ATOMCHAT_HASH_WORKERS", max(1, (os.cpu_count() or 2) // 2), minimum=1
             ),
+            database_timeout=_float(env, "ATOMCHAT_DATABASE_TIMEOUT", defaults.database_timeout),
         )
         given = {name: value for name, value in overrides.items() if value is not None}
         settings = replace(settings, **given)

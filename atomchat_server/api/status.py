@@ -1,9 +1,11 @@
 """The one place that turns failures into gRPC statuses.
 
 Domain errors become their status code with the error's English message and
-google.rpc details: an ErrorInfo carrying the stable reason, and a
-BadRequest listing field violations where there are any (the database
-driver's failures arrive here already as domain errors: db/errors.py).
+google.rpc details: an ErrorInfo carrying the stable reason, a BadRequest
+listing field violations where there are any, and a RetryInfo on every
+UNAVAILABLE (and on any error that names a `retry_after`) saying when to try
+again (the database driver's failures arrive here already as domain errors:
+db/errors.py).
 Anything else is a bug: it is logged, and the client gets INTERNAL
 "Internal Server Error", which reveals nothing.
 """
@@ -13,10 +15,11 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import grpc
-from google.protobuf import any_pb2
+from google.protobuf import any_pb2, duration_pb2
 from google.protobuf.message import DecodeError
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
@@ -64,8 +67,26 @@ def _pack(message: Any) -> any_pb2.Any:
     return packed
 
 
+# What an UNAVAILABLE asks the client to wait before it tries again, unless
+# the error says otherwise.
+RETRY_AFTER_SECONDS = 1.0
+
+
+def retry_after(error: errors.DomainError) -> float | None:
+    """Seconds the client should wait before retrying, or None when retrying will not help."""
+    seconds: float | None = getattr(error, "retry_after", None)
+    if seconds is None and isinstance(error, errors.Unavailable):
+        seconds = RETRY_AFTER_SECONDS
+    return seconds
+
+
 def status_of(error: errors.DomainError) -> grpc.Status:
     details = [_pack(error_details_pb2.ErrorInfo(reason=error.reason, domain=ERROR_DOMAIN))]
+    delay = retry_after(error)
+    if delay is not None:
+        retry_delay = duration_pb2.Duration()
+        retry_delay.FromTimedelta(timedelta(seconds=delay))
+        details.append(_pack(error_details_pb2.RetryInfo(retry_delay=retry_delay)))
     violations = getattr(error, "violations", ())
     if violations:
         details.append(

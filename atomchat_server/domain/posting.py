@@ -21,6 +21,7 @@ from datetime import datetime
 
 import asyncpg
 
+from atomchat_server.db.engine import Timeouts
 from atomchat_server.db.group_commit import GroupCommitter, OnCommit
 from atomchat_server.domain import errors, events, policy
 from atomchat_server.domain.entities import Actor, MessageView
@@ -98,7 +99,13 @@ class MessagePoster:
     """Posts messages through a group committer; see the module docstring."""
 
     def __init__(
-        self, dsn: str, *, origin: str, on_commit: OnCommit, max_batch: int = MAX_BATCH
+        self,
+        dsn: str,
+        *,
+        origin: str,
+        on_commit: OnCommit,
+        max_batch: int = MAX_BATCH,
+        timeouts: Timeouts | None = None,
     ) -> None:
         self._origin = origin
         self._committer: GroupCommitter[_Post] = GroupCommitter(
@@ -107,6 +114,7 @@ class MessagePoster:
             on_commit=on_commit,
             max_batch=max_batch,
             application_name=APPLICATION_NAME,
+            timeouts=timeouts,
         )
 
     def start(self) -> None:
