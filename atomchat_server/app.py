@@ -2,8 +2,12 @@
 health checking and reflection, in one object that starts and stops them.
 
 Health follows the database: SERVING once it answers, NOT_SERVING as soon
-as a check finds it unable to (a unit of work that could not reach it asks
-for a check at once), SERVING again once it answers.
+as a check finds it unable to (a unit of work or a batch of posts that could
+not reach it asks for a check at once), SERVING again once it answers.
+After any such failure, once the database answers, the process catches up
+as after a listener reconnect: a batch whose COMMIT was under way when the
+database stopped answering may have committed, and its messages must reach
+the streams here all the same.
 """
 
 from __future__ import annotations
@@ -105,6 +109,7 @@ class App:
             origin=origin,
             on_commit=self.router.after_commit,
             timeouts=timeouts,
+            on_unavailable=self._database_failed,
         )
         self.passwords = Passwords(workers=settings.hash_workers)
         self.health = health.aio.HealthServicer()
@@ -115,6 +120,7 @@ class App:
         self._add_services()
         self._health_task: asyncio.Task[None] | None = None
         self._check_now: asyncio.Event | None = None
+        self._catch_up_due = False
         self.port = 0
 
     def _add_services(self) -> None:
@@ -164,7 +170,8 @@ class App:
                 return
 
     def _database_failed(self) -> None:
-        """A unit of work found the database unable to answer: check it now."""
+        """Work found the database unable to answer: check it now, catch up once it answers."""
+        self._catch_up_due = True
         if self._check_now is not None:
             self._check_now.set()
 
@@ -191,6 +198,16 @@ class App:
                     log.info("the database answers again: SERVING")
                     serving = True
                     await self._set_health(serving=True)
+                if self._catch_up_due:
+                    self._catch_up_due = False
+                    await self._catch_up()
+
+    async def _catch_up(self) -> None:
+        try:
+            await self.router.catch_up()
+        except Exception as exc:  # noqa: BLE001 - the database went away again: retried later
+            log.warning("catching up after the database came back failed: %r", exc)
+            self._catch_up_due = True
 
     async def _set_health(self, *, serving: bool) -> None:
         state = (

@@ -20,8 +20,11 @@ Failures: a driver failure that means the database is unavailable (a
 timeout included) fails the whole batch with that domain error
 (db/errors.py), and everything queued behind it too, at once: those would
 only wait for a database that does not answer. The connection is dropped,
-to be reopened by the next batch. Any other failure of a batch of several
-retries them one by one, so one bad item cannot fail the others.
+to be reopened by the next batch, and `on_unavailable` is told (on the
+server's loop): a batch that failed while its COMMIT was on its way may
+have committed all the same, and nobody has been handed its events. Any
+other failure of a batch of several retries them one by one, so one bad
+item cannot fail the others.
 """
 
 from __future__ import annotations
@@ -71,9 +74,11 @@ class GroupCommitter(Generic[W]):
         max_batch: int,
         application_name: str,
         timeouts: Timeouts | None = None,
+        on_unavailable: Callable[[], None] | None = None,
     ) -> None:
         self._dsn = dsn
         self._timeouts = timeouts or Timeouts()
+        self._on_unavailable = on_unavailable
         self._write_batch = write_batch
         self._on_commit = on_commit
         self._max_batch = max_batch
@@ -209,6 +214,8 @@ class GroupCommitter(Generic[W]):
                 for work in batch:
                     work.fail(mapped)
                 self._unavailable = mapped
+                if self._on_unavailable is not None and self._caller is not None:
+                    self._caller.call_soon_threadsafe(self._on_unavailable)
                 return []
             if len(batch) > 1:
                 log.warning("a batch of %d items failed (%r); one by one now", len(batch), exc)

@@ -16,6 +16,7 @@ connection directly, in five statements.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -106,6 +107,7 @@ class MessagePoster:
         on_commit: OnCommit,
         max_batch: int = MAX_BATCH,
         timeouts: Timeouts | None = None,
+        on_unavailable: Callable[[], None] | None = None,
     ) -> None:
         self._origin = origin
         self._committer: GroupCommitter[_Post] = GroupCommitter(
@@ -115,6 +117,7 @@ class MessagePoster:
             max_batch=max_batch,
             application_name=APPLICATION_NAME,
             timeouts=timeouts,
+            on_unavailable=on_unavailable,
         )
 
     def start(self) -> None:

@@ -1,4 +1,5 @@
-"""PostgreSQL paused, or killed and restarted, while clients send.
+"""PostgreSQL paused, or killed and restarted, while clients send; and a commit
+whose answer is lost on the way.
 
 What a user sees: every call made during the fault ends UNAVAILABLE "Database
 unavailable, try again" with RetryInfo, within the bound; health says
@@ -22,7 +23,7 @@ from google.rpc import code_pb2
 from atomchat_server.app import App
 from devsupport.postgres import ScratchPostgres
 from tests.chat_support import chat, post, seqs, subscription
-from tests.conftest import with_settings
+from tests.conftest import Dial, with_settings
 from tests.faults.fault_support import (
     ANSWER_WITHIN,
     FAULT_TIMEOUT,
@@ -35,7 +36,8 @@ from tests.faults.fault_support import (
     stored_keys,
     watching_health,
 )
-from tests.support import People, Person
+from tests.support import People, Person, sql
+from tests.tcp_proxy import proxied
 
 DATABASE_UNAVAILABLE = "Database unavailable, try again"
 
@@ -143,3 +145,33 @@ async def test_a_database_fault_during_sends_loses_and_duplicates_nothing(fault:
         assert by_key[unary_key] == resent.seq
         assert seqs(delivered) == list(range(1, total + 1))
         assert seqs(caught_up) == list(range(4, total + 1))
+
+
+async def test_a_post_whose_commit_answer_is_lost_reaches_streams_once_the_database_answers(
+    people: People, database_url: str, dial: Dial
+) -> None:
+    """The COMMIT reaches PostgreSQL, its answer never comes back: the post fails
+    UNAVAILABLE (its outcome unknown to the server), and yet it was stored, so
+    the process catches up: live streams get it, and resending it stores nothing new."""
+    owner = await people.user()
+    room = await people.channel(owner)
+    async with proxied(database_url) as (proxy, through_proxy), serving(through_proxy) as (app, _):
+        here = await dial(app.port, owner)
+        async with subscription(here, room.id, history_limit=0) as live:
+            await live.until(lambda feed: bool(feed.of("joined")))
+            proxy.silence_after(b"COMMIT")
+            await answers_unavailable(
+                here.api.chat.SendMessage(
+                    chat_pb2.SendMessageRequest(
+                        channel_id=room.id, content="its answer was lost", client_message_id="k"
+                    ),
+                    timeout=ANSWER_WITHIN,
+                )
+            )
+            assert proxy.silenced.is_set()
+            (delivered,) = await live.until_messages(1, timeout=RECOVERY_WAIT)
+            assert delivered.content == "its answer was lost"
+            again = await post(here, room.id, "its answer was lost", "k")
+    assert again.seq == delivered.seq == 1
+    rows = await sql(database_url, "SELECT seq FROM messages WHERE channel_id = $1", room.id)
+    assert [row["seq"] for row in rows] == [1]
