@@ -34,6 +34,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from atomchat_server.api import wire
+from atomchat_server.api.admission import OPENING, WAITING, Admission, AdmissionInterceptor
 from atomchat_server.api.channels import ChannelServicer
 from atomchat_server.api.chat import ChatServicer
 from atomchat_server.api.join_requests import JoinRequestServicer
@@ -70,6 +71,13 @@ SERVER_OPTIONS = [
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
     ("grpc.http2.max_pings_without_data", 0),
+    # Calls not yet taken by the application wait in gRPC's backlog, which
+    # drops them at random (the client sees CANCELLED) past 1000 by default.
+    # The server takes calls at once and sheds a burst itself, with a status
+    # that says when to retry (api/admission.py): the backlog must never
+    # reach its limits.
+    ("grpc.server.max_pending_requests", 100_000),
+    ("grpc.server.max_pending_requests_hard_limit", 200_000),
 ]
 
 
@@ -113,8 +121,15 @@ class App:
         )
         self.passwords = Passwords(workers=settings.hash_workers)
         self.health = health.aio.HealthServicer()
+        self.admission = Admission(
+            opening=OPENING, waiting=WAITING, wait_seconds=settings.database_timeout
+        )
         self.server = grpc.aio.server(
-            interceptors=[ErrorInterceptor(), AuthInterceptor(self.authenticator)],
+            interceptors=[
+                ErrorInterceptor(),
+                AdmissionInterceptor(self.admission),
+                AuthInterceptor(self.authenticator),
+            ],
             options=SERVER_OPTIONS,
         )
         self._add_services()

@@ -52,6 +52,7 @@ class Reason(StrEnum):
     MODERATOR_REQUIRED = "MODERATOR_REQUIRED"
     NOT_A_MEMBER = "NOT_A_MEMBER"
     OWNER_CANNOT_LEAVE = "OWNER_CANNOT_LEAVE"
+    SERVER_BUSY = "SERVER_BUSY"
     SHUTTING_DOWN = "SHUTTING_DOWN"
     SUBSCRIBER_TOO_SLOW = "SUBSCRIBER_TOO_SLOW"
     USERNAME_TAKEN = "USERNAME_TAKEN"
@@ -150,6 +151,11 @@ def already_member() -> AlreadyExists:
 
 def database_unavailable() -> Unavailable:
     return Unavailable("Database unavailable, try again", reason=Reason.DATABASE_UNAVAILABLE)
+
+
+def server_busy() -> Unavailable:
+    """More streams are opening than this process takes on now."""
+    return Unavailable("Server is busy, try again", reason=Reason.SERVER_BUSY)
 
 
 def shutting_down() -> Unavailable:
