@@ -91,19 +91,7 @@ class ScratchPostgres(EmbeddedPostgres):
 
     def restart(self) -> None:
         """Start the cluster again on the same port (after crash recovery, if it was killed)."""
-        options = f"-h 127.0.0.1 -p {self.port} -c unix_socket_directories=''"
-        result = self._run(
-            "pg_ctl",
-            "-D", str(self.pgdata),
-            "-l", str(self.pgdata / "server.log"),
-            "-o", options,
-            "-w", "-t", str(START_TIMEOUT_SECONDS),
-            "start",
-            check=False,
-        )  # fmt: skip
-        if result.returncode != 0:
-            log_tail = (self.pgdata / "server.log").read_text(errors="replace")[-2000:]
-            raise RuntimeError(f"PostgreSQL did not restart:\n{result.stderr}\n{log_tail}")
+        self._start_on_port()
 
 
 @contextlib.asynccontextmanager
