@@ -22,8 +22,9 @@ those limits far above what it reaches), and this interceptor decides:
   `wait_seconds` (the bound a call answers within), is refused with
   UNAVAILABLE "Server is busy, try again" and RetryInfo (api/status.py).
 
-Unary calls are never held here: they are short, and are what stays quick
-while a burst is being let in.
+Unary calls are never held here. What they still wait for beside a burst
+is gRPC's own accept loop, which takes one call per turn of the event loop
+(bench/README.md, "Burst, idle streams and the soak").
 """
 
 from __future__ import annotations
