@@ -1,5 +1,14 @@
 """Wiring: the database, the event bus and hub, the servicers and interceptors,
-health checking and reflection, in one object that starts and stops them."""
+health checking and reflection, in one object that starts and stops them.
+
+Health follows the database: SERVING once it answers, NOT_SERVING as soon
+as a check finds it unable to (a unit of work or a batch of posts that could
+not reach it asks for a check at once), SERVING again once it answers.
+After any such failure, once the database answers, the process catches up
+as after a listener reconnect: a batch whose COMMIT was under way when the
+database stopped answering may have committed, and its messages must reach
+the streams here all the same.
+"""
 
 from __future__ import annotations
 
@@ -27,6 +36,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from atomchat_server.api import wire
+from atomchat_server.api.admission import OPENING, WAITING, Admission, AdmissionInterceptor
 from atomchat_server.api.channels import ChannelServicer
 from atomchat_server.api.chat import ChatServicer
 from atomchat_server.api.inbox import InboxServicer
@@ -38,7 +48,7 @@ from atomchat_server.auth.interceptor import Authenticator, AuthInterceptor
 from atomchat_server.auth.passwords import Passwords
 from atomchat_server.auth.tokens import Tokens
 from atomchat_server.config import Settings
-from atomchat_server.db.engine import Database, asyncpg_dsn
+from atomchat_server.db.engine import Database, Timeouts, asyncpg_dsn
 from atomchat_server.domain import errors, events, messages
 from atomchat_server.domain.posting import MessagePoster
 from atomchat_server.limits import Limits
@@ -59,13 +69,22 @@ SERVICE_NAMES = (
     chat_pb2.DESCRIPTOR.services_by_name["ChatService"].full_name,
     inbox_pb2.DESCRIPTOR.services_by_name["InboxService"].full_name,
 )
+# How often the database is checked while it answers, and while it does not.
 HEALTH_CHECK_SECONDS = 5.0
+HEALTH_RECHECK_SECONDS = 1.0
 SERVER_OPTIONS = [
     ("grpc.keepalive_time_ms", 30_000),
     ("grpc.keepalive_timeout_ms", 10_000),
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
     ("grpc.http2.max_pings_without_data", 0),
+    # Calls not yet taken by the application wait in gRPC's backlog, which
+    # drops them at random (the client sees CANCELLED) past 1000 by default.
+    # The server takes calls at once and sheds a burst itself, with a status
+    # that says when to retry (api/admission.py): the backlog must never
+    # reach its limits.
+    ("grpc.server.max_pending_requests", 100_000),
+    ("grpc.server.max_pending_requests_hard_limit", 200_000),
 ]
 
 
@@ -75,7 +94,9 @@ class App:
     def __init__(self, settings: Settings, database_url: str) -> None:
         self.settings = settings
         origin = uuid.uuid4().hex[:12]
-        self.database = Database(database_url, origin=origin)
+        timeouts = Timeouts(call=settings.database_timeout)
+        self.database = Database(database_url, origin=origin, timeouts=timeouts)
+        self.database.on_unavailable = self._database_failed
         self.hub: Hub[Encoded] = Hub(
             wire.encode_entry,
             messages.range_reader(self.database),
@@ -97,6 +118,7 @@ class App:
             send=self._send_ephemeral,
             heartbeat_seconds=settings.heartbeat_seconds,
             grace_seconds=settings.presence_grace_seconds,
+            notice_limit=settings.presence_notice_limit,
         )
         self.router = EventRouter(
             self.hub, self.inboxes, self.awareness, self.database, users=self.authenticator
@@ -107,19 +129,33 @@ class App:
             origin=origin,
             on_event=self.router.dispatch,
             on_reconnect=self.router.catch_up,
+            timeouts=timeouts,
         )
         self.poster = MessagePoster(
-            asyncpg_dsn(database_url), origin=origin, on_commit=self.router.after_commit
+            asyncpg_dsn(database_url),
+            origin=origin,
+            on_commit=self.router.after_commit,
+            timeouts=timeouts,
+            on_unavailable=self._database_failed,
         )
         self.passwords = Passwords(workers=settings.hash_workers, max_queue=settings.hash_queue)
         self.limits = Limits(settings.limits)
         self.health = health.aio.HealthServicer()
+        self.admission = Admission(
+            opening=OPENING, waiting=WAITING, wait_seconds=settings.database_timeout
+        )
         self.server = grpc.aio.server(
-            interceptors=[ErrorInterceptor(), AuthInterceptor(self.authenticator)],
+            interceptors=[
+                ErrorInterceptor(),
+                AdmissionInterceptor(self.admission),
+                AuthInterceptor(self.authenticator),
+            ],
             options=SERVER_OPTIONS,
         )
         self._add_services()
         self._health_task: asyncio.Task[None] | None = None
+        self._check_now: asyncio.Event | None = None
+        self._catch_up_due = False
         self.port = 0
 
     def _send_ephemeral(self, event: events.Event) -> None:
@@ -170,6 +206,7 @@ class App:
         self.awareness.presence.start()
         await self.passwords.start()
         await self._set_health(serving=True)
+        self._check_now = asyncio.Event()
         self._health_task = asyncio.create_task(self._watch_database(), name="health-check")
         return self.port
 
@@ -185,17 +222,46 @@ class App:
             else:
                 return
 
+    def _database_failed(self) -> None:
+        """Work found the database unable to answer: check it now, catch up once it answers."""
+        self._catch_up_due = True
+        if self._check_now is not None:
+            self._check_now.set()
+
     async def _watch_database(self) -> None:
+        assert self._check_now is not None
+        serving = True
         while True:
-            await asyncio.sleep(HEALTH_CHECK_SECONDS)
+            if serving:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(HEALTH_CHECK_SECONDS):
+                        await self._check_now.wait()
+            else:
+                await asyncio.sleep(HEALTH_RECHECK_SECONDS)
+            self._check_now.clear()
             try:
-                async with asyncio.timeout(HEALTH_CHECK_SECONDS):
+                async with asyncio.timeout(self.settings.database_timeout):
                     await self.database.ping()
             except Exception as exc:  # noqa: BLE001 - an unreachable database is NOT_SERVING
-                log.warning("database check failed: %s", exc)
-                await self._set_health(serving=False)
+                if serving:
+                    log.warning("database check failed (%r): NOT_SERVING", exc)
+                    serving = False
+                    await self._set_health(serving=False)
             else:
-                await self._set_health(serving=True)
+                if not serving:
+                    log.info("the database answers again: SERVING")
+                    serving = True
+                    await self._set_health(serving=True)
+                if self._catch_up_due:
+                    self._catch_up_due = False
+                    await self._catch_up()
+
+    async def _catch_up(self) -> None:
+        try:
+            await self.router.catch_up()
+        except Exception as exc:  # noqa: BLE001 - the database went away again: retried later
+            log.warning("catching up after the database came back failed: %r", exc)
+            self._catch_up_due = True
 
     async def _set_health(self, *, serving: bool) -> None:
         state = (

@@ -17,8 +17,10 @@ Flags win over environment variables, which win over the defaults:
 | auth_cache_seconds |                | ATOMCHAT_AUTH_CACHE_SECONDS | 30                   |
 | stalled_stream_seconds |            | ATOMCHAT_STALLED_STREAM_SECONDS | 30               |
 | presence_grace_seconds |            | ATOMCHAT_PRESENCE_GRACE_SECONDS | 5                |
+| presence_notice_limit  |            | ATOMCHAT_PRESENCE_NOTICE_LIMIT  | 200              |
 | shutdown_grace     |                | ATOMCHAT_SHUTDOWN_GRACE     | 3                    |
 | hash_workers       |                | ATOMCHAT_HASH_WORKERS       | half the CPUs, >= 1  |
+| database_timeout   |                | ATOMCHAT_DATABASE_TIMEOUT   | 10 (seconds)         |
 | envoy              | --no-envoy     |                             | on                   |
 """
 
@@ -124,11 +126,14 @@ class Settings:
     auth_cache_seconds: float = 30.0
     stalled_stream_seconds: float = 30.0
     presence_grace_seconds: float = 5.0
+    presence_notice_limit: int = 200
     shutdown_grace: float = 3.0
     hash_workers: int = 1
     hash_queue: int = 64
     limits: LimitSettings = field(default_factory=LimitSettings)
     trusted_proxies: tuple[IPNetwork, ...] = LOOPBACK
+    # A call answers within this while the database cannot (db/engine.py: Timeouts).
+    database_timeout: float = 10.0
     envoy: bool = True
 
     @classmethod
@@ -158,6 +163,9 @@ class Settings:
             presence_grace_seconds=_float(
                 env, "ATOMCHAT_PRESENCE_GRACE_SECONDS", defaults.presence_grace_seconds
             ),
+            presence_notice_limit=_int(
+                env, "ATOMCHAT_PRESENCE_NOTICE_LIMIT", defaults.presence_notice_limit
+            ),
             shutdown_grace=_float(env, "ATOMCHAT_SHUTDOWN_GRACE", defaults.shutdown_grace),
             hash_workers=_int(
                 env, "ATOMCHAT_HASH_WORKERS", max(1, (os.cpu_count() or 2) // 2), minimum=1
@@ -165,6 +173,7 @@ class Settings:
             hash_queue=_int(env, "ATOMCHAT_HASH_QUEUE", defaults.hash_queue),
             limits=_limits(env),
             trusted_proxies=_networks(env, "ATOMCHAT_TRUSTED_PROXIES", defaults.trusted_proxies),
+            database_timeout=_float(env, "ATOMCHAT_DATABASE_TIMEOUT", defaults.database_timeout),
         )
         given = {name: value for name, value in overrides.items() if value is not None}
         settings = replace(settings, **given)

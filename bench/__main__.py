@@ -75,6 +75,41 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--memory-rounds", type=int, help="open/close rounds (3; quick 1)")
     parser.add_argument(
+        "--burst-streams", type=int, default=2000, help="streams opened at once (2000; 0 skips)"
+    )
+    parser.add_argument(
+        "--burst-rounds", type=int, help="bursts, each after a quiet window (3; quick 1)"
+    )
+    parser.add_argument(
+        "--probe-rate", type=float, default=20.0, help="GetMe calls per second beside a burst (20)"
+    )
+    parser.add_argument(
+        "--quiet-seconds", type=float, default=10.0, help="probe window before each burst (10 s)"
+    )
+    parser.add_argument(
+        "--idle-streams",
+        type=int,
+        help="idle streams held with heartbeats (10000; quick 2000; 0 skips)",
+    )
+    parser.add_argument(
+        "--idle-heartbeat", type=float, default=2.0, help="the idle server's heartbeat (2 s)"
+    )
+    soak = parser.add_argument_group("soak (--soak runs it alone)")
+    soak.add_argument(
+        "--soak", action="store_true", help="chat at half the maximum for a long time, nothing else"
+    )
+    soak.add_argument("--soak-minutes", type=float, default=30.0, help="how long (30 min)")
+    soak.add_argument("--soak-interval", type=float, default=60.0, help="report every (60 s)")
+    soak.add_argument(
+        "--soak-scenario", default="s100", choices=list(SCENARIOS), help="the shape (s100)"
+    )
+    soak.add_argument("--soak-mode", type=int, default=0, help="max_batch (0)")
+    soak.add_argument(
+        "--soak-rate",
+        type=float,
+        help="messages/s per channel (default: half of a flat-out run measured first)",
+    )
+    parser.add_argument(
         "--profile-seconds", type=float, help="py-spy under s500 flat out (20; quick 0 = skip)"
     )
     parser.add_argument("--results", type=Path, default=RESULTS, help="output folder")
@@ -106,6 +141,19 @@ def _options(argv: list[str]) -> Options:
         bar_copies=args.bar_copies,
         memory_streams=args.memory_streams,
         memory_rounds=args.memory_rounds or (1 if quick else 3),
+        burst_streams=args.burst_streams,
+        burst_rounds=args.burst_rounds or (1 if quick else 3),
+        probe_rate=args.probe_rate,
+        quiet_seconds=args.quiet_seconds,
+        idle_streams=args.idle_streams
+        if args.idle_streams is not None
+        else (2000 if quick else 10000),
+        idle_heartbeat=args.idle_heartbeat,
+        soak_minutes=args.soak_minutes if args.soak else 0.0,
+        soak_interval=args.soak_interval,
+        soak_scenario=args.soak_scenario,
+        soak_mode=args.soak_mode,
+        soak_rate=args.soak_rate,
         profile_seconds=(
             args.profile_seconds if args.profile_seconds is not None else (0 if quick else 20)
         ),
@@ -113,32 +161,56 @@ def _options(argv: list[str]) -> Options:
     )
 
 
-async def _main(options: Options) -> None:
+def _users_needed(options: Options) -> int:
+    if options.soak_minutes:
+        return SCENARIOS[options.soak_scenario].streams
+    return max(
+        [s.streams for s in options.scenarios]
+        + [
+            options.memory_streams,
+            options.burst_streams + 1,
+            options.idle_streams,
+            options.logins,
+            1,
+        ]
+    )
+
+
+async def _main(options: Options) -> bool:
+    """Run what the options ask for; False if a soak lost or duplicated anything."""
     started = time.time()
     print(f"load average before: {os.getloadavg()}", flush=True)
     async with fresh_database(server_url(), prefix="atomchat_bench") as url:
         database = BenchDatabase(url)
-        needed = max(
-            [s.streams for s in options.scenarios] + [options.memory_streams, options.logins, 1]
-        )
+        needed = _users_needed(options)
         suite = Suite(options, database, await database.add_users(needed))
         print(
             f"database {database.name}; {needed} users;"
             f" ATOMCHAT_STREAM_BUFFER={options.stream_buffer}",
             flush=True,
         )
-        if options.memory_streams:
-            await suite.memory()
-        for scenario in options.scenarios:
-            await suite.scenario(scenario)
+        if options.soak_minutes:
+            await suite.soak()
+        else:
+            if options.memory_streams:
+                await suite.memory()
+            if options.idle_streams:
+                await suite.idle()
+            if options.burst_streams:
+                await suite.burst()
+            for scenario in options.scenarios:
+                await suite.scenario(scenario)
     print()
     print(report.render(options, suite.outcome))
     print(f"\nload average after: {os.getloadavg()}")
     print(f"results: {report.save(options, suite.outcome, started)}")
+    return suite.outcome.soak is None or suite.outcome.soak.ok
 
 
 def main(argv: list[str] | None = None) -> None:
-    asyncio.run(_main(_options(sys.argv[1:] if argv is None else argv)))
+    ok = asyncio.run(_main(_options(sys.argv[1:] if argv is None else argv)))
+    if not ok:
+        raise SystemExit(1)
 
 
 if __name__ == "__main__":

@@ -12,10 +12,17 @@ from typing import Any
 from bench.job import Job, Result
 
 OnMeasuring = Callable[[], Coroutine[Any, Any, None]]
+OnInterval = Callable[[dict[str, Any]], Coroutine[Any, Any, None]]
 
 
-async def generate(job: Job, log_path: Path, on_measuring: OnMeasuring | None = None) -> Result:
-    """Run `job` in a fresh generator process; `on_measuring` starts with its window."""
+async def generate(
+    job: Job,
+    log_path: Path,
+    on_measuring: OnMeasuring | None = None,
+    on_interval: OnInterval | None = None,
+) -> Result:
+    """Run `job` in a fresh generator process; `on_measuring` starts with its window,
+    `on_interval` is awaited with each interval a soak job reports."""
     with log_path.open("a") as log:
         process = await asyncio.create_subprocess_exec(
             sys.executable,
@@ -36,6 +43,8 @@ async def generate(job: Job, log_path: Path, on_measuring: OnMeasuring | None = 
                 line = raw.decode().strip()
                 if line == "measuring" and on_measuring is not None:
                     side = asyncio.create_task(on_measuring())
+                elif line.startswith("interval ") and on_interval is not None:
+                    await on_interval(json.loads(line.removeprefix("interval ")))
                 elif line.startswith("result "):
                     result = Result.from_json(json.loads(line.removeprefix("result ")))
             await process.wait()

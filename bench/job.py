@@ -44,6 +44,8 @@ class Job:
     payload: int
     streams_per_connection: int
     logins: LoginJob | None = None
+    # Soak: report every this many seconds of the window (0: one window, no reports).
+    report_every: float = 0.0
 
     def dumps(self) -> str:
         return json.dumps(asdict(self))
@@ -90,6 +92,8 @@ class Result:
     login_errors: dict[str, int] = field(default_factory=dict)
     load_average: float = 0.0
     failure: str = ""
+    # A soak's reports, one per interval (bench/loadgen.py).
+    intervals: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def copies_per_second(self) -> float:

@@ -4,6 +4,12 @@ Opens every stream of the job over a moderate number of HTTP/2 connections,
 starts the senders (and the login storm, if any), measures one window after
 the warm-up, waits for every message to reach every stream, and prints
 `measuring` when the window opens and `result {json}` at the end.
+
+A soak job (`report_every` > 0) also prints `interval {json}` at the end of
+each reporting interval of its window: copies/s and latency percentiles of
+that interval alone (its latencies are then dropped, so that a long run
+holds no more than one interval's). Its result's percentiles are then the
+worst interval's p95/p99/max and the median interval's p50.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import gc
 import json
 import math
 import os
+import statistics
 import sys
 import time
 from collections import Counter
@@ -111,7 +118,10 @@ class Run:
         self.window.open()
         if storm is not None:
             storm.opened_ns = self.window.open_ns
-        await self._pause(job.duration)
+        if job.report_every > 0:
+            await self._intervals(job.duration, job.report_every, result)
+        else:
+            await self._pause(job.duration)
         self.window.close()
         for sender in self.senders:
             sender.stopping = True
@@ -139,6 +149,33 @@ class Run:
         await self._settle(sending)
         self._check(result)
         return result
+
+    async def _intervals(self, duration: float, every: float, result: Result) -> None:
+        """Report each interval of the window; keep only their percentiles."""
+        window = self.window
+        loop = asyncio.get_running_loop()
+        ends = loop.time() + duration
+        number = 0
+        while not window.failed.is_set() and loop.time() < ends - 0.001:
+            number += 1
+            started, copies = loop.time(), window.copies
+            await self._pause(min(every, ends - loop.time()))
+            seconds = loop.time() - started
+            latencies = sorted(window.latencies)
+            window.latencies.clear()
+            figures = {
+                "interval": number,
+                "seconds": round(seconds, 3),
+                "copies_per_second": round((window.copies - copies) / seconds, 1),
+                "p50": stats.percentile(latencies, 0.50) / 1e6,
+                "p95": stats.percentile(latencies, 0.95) / 1e6,
+                "p99": stats.percentile(latencies, 0.99) / 1e6,
+                "max": stats.percentile(latencies, 1.0) / 1e6,
+                "send_errors": sum(sender.errors for sender in self.senders),
+                "streams_failed": sum(1 for stream in self.streams if stream.error),
+            }
+            result.intervals.append(figures)
+            print("interval", json.dumps(figures), flush=True)
 
     async def _steady(self) -> None:
         """Flat out, wait until a whole window has gone round in every channel."""
@@ -180,10 +217,15 @@ class Run:
         failed.cancel()
 
     def _check(self, result: Result) -> None:
-        latencies = sorted(self.window.latencies)
-        result.latency_samples = len(latencies)
-        for name, fraction in (("p50", 0.50), ("p95", 0.95), ("p99", 0.99), ("max", 1.0)):
-            setattr(result, name, stats.percentile(latencies, fraction) / 1e6)
+        if result.intervals:
+            for name in ("p95", "p99", "max"):
+                setattr(result, name, max(interval[name] for interval in result.intervals))
+            result.p50 = statistics.median(interval["p50"] for interval in result.intervals)
+        else:
+            latencies = sorted(self.window.latencies)
+            result.latency_samples = len(latencies)
+            for name, fraction in (("p50", 0.50), ("p95", 0.95), ("p99", 0.99), ("max", 1.0)):
+                setattr(result, name, stats.percentile(latencies, fraction) / 1e6)
         for stream in self.streams:
             # What a channel committed: the last seq acked, or seen by any stream.
             stream.tracker.last_seq = max(stream.tracker.last_seq, stream.next_seq - 1)

@@ -140,6 +140,12 @@ def render(options: Options, outcome: Outcome) -> str:
     out += _bar(options, outcome)
     if outcome.memory is not None:
         out += ["", outcome.memory.describe()]
+    if outcome.burst is not None:
+        out += ["", outcome.burst.describe()]
+    if outcome.idle is not None:
+        out += ["", outcome.idle.describe()]
+    if outcome.soak is not None:
+        out += ["", outcome.soak.describe()]
     for label, spots in outcome.hot_spots.items():
         out += ["", f"Server hot spots under {label} flat out (own% / total% of samples):"]
         out += [f"  {s.own:5.1f}  {s.total:5.1f}  {s.function}" for s in spots]
@@ -211,6 +217,9 @@ def save(options: Options, outcome: Outcome, started: float) -> Path:
             for row in outcome.rows
         ],
         "memory": asdict(outcome.memory) if outcome.memory is not None else None,
+        "burst": asdict(outcome.burst) if outcome.burst is not None else None,
+        "idle": asdict(outcome.idle) if outcome.idle is not None else None,
+        "soak": asdict(outcome.soak) if outcome.soak is not None else None,
         "hot_spots": {
             label: [asdict(spot) for spot in spots] for label, spots in outcome.hot_spots.items()
         },

@@ -10,16 +10,18 @@ The bare ceiling runs the same scenarios with the same generator.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from bench import memory, profiling, stats
+from bench import idle, memory, overload, profiling, soak, stats
 from bench.database import JWT_SECRET, PASSWORD, TOKEN_MINUTES, BenchDatabase, BenchUser
 from bench.generator import OnMeasuring, generate
 from bench.job import ChannelJob, Job, LoginJob, Result
-from bench.scenarios import FEATURED, Scenario
+from bench.scenarios import FEATURED, SCENARIOS, Scenario
 from devsupport import Server, child_environment, running, serve_atomchat
 
 ATOMCHAT = "atomchat"
@@ -29,6 +31,8 @@ PACED = "paced"
 PACED_WITH_LOGINS = "paced+logins"
 AT_BAR = "paced@bar"
 QUIET_PATIENCE = 120.0
+# The server's default (ATOMCHAT_HEARTBEAT_SECONDS).
+HEARTBEAT_SECONDS = 15.0
 BARE_COMMAND = [sys.executable, "-m", "bench.bare_server", "--port", "0"]
 
 
@@ -58,6 +62,21 @@ class Options:
     bar_copies: float
     memory_streams: int
     memory_rounds: int
+    # Streams opened at once (0 skips), rounds, and the probe beside them.
+    burst_streams: int
+    burst_rounds: int
+    probe_rate: float
+    quiet_seconds: float
+    # Idle streams held with heartbeats every `idle_heartbeat` s (0 skips).
+    idle_streams: int
+    idle_heartbeat: float
+    # The soak (bench/soak.py): minutes (0: no soak), report interval, shape,
+    # mode, and messages/s per channel (None: half of a flat-out run first).
+    soak_minutes: float
+    soak_interval: float
+    soak_scenario: str
+    soak_mode: int
+    soak_rate: float | None
     profile_seconds: float
     results: Path
 
@@ -88,6 +107,9 @@ class Row:
 class Outcome:
     rows: list[Row] = field(default_factory=list)
     memory: memory.MemoryFigure | None = None
+    burst: overload.BurstFigure | None = None
+    idle: idle.IdleFigure | None = None
+    soak: soak.SoakFigure | None = None
     hot_spots: dict[str, list[profiling.HotSpot]] = field(default_factory=dict)
 
 
@@ -100,7 +122,9 @@ class Suite:
         self._logs = options.results / "logs"
 
     @contextlib.asynccontextmanager
-    async def _atomchat(self, log_path: Path) -> AsyncIterator[Server]:
+    async def _atomchat(
+        self, log_path: Path, *, heartbeat_seconds: float = HEARTBEAT_SECONDS
+    ) -> AsyncIterator[Server]:
         """The server under test, as its own process, logging warnings and errors only.
 
         Rate limits off: one load generator acts for thousands of users at
@@ -114,6 +138,7 @@ class Suite:
             ATOMCHAT_JWT_SECRET=JWT_SECRET,
             ATOMCHAT_TOKEN_MINUTES=str(TOKEN_MINUTES),
             ATOMCHAT_STREAM_BUFFER=str(self.options.stream_buffer),
+            ATOMCHAT_HEARTBEAT_SECONDS=str(heartbeat_seconds),
         ) as server:
             yield server
 
@@ -260,6 +285,84 @@ class Suite:
                 per_connection=options.streams_per_connection,
             )
         print(self.outcome.memory.describe(), flush=True)
+
+    async def burst(self) -> None:
+        options = self.options
+        count = options.burst_streams
+        people, prober = self.users[:count], self.users[count]
+        (channel_id,) = await self.database.add_channels([[*people, prober]])
+        log = self._logs / "server-burst.log"
+        async with self._atomchat(log) as server:
+            self.outcome.burst = await overload.measure(
+                server,
+                channel_id,
+                [user.token for user in people],
+                prober.token,
+                rounds=options.burst_rounds,
+                per_connection=options.streams_per_connection,
+                quiet_seconds=options.quiet_seconds,
+                probe_rate=options.probe_rate,
+            )
+        print(self.outcome.burst.describe(), flush=True)
+
+    async def idle(self) -> None:
+        options = self.options
+        people = self.users[: options.idle_streams]
+        (channel_id,) = await self.database.add_channels([people])
+        log = self._logs / "server-idle.log"
+        heartbeat = options.idle_heartbeat
+        async with self._atomchat(log, heartbeat_seconds=heartbeat) as server:
+            self.outcome.idle = await idle.measure(
+                server,
+                channel_id,
+                [user.token for user in people],
+                per_connection=options.streams_per_connection,
+                heartbeat_seconds=heartbeat,
+                hold=max(3 * heartbeat, 10.0),
+            )
+        print(self.outcome.idle.describe(), flush=True)
+
+    async def soak(self) -> soak.SoakFigure:
+        """Flat out once (unless a rate is given), then paced at half for the soak's minutes."""
+        options = self.options
+        scenario = SCENARIOS[options.soak_scenario]
+        mode = options.soak_mode
+        log = self._logs / f"server-soak-{scenario.name}.log"
+        async with self._atomchat(log) as server:
+            flat_copies = 0.0
+            rate = options.soak_rate
+            if rate is None:
+                flat = await self._run(server, scenario, ATOMCHAT, mode, kind=FLAT, rate=None)
+                if flat.failure or not flat.messages:
+                    raise RuntimeError(f"the flat-out run failed: {flat.failure}")
+                flat_copies = flat.copies_per_second
+                rate = flat.messages_per_second / scenario.channels / 2
+            sampler = soak.Sampler(server.pid, self.database.url)
+            figure = soak.SoakFigure(
+                shape=scenario.describe(),
+                max_batch=mode,
+                rate=rate,
+                flat_copies_per_second=flat_copies,
+                minutes=options.soak_minutes,
+                interval_seconds=options.soak_interval,
+                before=await sampler.sample(),
+            )
+            self.outcome.soak = figure
+            print(soak.HEADER, flush=True)
+
+            async def on_interval(figures: dict[str, Any]) -> None:
+                row = soak.SoakRow.of(figures, await sampler.sample())
+                figure.rows.append(row)
+                print(row.describe(), flush=True)
+
+            job = await self._job(
+                server, scenario, mode, rate=rate, duration=options.soak_minutes * 60
+            )
+            job = dataclasses.replace(job, report_every=options.soak_interval)
+            figure.result = await generate(
+                job, self._logs / f"generator-soak-{scenario.name}.log", on_interval=on_interval
+            )
+        return figure
 
 
 def _progress(scenario: Scenario, target: str, max_batch: int, kind: str, result: Result) -> None:

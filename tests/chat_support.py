@@ -139,12 +139,17 @@ async def chat(
 
 
 @contextlib.asynccontextmanager
-async def subscription(person: Person, channel_id: int, **options: Any) -> AsyncIterator[Feed]:
-    """A Subscribe stream; cancelled when the block ends."""
+async def subscription(
+    person: Person, channel_id: int, *, wait_joined: bool = True, **options: Any
+) -> AsyncIterator[Feed]:
+    """A Subscribe stream, joined (or ended) unless wait_joined=False: whatever is
+    committed from then on reaches it. Cancelled when the block ends."""
     call = person.api.chat.Subscribe(chat_pb2.SubscribeRequest(channel_id=channel_id, **options))
     feed = Feed()
     task = asyncio.create_task(_collect(call, feed))
     try:
+        if wait_joined:
+            await feed.until(lambda f: f.finished or bool(f.of("joined")))
         yield feed
     finally:
         call.cancel()

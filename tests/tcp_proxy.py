@@ -1,13 +1,15 @@
 """A TCP relay a test puts between two parties (a server and PostgreSQL, a client
-and a server), to cut or reset the link at will."""
+and a server), to cut or reset the link at will, or to lose PostgreSQL's
+answers on the one connection that sent some bytes."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import socket
 import struct
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 from sqlalchemy.engine import make_url
@@ -18,6 +20,8 @@ class _Link:
     client: asyncio.StreamWriter
     upstream: asyncio.StreamWriter
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    # Set once the client sent the proxy's `silence_after` bytes: nothing more reaches it.
+    silenced: bool = False
 
     @property
     def upstream_port(self) -> int:
@@ -38,7 +42,12 @@ class _Link:
 
 
 class TcpProxy:
-    """Relays connections to `target`; `refuse_new` makes new ones fail at once."""
+    """Relays connections to `target`; `refuse_new` makes new ones fail at once.
+
+    `silence_after(pattern)`: the first connection whose client then sends
+    `pattern` (within one read) gets nothing more from the server, as if the
+    server's answers were lost on the way; `silenced` is set when that happens.
+    """
 
     def __init__(self, target_host: str, target_port: int) -> None:
         self._target = (target_host, target_port)
@@ -46,6 +55,19 @@ class TcpProxy:
         self._server: asyncio.Server | None = None
         self.refuse_new = False
         self.port = 0
+        self._silence_pattern: bytes | None = None
+        self.silenced = asyncio.Event()
+
+    def silence_after(self, pattern: bytes) -> None:
+        self._silence_pattern = pattern
+        self.silenced.clear()
+
+    def _watch(self, link: _Link, data: bytes) -> None:
+        pattern = self._silence_pattern
+        if pattern is not None and pattern in data:
+            self._silence_pattern = None
+            link.silenced = True
+            self.silenced.set()
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
@@ -80,18 +102,29 @@ class TcpProxy:
             return
         link = _Link(writer, up_writer)
         self._links.add(link)
+        watch = functools.partial(self._watch, link)
         link.tasks = [
-            asyncio.create_task(_pump(reader, up_writer)),
-            asyncio.create_task(_pump(up_reader, writer)),
+            asyncio.create_task(_pump(reader, up_writer, seen=watch)),
+            asyncio.create_task(_pump(up_reader, writer, muted=lambda: link.silenced)),
         ]
         await asyncio.gather(*link.tasks, return_exceptions=True)
         link.close()
         self._links.discard(link)
 
 
-async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def _pump(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    *,
+    seen: Callable[[bytes], None] | None = None,
+    muted: Callable[[], bool] = lambda: False,
+) -> None:
     try:
         while data := await reader.read(65536):
+            if seen is not None:
+                seen(data)
+            if muted():
+                continue
             writer.write(data)
             await writer.drain()
     except (ConnectionError, OSError):

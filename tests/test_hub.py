@@ -244,3 +244,18 @@ async def test_heartbeats_go_to_subscribers_that_sent_nothing_for_a_whole_sweep(
     await hub.close()
     clock.advance(10 * HEARTBEAT_SECONDS)
     assert not busy.heartbeat_due, "a closed hub sweeps no more"
+
+
+async def test_advance_on_a_channel_that_handed_out_nothing_yet_hands_out_the_last_one() -> None:
+    """Catching up (a listener reconnect, a commit whose answer was lost) on a channel
+    whose streams have had no live message yet: they get the last one, and each
+    stream reads what it lacks before it from the database."""
+    store = Store(last=4)
+    hub = make_hub(store)
+    subscriber = hub.subscribe(CHANNEL, 1, is_moderator=False)
+    hub.advance_to(CHANNEL, 0)
+    assert taken(subscriber) == []
+    hub.advance_to(CHANNEL, 4)
+    assert await receive(subscriber, 1) == [4]
+    assert store.reads == [(4, 4)]
+    await hub.close()

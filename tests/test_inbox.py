@@ -21,7 +21,7 @@ from atomchat_server.db.models import InboxKind
 from atomchat_server.domain import inbox as inbox_store
 from atomchat_server.domain import timeline_store
 from devsupport import serve_atomchat
-from tests.chat_support import Feed, inbox, post
+from tests.chat_support import Feed, chat, inbox, post
 from tests.conftest import TEST_SETTINGS, Dial, with_settings
 from tests.support import People, Person, failure_of, sql
 from tests.test_timeline import delete, edit
@@ -277,3 +277,17 @@ async def test_a_quiet_inbox_gets_heartbeats(people: People, dial: Dial, databas
         assert all(beat.server_time.seconds > 0 for beat in stream.of("heartbeat"))
     finally:
         await app.stop()
+
+
+async def test_quiet_inbox_streams_do_not_hold_up_the_streams_opening_after_them(
+    people: People,
+) -> None:
+    person = await people.user()
+    owner = await people.user()
+    channel = await people.channel(owner, members=(person,))
+    # More quiet inboxes than streams may be opening at once (api/admission.py):
+    # each counts as open once it has sent its headers.
+    async with inbox(person), inbox(person), inbox(person), inbox(person) as last:
+        async with chat(person, channel.id) as stream:
+            assert stream.feed.of("joined")
+        assert not last.finished

@@ -13,9 +13,10 @@ from typing import Any
 import grpc
 from atomchat.v1 import channels_pb2, chat_pb2, members_pb2
 
+from atomchat_server.app import App
 from devsupport import serve_atomchat
 from tests.chat_support import chat, post, subscription
-from tests.conftest import TEST_SETTINGS, Dial
+from tests.conftest import TEST_SETTINGS, Dial, with_settings
 from tests.support import People, Person, fails, sql
 from tests.tcp_proxy import TcpProxy
 
@@ -243,3 +244,33 @@ async def test_the_users_of_a_killed_process_go_offline_within_the_heartbeat_win
             doomed.process.send_signal(signal.SIGKILL)
             await watcher.feed.until(lambda f: len(f.of("presence")) == 2, timeout=heartbeat * 5)
     assert presence(watcher.feed) == [(member.id, True), (member.id, False)]
+
+
+async def test_presence_notices_stop_in_channels_past_the_notice_limit(
+    people: People, database_url: str, dial: Dial
+) -> None:
+    app = App(with_settings(presence_notice_limit=2), database_url)
+    await app.start()
+    try:
+        owner, first, second = await people.user(), await people.user(), await people.user()
+        channel = await people.channel(owner, members=(first, second))
+        here = [await dial(app.port, person) for person in (owner, first, second)]
+        async with chat(here[0], channel.id) as watcher:
+            async with chat(here[1], channel.id):
+                await watcher.feed.until(lambda f: len(f.of("presence")) == 1)
+                async with chat(here[2], channel.id) as third:
+                    # Three online: past the limit, the crowd is not announced...
+                    assert sorted(third.feed.of("joined")[0].online_user_ids) == sorted(
+                        [owner.id, first.id, second.id]
+                    )
+                    assert await online_members(here[0], channel.id) == {
+                        owner.id: True,
+                        first.id: True,
+                        second.id: True,
+                    }
+            # ... until it is back within it.
+            await watcher.feed.until(lambda f: len(f.of("presence")) == 2, timeout=GRACE + 5)
+            await asyncio.sleep(GRACE + 1)
+    finally:
+        await app.stop()
+    assert presence(watcher.feed) == [(first.id, True), (first.id, False)]

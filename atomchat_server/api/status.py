@@ -1,9 +1,11 @@
 """The one place that turns failures into gRPC statuses.
 
 Domain errors become their status code with the error's English message and
-google.rpc details: an ErrorInfo carrying the stable reason, and a
-BadRequest listing field violations where there are any (the database
-driver's failures arrive here already as domain errors: db/errors.py).
+google.rpc details: an ErrorInfo carrying the stable reason, a BadRequest
+listing field violations where there are any, and a RetryInfo on every
+UNAVAILABLE (and on any error that names a `retry_after`) saying when to try
+again (the database driver's failures arrive here already as domain errors:
+db/errors.py).
 Anything else is a bug: it is logged, and the client gets INTERNAL
 "Internal Server Error", which reveals nothing.
 """
@@ -66,16 +68,30 @@ def _pack(message: Any) -> any_pb2.Any:
     return packed
 
 
+# What an UNAVAILABLE asks the client to wait before it tries again, unless
+# the error says otherwise.
+RETRY_AFTER_SECONDS = 1.0
+
+
+def retry_after(error: errors.DomainError) -> float | None:
+    """Seconds the client should wait before retrying, or None when retrying will not help."""
+    if error.retry_after is None and isinstance(error, errors.Unavailable):
+        return RETRY_AFTER_SECONDS
+    return error.retry_after
+
+
 def details_of(error: errors.DomainError) -> list[any_pb2.Any]:
     """The google.rpc details of an error: ErrorInfo always, RetryInfo, QuotaFailure and
-    BadRequest when the error says when to retry, which limit, or which fields."""
+    BadRequest when the error says when to retry (every UNAVAILABLE does), which limit,
+    or which fields."""
     info = error_details_pb2.ErrorInfo(
         reason=error.reason, domain=ERROR_DOMAIN, metadata=error.metadata
     )
     details = [_pack(info)]
-    if error.retry_after is not None:
+    delay = retry_after(error)
+    if delay is not None:
         wait = duration_pb2.Duration()
-        wait.FromTimedelta(timedelta(seconds=error.retry_after))
+        wait.FromTimedelta(timedelta(seconds=delay))
         details.append(_pack(error_details_pb2.RetryInfo(retry_delay=wait)))
     if error.quota is not None:
         violation = error_details_pb2.QuotaFailure.Violation(

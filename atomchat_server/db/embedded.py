@@ -99,6 +99,11 @@ class EmbeddedPostgres:
             )
             self._run("pg_ctl", "-D", str(self.pgdata), "-m", "fast", "-w", "stop", check=False)
         self.port = free_port()
+        self._start_on_port()
+        return self.url
+
+    def _start_on_port(self) -> None:
+        """pg_ctl start on `self.port`, waiting until the server accepts connections."""
         options = f"-h 127.0.0.1 -p {self.port} -c unix_socket_directories=''"
         result = self._run(
             "pg_ctl",
@@ -112,7 +117,6 @@ class EmbeddedPostgres:
         if result.returncode != 0:
             log_tail = (self.pgdata / "server.log").read_text(errors="replace")[-2000:]
             raise RuntimeError(f"embedded PostgreSQL did not start:\n{result.stderr}\n{log_tail}")
-        return self.url
 
     def stop(self) -> None:
         self._run("pg_ctl", "-D", str(self.pgdata), "-m", "fast", "-w", "stop", check=False)

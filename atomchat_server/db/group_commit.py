@@ -12,10 +12,19 @@ On the server's loop each of a batch's round trips used to wait behind
 whatever fan-out was under way (commit p99 35 ms at 500 subscribers): hence
 the thread.
 
-Failures: a driver failure that means the database is unavailable fails the
-whole batch with that domain error (db/errors.py) and drops the connection,
-to be reopened by the next batch; any other failure of a batch of several
-retries them one by one, so one bad item cannot fail the others.
+Bounds: connecting and writing a batch (its commit included) take at most
+`timeouts.batch` (half a call's bound, db/engine.py), and a post waits for
+at most the batch under way before its own is written.
+
+Failures: a driver failure that means the database is unavailable (a
+timeout included) fails the whole batch with that domain error
+(db/errors.py), and everything queued behind it too, at once: those would
+only wait for a database that does not answer. The connection is dropped,
+to be reopened by the next batch, and `on_unavailable` is told (on the
+server's loop): a batch that failed while its COMMIT was on its way may
+have committed all the same, and nobody has been handed its events. Any
+other failure of a batch of several retries them one by one, so one bad
+item cannot fail the others.
 """
 
 from __future__ import annotations
@@ -29,7 +38,7 @@ from typing import Generic, Protocol, TypeVar
 
 import asyncpg
 
-from atomchat_server.db.engine import session_settings
+from atomchat_server.db.engine import Timeouts, session_settings
 from atomchat_server.db.errors import domain_error
 from atomchat_server.domain import errors
 
@@ -64,8 +73,12 @@ class GroupCommitter(Generic[W]):
         on_commit: OnCommit,
         max_batch: int,
         application_name: str,
+        timeouts: Timeouts | None = None,
+        on_unavailable: Callable[[], None] | None = None,
     ) -> None:
         self._dsn = dsn
+        self._timeouts = timeouts or Timeouts()
+        self._on_unavailable = on_unavailable
         self._write_batch = write_batch
         self._on_commit = on_commit
         self._max_batch = max_batch
@@ -80,6 +93,8 @@ class GroupCommitter(Generic[W]):
         self._thread: threading.Thread | None = None
         self._connection: asyncpg.Connection | None = None
         self._closing = False
+        # Set by a batch that found the database unavailable, for what is queued behind it.
+        self._unavailable: errors.Unavailable | None = None
 
     @property
     def accepting(self) -> bool:
@@ -136,11 +151,25 @@ class GroupCommitter(Generic[W]):
                     batch = [self._queue.popleft() for _ in range(count)]
                     emitted = await self._commit(batch)
                     self._answer(batch, emitted)
+                    if self._unavailable is not None:
+                        self._fail_queued(self._unavailable)
                 if self._closing:
                     return
         finally:
             if self._connection is not None:
                 await self._connection.close()
+
+    def _fail_queued(self, error: errors.Unavailable) -> None:
+        """Fail everything queued now: it was queued while the database did not answer."""
+        self._unavailable = None
+        queued: list[W] = []
+        while self._queue:
+            queued.append(self._queue.popleft())
+        for work in queued:
+            work.fail(error)
+        if queued:
+            log.warning("failing %d queued items: the database is unavailable", len(queued))
+            self._answer(queued, [])
 
     def _answer(self, batch: list[W], emitted: list[object]) -> None:
         """On the server's loop: hand out what was committed, then answer the submitters."""
@@ -159,7 +188,9 @@ class GroupCommitter(Generic[W]):
     async def _connect(self) -> asyncpg.Connection:
         if self._connection is None or self._connection.is_closed():
             self._connection = await asyncpg.connect(
-                self._dsn, server_settings=session_settings(self._application_name)
+                self._dsn,
+                **self._timeouts.connect_arguments(),
+                server_settings=session_settings(self._application_name, self._timeouts),
             )
         return self._connection
 
@@ -171,9 +202,10 @@ class GroupCommitter(Generic[W]):
     async def _commit(self, batch: list[W]) -> list[object]:
         """One transaction; every item of the batch gets an outcome. Returns what to hand out."""
         try:
-            connection = await self._connect()
-            async with connection.transaction():
-                return list(await self._write_batch(connection, batch))
+            async with asyncio.timeout(self._timeouts.batch):
+                connection = await self._connect()
+                async with connection.transaction():
+                    return list(await self._write_batch(connection, batch))
         except Exception as exc:
             mapped = domain_error(exc)
             if isinstance(mapped, errors.Unavailable):
@@ -181,11 +213,17 @@ class GroupCommitter(Generic[W]):
                 self._drop_connection()
                 for work in batch:
                     work.fail(mapped)
+                self._unavailable = mapped
+                if self._on_unavailable is not None and self._caller is not None:
+                    self._caller.call_soon_threadsafe(self._on_unavailable)
                 return []
             if len(batch) > 1:
                 log.warning("a batch of %d items failed (%r); one by one now", len(batch), exc)
                 emitted: list[object] = []
                 for work in batch:
+                    if self._unavailable is not None:
+                        work.fail(self._unavailable)
+                        continue
                     work.reset()
                     emitted.extend(await self._commit([work]))
                 return emitted

@@ -66,6 +66,7 @@ class Reason(StrEnum):
     OWNER_CANNOT_LEAVE = "OWNER_CANNOT_LEAVE"
     PASSWORD_QUEUE_FULL = "PASSWORD_QUEUE_FULL"
     RATE_LIMITED = "RATE_LIMITED"
+    SERVER_BUSY = "SERVER_BUSY"
     SHUTTING_DOWN = "SHUTTING_DOWN"
     SUBSCRIBER_TOO_SLOW = "SUBSCRIBER_TOO_SLOW"
     TOO_MANY_REACTIONS = "TOO_MANY_REACTIONS"
@@ -189,6 +190,11 @@ def already_member() -> AlreadyExists:
 
 def database_unavailable() -> Unavailable:
     return Unavailable("Database unavailable, try again", reason=Reason.DATABASE_UNAVAILABLE)
+
+
+def server_busy() -> Unavailable:
+    """More streams are opening than this process takes on now."""
+    return Unavailable("Server is busy, try again", reason=Reason.SERVER_BUSY)
 
 
 def shutting_down() -> Unavailable:

@@ -24,13 +24,14 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import Enum
 
 import asyncpg
 
+from atomchat_server.db.engine import Timeouts
 from atomchat_server.db.group_commit import GroupCommitter, OnCommit
 from atomchat_server.db.models import InboxKind, Role, UpdateKind
 from atomchat_server.domain import errors, events, inbox, policy, timeline, timeline_store
@@ -178,7 +179,14 @@ class MessagePoster:
     """Writes the timeline through a group committer; see the module docstring."""
 
     def __init__(
-        self, dsn: str, *, origin: str, on_commit: OnCommit, max_batch: int = MAX_BATCH
+        self,
+        dsn: str,
+        *,
+        origin: str,
+        on_commit: OnCommit,
+        max_batch: int = MAX_BATCH,
+        timeouts: Timeouts | None = None,
+        on_unavailable: Callable[[], None] | None = None,
     ) -> None:
         self._origin = origin
         self._committer: GroupCommitter[_Work] = GroupCommitter(
@@ -187,6 +195,8 @@ class MessagePoster:
             on_commit=on_commit,
             max_batch=max_batch,
             application_name=APPLICATION_NAME,
+            timeouts=timeouts,
+            on_unavailable=on_unavailable,
         )
 
     def start(self) -> None:

@@ -6,7 +6,11 @@ processes over the bus. Typing passes a gate: at most one notice per user
 per channel every 2 s is forwarded here, whichever process it came from; a
 notice lasts 6 s, and a message from the typist ends it (the gate opens
 again at once, so typing right after posting shows). Presence is kept by
-`Presence`; this module turns its changes into frames.
+`Presence`; this module turns its changes into frames, in channels with at
+most `notice_limit` users online: every change is a frame on every other
+stream of the channel, so a crowd that comes online together would cost the
+square of its size. In larger channels `joined.online_user_ids` and
+`Member.online` still say who is online.
 
 Plain chat pays nothing for either: a message costs one dictionary lookup
 here, and only when someone in its channel typed lately.
@@ -88,9 +92,11 @@ class Awareness:
         send: Send,
         heartbeat_seconds: float,
         grace_seconds: float,
+        notice_limit: int = 0,
         clock: Clock | None = None,
     ) -> None:
         self._hub = hub
+        self._notice_limit = notice_limit
         self._frames = frames
         self._send = send
         self._clock: Clock = clock or LoopClock()
@@ -134,5 +140,10 @@ class Awareness:
         self._gate.clear(channel_id, entries)
 
     def _presence_changed(self, channel_id: int, user_id: int, username: str, online: bool) -> None:
+        # Counting the user who comes or goes: a channel as large as the limit
+        # hears of everyone.
+        online_there = self.presence.online_count(channel_id) + (0 if online else 1)
+        if 0 < self._notice_limit < online_there:
+            return
         frame = self._frames.presence(user_id, username, online)
         self._hub.notify(channel_id, frame, skip_user=user_id)

@@ -5,7 +5,9 @@ every decoded event from *other* processes to `on_event` (this process's own
 events were dispatched right after their commit). If the connection drops,
 the bus reconnects with backoff and then calls `on_reconnect`, which lets
 the process catch up on whatever it may have missed, by seq. `reconnects`
-counts the reconnections whose catch-up has run.
+counts the reconnections whose catch-up has run. Connecting, LISTEN and the
+keepalive query are bounded (`timeouts`, db/engine.py), so a server that
+stopped answering is noticed within two keepalive periods.
 
 Ephemeral events (typing, presence), which change nothing stored, are
 `send`: queued, and notified through the same connection in the order sent,
@@ -24,7 +26,7 @@ from typing import Any
 
 import asyncpg
 
-from atomchat_server.db.engine import session_settings
+from atomchat_server.db.engine import Timeouts, session_settings
 from atomchat_server.db.errors import domain_error
 from atomchat_server.domain import events
 
@@ -48,8 +50,10 @@ class Bus:
         on_event: Callable[[events.Event], None],
         on_reconnect: Callable[[], Awaitable[None]],
         keepalive_seconds: float = 5.0,
+        timeouts: Timeouts | None = None,
     ) -> None:
         self._dsn = dsn
+        self._timeouts = timeouts or Timeouts()
         self._origin = origin
         self._on_event = on_event
         self._on_reconnect = on_reconnect
@@ -104,7 +108,9 @@ class Bus:
         while True:
             try:
                 connection = await asyncpg.connect(
-                    self._dsn, server_settings=session_settings(APPLICATION_NAME)
+                    self._dsn,
+                    **self._timeouts.connect_arguments(),
+                    server_settings=session_settings(APPLICATION_NAME, self._timeouts),
                 )
             except Exception as exc:
                 if first:

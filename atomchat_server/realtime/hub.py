@@ -365,7 +365,12 @@ class Hub(Generic[Item]):
             return
         if feed.next_seq is None:
             if first_seq is None:
-                return
+                # Nothing handed out here yet: where each stream stands is its
+                # own. Hand out the last message; a stream that lacks some
+                # before it reads them itself (realtime/delivery.py).
+                if last_seq < 1:
+                    return
+                first_seq = last_seq
             feed.next_seq = first_seq
         feed.exists_to = max(feed.exists_to, last_seq)
         self._fill_if_missing(channel_id, feed)

@@ -58,7 +58,7 @@ class Presence:
     ) -> None:
         self._origin = origin
         self._send = send
-        self._on_change = on_change
+        self._notify = on_change
         self._clock: Clock = clock or LoopClock()
         self._grace = grace_seconds
         self._alive = alive_seconds
@@ -71,6 +71,8 @@ class Presence:
         self._heard: dict[str, float] = {}
         # origin -> the parts of a snapshot still arriving
         self._parts: dict[str, list[list[object]]] = {}
+        # channel -> how many users are online there
+        self._online: dict[int, int] = {}
         self._timer: Timer | None = None
 
     def start(self) -> None:
@@ -145,6 +147,17 @@ class Presence:
 
     def online_users(self, channel_id: int) -> list[int]:
         return sorted({*self._local.get(channel_id, ()), *self._remote.get(channel_id, ())})
+
+    def online_count(self, channel_id: int) -> int:
+        return self._online.get(channel_id, 0)
+
+    def _on_change(self, channel_id: int, user_id: int, username: str, online: bool) -> None:
+        count = self._online.get(channel_id, 0) + (1 if online else -1)
+        if count > 0:
+            self._online[channel_id] = count
+        else:
+            self._online.pop(channel_id, None)
+        self._notify(channel_id, user_id, username, online)
 
     # -- what the other processes say
 

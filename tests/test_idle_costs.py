@@ -1,0 +1,53 @@
+"""Idle streams cost the server no task or timer of their own: the hub's one
+heartbeat sweep serves them all (realtime/hub.py), a Subscribe is nothing but
+gRPC's call, and a ChatStream adds one task, the one that reads what its client
+sends while the call's own task writes. (Memory per idle stream is measured by
+the benchmark: bench/idle.py.)"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import Counter
+
+from tests.chat_support import chat, subscription
+from tests.support import People
+
+STREAMS = 100
+# Timers that are not the streams' own may come and go meanwhile (a database
+# connection's statement cache, a pool that grew): a few, never one a stream.
+OTHER_TIMERS = 5
+
+
+def server_tasks() -> Counter[str]:
+    """Tasks running the server's own coroutines, by name."""
+    found: Counter[str] = Counter()
+    for task in asyncio.all_tasks():
+        coroutine = task.get_coro()
+        code = getattr(coroutine, "cr_code", None)
+        if code is not None and "atomchat_server" in code.co_filename:
+            found[getattr(coroutine, "__qualname__", "?")] += 1
+    return found
+
+
+def live_timers() -> int:
+    """Timers armed on this loop (the tests' loop, which also runs the session's server)."""
+    scheduled = getattr(asyncio.get_running_loop(), "_scheduled")  # noqa: B009 - asyncio's heap
+    return sum(1 for handle in scheduled if not handle.cancelled())
+
+
+async def test_idle_streams_hold_no_task_or_timer_but_each_chat_streams_reader(
+    people: People,
+) -> None:
+    owner = await people.user()
+    room = await people.channel(owner)
+    tasks_before, timers_before = server_tasks(), live_timers()
+    async with contextlib.AsyncExitStack() as streams:
+        for _ in range(STREAMS):
+            await streams.enter_async_context(chat(owner, room.id, history_limit=0))
+            feed = await streams.enter_async_context(subscription(owner, room.id, history_limit=0))
+            await feed.until(lambda f: bool(f.of("joined")))
+        added_tasks = server_tasks() - tasks_before
+        added_timers = live_timers() - timers_before
+    assert added_tasks == Counter({"ChatServicer._read_sends": STREAMS})
+    assert added_timers <= OTHER_TIMERS
