@@ -245,6 +245,16 @@ async def test_the_models_match_the_migrations(shared_database: str) -> None:
     assert found == []
 
 
+async def test_unread_counts_read_the_seq_index_only(shared_database: str) -> None:
+    rows = await sql(
+        shared_database,
+        "SELECT indexdef FROM pg_indexes WHERE indexname = 'uq_messages_channel_id_seq'",
+    )
+    assert rows[0]["indexdef"].endswith(
+        "(channel_id, seq) INCLUDE (sender_id, deleted_at, mention_user_ids)"
+    )
+
+
 async def test_atomchat_migrate_brings_an_empty_database_to_head(postgres_server_url: str) -> None:
     async with fresh_database(postgres_server_url, migrated=False) as url:
         result = await run_atomchat("migrate", env=child_environment(DATABASE_URL=url))

@@ -156,7 +156,13 @@ class Message(Base):
 
     __tablename__ = "messages"
     __table_args__ = (
-        UniqueConstraint("channel_id", "seq"),
+        # With what unread counts read (domain/channel_rows.py), so that counting a
+        # member's unread messages reads this index only.
+        UniqueConstraint(
+            "channel_id",
+            "seq",
+            postgresql_include=["sender_id", "deleted_at", "mention_user_ids"],
+        ),
         Index(
             "uq_messages_client_message_id",
             "channel_id",

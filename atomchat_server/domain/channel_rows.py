@@ -61,7 +61,7 @@ _ALL_ACTIVITY = (
     f" JOIN channels c ON c.id = cm.channel_id{_COUNTED}"
     " WHERE cm.user_id = $1 AND c.is_active"
 )
-_MY_CHANNELS = (
+MY_CHANNELS = (
     f"SELECT {COLUMNS}, {_STATE_COLUMNS} FROM channel_members cm"  # noqa: S608
     f" JOIN channels c ON c.id = cm.channel_id{_COUNTED}"
     " WHERE cm.user_id = $1 AND c.is_active AND c.id > $2 ORDER BY c.id LIMIT $3"
@@ -105,5 +105,5 @@ async def my_channels(
     connection: asyncpg.Connection, *, user_id: int, after_id: int, limit: int
 ) -> list[ChannelView]:
     """Up to `limit` of the member's channels after `after_id`, each with its read state."""
-    rows = await connection.fetch(_MY_CHANNELS, user_id, after_id, limit)
+    rows = await connection.fetch(MY_CHANNELS, user_id, after_id, limit)
     return [channel_view(row, activity(row).read_state) for row in rows]

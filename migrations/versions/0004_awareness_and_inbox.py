@@ -6,7 +6,9 @@ Create Date: 2026-12-04 13:30:00
 
 Members gain a read marker (existing members have read everything); users a
 counter of their inbox events, which are stored (the last 1000 per user) in
-inbox_events with per-user, gap-free ids.
+inbox_events with per-user, gap-free ids. The (channel_id, seq) index of
+messages carries what an unread count reads (sender, deletion, mentions), so
+that counting reads the index only.
 """
 
 from collections.abc import Sequence
@@ -28,6 +30,11 @@ def upgrade() -> None:
     op.execute(
         "UPDATE channel_members m SET last_read_seq = c.last_seq"
         " FROM channels c WHERE c.id = m.channel_id"
+    )
+    op.drop_constraint("uq_messages_channel_id_seq", "messages", type_="unique")
+    op.execute(
+        "ALTER TABLE messages ADD CONSTRAINT uq_messages_channel_id_seq"
+        " UNIQUE (channel_id, seq) INCLUDE (sender_id, deleted_at, mention_user_ids)"
     )
     op.add_column(
         "users", sa.Column("inbox_last_id", sa.BigInteger(), server_default="0", nullable=False)
@@ -76,4 +83,6 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_table("inbox_events")
     op.drop_column("users", "inbox_last_id")
+    op.drop_constraint("uq_messages_channel_id_seq", "messages", type_="unique")
+    op.create_unique_constraint("uq_messages_channel_id_seq", "messages", ["channel_id", "seq"])
     op.drop_column("channel_members", "last_read_seq")
