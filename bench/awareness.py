@@ -181,29 +181,45 @@ async def list_my_channels(rounds: int, seed: int, behind: str) -> dict[str, Any
 
 
 class Tracker:
-    """When each message was posted, and when each member first heard of it."""
+    """When each message was posted and when each stream heard of what; the delays
+    are worked out at the end (a stream may hear of a message before its post returns)."""
 
     def __init__(self) -> None:
+        # (channel, seq) -> when its post began
         self.posted: dict[tuple[int, int], float] = {}
-        # (channel, user) -> the last seq their inbox's activity covered
-        self.covered: dict[tuple[int, int], int] = defaultdict(int)
-        self.activity: list[float] = []
-        self.stream: list[float] = []
-        self.measuring = False
+        # (channel, user) -> [(when, last seq covered)] of their inbox's activity
+        self.activity: dict[tuple[int, int], list[tuple[float, int]]] = defaultdict(list)
+        # (channel, seq) -> when each stream of the channel got the message
+        self.delivered: dict[tuple[int, int], list[float]] = defaultdict(list)
 
     def heard_activity(self, channel_id: int, user_id: int, last_seq: int) -> None:
-        now = time.perf_counter()
-        key = (channel_id, user_id)
-        for seq in range(self.covered[key] + 1, last_seq + 1):
-            posted = self.posted.get((channel_id, seq))
-            if posted is not None and self.measuring:
-                self.activity.append(now - posted)
-        self.covered[key] = max(self.covered[key], last_seq)
+        self.activity[(channel_id, user_id)].append((time.perf_counter(), last_seq))
 
     def heard_message(self, channel_id: int, seq: int) -> None:
-        posted = self.posted.get((channel_id, seq))
-        if posted is not None and self.measuring:
-            self.stream.append(time.perf_counter() - posted)
+        self.delivered[(channel_id, seq)].append(time.perf_counter())
+
+    def activity_delays(self, members: dict[int, list[int]]) -> tuple[list[float], int]:
+        """For every measured message and member: post to the first activity covering it;
+        and how many (message, member) pairs no activity covered."""
+        delays: list[float] = []
+        missed = 0
+        for (channel_id, seq), began in self.posted.items():
+            for user_id in members[channel_id]:
+                heard = self.activity.get((channel_id, user_id), [])
+                first = next((when for when, covered in heard if covered >= seq), None)
+                if first is None:
+                    missed += 1
+                else:
+                    delays.append(first - began)
+        return delays, missed
+
+    def message_delays(self) -> list[float]:
+        return [
+            when - self.posted[key]
+            for key, arrivals in self.delivered.items()
+            if key in self.posted
+            for when in arrivals
+        ]
 
 
 async def hold_inbox(
@@ -248,6 +264,7 @@ async def send(
     interval: float,
     until: float,
     rng: random.Random,
+    measuring: bool,
 ) -> int:
     sent = 0
     next_at = time.perf_counter()
@@ -259,13 +276,16 @@ async def send(
             chat_pb2.SendMessageRequest(channel_id=channel_id, content="hello"),
             metadata=metadata(sender),
         )
-        tracker.posted[(channel_id, message.seq)] = began
+        if measuring:
+            tracker.posted[(channel_id, message.seq)] = began
         sent += 1
         next_at += interval
     return sent
 
 
-async def inbox(users: int, senders: int, rate: float, seconds: float, seed: int) -> dict[str, Any]:
+async def inbox(
+    users: int, senders: int, rate: float, seconds: float, seed: int, *, with_inbox: bool
+) -> dict[str, Any]:
     rng = random.Random(seed)
     async with fresh_database(server_url(), prefix="atomchat_bench") as url:
         database = BenchDatabase(url)
@@ -288,24 +308,21 @@ async def inbox(users: int, senders: int, rate: float, seconds: float, seed: int
                 for _ in range(max(1, 2 * users // STREAMS_PER_CONNECTION))
             ]
             opened = 0
+            streams = (2 if with_inbox else 1) * users
             all_open = asyncio.Event()
 
             def one_opened() -> None:
                 nonlocal opened
                 opened += 1
-                if opened == 2 * users:
+                if opened == streams:
                     all_open.set()
 
             tasks = []
             for number, reader in enumerate(readers):
                 connection = connections[(2 * number) % len(connections)]
-                tasks.append(
-                    asyncio.create_task(
-                        hold_inbox(
-                            inbox_pb2_grpc.InboxServiceStub(connection), reader, tracker, one_opened
-                        )
-                    )
-                )
+                if with_inbox:
+                    stub = inbox_pb2_grpc.InboxServiceStub(connection)
+                    tasks.append(asyncio.create_task(hold_inbox(stub, reader, tracker, one_opened)))
                 tasks.append(
                     asyncio.create_task(
                         hold_channel(
@@ -323,29 +340,28 @@ async def inbox(users: int, senders: int, rate: float, seconds: float, seed: int
             rss_open = rss_mib(server)
             sending = grpc.aio.insecure_channel(server.address)
             chat = chat_pb2_grpc.ChatServiceStub(sending)
-            warm_until = time.perf_counter() + 3
-            await asyncio.gather(
-                *(
-                    send(
-                        chat,
-                        w,
-                        channels,
-                        tracker,
-                        interval=senders / rate,
-                        until=warm_until,
-                        rng=rng,
+            interval = senders / rate
+
+            async def load(seconds: float, *, measuring: bool) -> list[int]:
+                until = time.perf_counter() + seconds
+                return await asyncio.gather(
+                    *(
+                        send(
+                            chat,
+                            w,
+                            channels,
+                            tracker,
+                            interval=interval,
+                            until=until,
+                            rng=rng,
+                            measuring=measuring,
+                        )
+                        for w in writers
                     )
-                    for w in writers
                 )
-            )
-            tracker.measuring = True
-            until = time.perf_counter() + seconds
-            sent = await asyncio.gather(
-                *(
-                    send(chat, w, channels, tracker, interval=senders / rate, until=until, rng=rng)
-                    for w in writers
-                )
-            )
+
+            await load(3, measuring=False)
+            sent = await load(seconds, measuring=True)
             await asyncio.sleep(2)
             rss_after = rss_mib(server)
             for task in tasks:
@@ -354,17 +370,21 @@ async def inbox(users: int, senders: int, rate: float, seconds: float, seed: int
             await sending.close()
             for connection in connections:
                 await connection.close()
-    expected = sum(sent) * CHANNEL_SIZE
+    members: dict[int, list[int]] = defaultdict(list)
+    for user_id, channel_id in channel_of.items():
+        members[channel_id].append(user_id)
+    activity_delays, missed = tracker.activity_delays(members) if with_inbox else ([], 0)
     return {
         "users": users,
-        "streams": 2 * users,
+        "streams": streams,
         "senders": senders,
         "rate_per_second": rate,
         "seconds": seconds,
         "messages": sum(sent),
-        "activity (post to inbox)": summary(tracker.activity),
-        "activity heard of": f"{len(tracker.activity)} of {expected}",
-        "message (post to channel stream)": summary(tracker.stream),
+        "inbox streams": with_inbox,
+        "activity (post to inbox)": summary(activity_delays),
+        "activity missed": missed,
+        "message (post to channel stream)": summary(tracker.message_delays()),
         "server_rss_mib": {
             "before streams": round(rss_before, 1),
             "streams open": round(rss_open, 1),
@@ -381,9 +401,18 @@ async def main(options: argparse.Namespace) -> dict[str, Any]:
             for behind in ("typical", "far")
         ]
     if options.only in (None, "inbox"):
-        report["inbox"] = await inbox(
-            options.users, options.senders, options.rate, options.seconds, options.seed
-        )
+        # The same load without inbox streams, then with them: what the inbox costs.
+        report["inbox"] = [
+            await inbox(
+                options.users,
+                options.senders,
+                options.rate,
+                options.seconds,
+                options.seed,
+                with_inbox=with_inbox,
+            )
+            for with_inbox in (False, True)
+        ]
     return report
 
 
