@@ -33,7 +33,7 @@ from atomchat.v1 import (
     users_pb2_grpc,
 )
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from sqlalchemy import text
 
 from atomchat_server.api import wire
 from atomchat_server.api.admission import OPENING, WAITING, Admission, AdmissionInterceptor
@@ -44,20 +44,31 @@ from atomchat_server.api.join_requests import JoinRequestServicer
 from atomchat_server.api.members import MemberServicer
 from atomchat_server.api.status import ErrorInterceptor
 from atomchat_server.api.users import UserServicer
-from atomchat_server.auth.interceptor import Authenticator, AuthInterceptor
+from atomchat_server.auth.interceptor import (
+    PUBLIC_METHODS,
+    Authenticator,
+    AuthInterceptor,
+    current_actor,
+)
 from atomchat_server.auth.passwords import Passwords
 from atomchat_server.auth.tokens import Tokens
 from atomchat_server.config import Settings
 from atomchat_server.db.engine import Database, Timeouts, asyncpg_dsn
+from atomchat_server.db.migrate import SchemaError, check_revision, check_schema, revision_of
+from atomchat_server.db.waiting import wait_for_database
 from atomchat_server.domain import errors, events, messages
 from atomchat_server.domain.posting import MessagePoster
-from atomchat_server.limits import Limits
+from atomchat_server.limits import Limit, Limits
+from atomchat_server.observability import metrics
+from atomchat_server.observability.calls import CallerNote, CallObserver
+from atomchat_server.ports import PortInUse, ensure_free
 from atomchat_server.realtime.awareness import Awareness, AwarenessFrames
 from atomchat_server.realtime.bus import Bus
 from atomchat_server.realtime.delivery import Encoded
 from atomchat_server.realtime.hub import Hub
 from atomchat_server.realtime.inbox_hub import InboxHub
 from atomchat_server.realtime.router import EventRouter
+from atomchat_server.reflection import enable as enable_reflection
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +84,9 @@ SERVICE_NAMES = (
 HEALTH_CHECK_SECONDS = 5.0
 HEALTH_RECHECK_SECONDS = 1.0
 SERVER_OPTIONS = [
+    # One server per port: without this a second server could bind it too
+    # (SO_REUSEPORT) and take half of the connections.
+    ("grpc.so_reuseport", 0),
     ("grpc.keepalive_time_ms", 30_000),
     ("grpc.keepalive_timeout_ms", 10_000),
     ("grpc.keepalive_permit_without_calls", 1),
@@ -104,6 +118,8 @@ class App:
             heartbeat_seconds=settings.heartbeat_seconds,
             stall_seconds=settings.stalled_stream_seconds,
         )
+        if not settings.jwt_secret:
+            raise ValueError("no jwt_secret: see atomchat_server.signing_key.with_signing_key")
         self.tokens = Tokens(
             secret=settings.jwt_secret, lifetime=timedelta(minutes=settings.token_minutes)
         )
@@ -134,7 +150,7 @@ class App:
         self.poster = MessagePoster(
             asyncpg_dsn(database_url),
             origin=origin,
-            on_commit=self.router.after_commit,
+            on_commit=metrics.counting_posts(self.router.after_commit),
             timeouts=timeouts,
             on_unavailable=self._database_failed,
         )
@@ -146,17 +162,25 @@ class App:
         )
         self.server = grpc.aio.server(
             interceptors=[
+                CallObserver(),
                 ErrorInterceptor(),
                 AdmissionInterceptor(self.admission),
                 AuthInterceptor(self.authenticator),
+                CallerNote(lambda: current_actor().user_id, PUBLIC_METHODS),
             ],
             options=SERVER_OPTIONS,
         )
         self._add_services()
+        metrics.track_streams(self.hub)
+        for limit in Limit:
+            metrics.RATE_LIMITED.labels(limit)  # every limit's series, from 0
+        self.metrics_server: metrics.MetricsServer | None = None
         self._health_task: asyncio.Task[None] | None = None
         self._check_now: asyncio.Event | None = None
         self._catch_up_due = False
+        self._started: list[str] = []
         self.port = 0
+        self.metrics_port: int | None = None
 
     def _send_ephemeral(self, event: events.Event) -> None:
         self.bus.send(event)
@@ -189,38 +213,57 @@ class App:
         chat = ChatServicer(self.database, self.hub, self.poster, self.limits, self.awareness)
         server.add_generic_rpc_handlers((chat.handler(),))
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
-        reflection.enable_server_reflection(
-            (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
-        )
+        enable_reflection((*SERVICE_NAMES, health.SERVICE_NAME), server)
+
+    def bind(self) -> int:
+        """Bind the gRPC port (exclusively; PortInUse if taken) and return it, before
+        `start()`, so that what fronts the server can start meanwhile."""
+        settings = self.settings
+        ensure_free(settings.host, settings.grpc_port, "gRPC")
+        try:
+            self.port = self.server.add_insecure_port(f"{settings.host}:{settings.grpc_port}")
+        except RuntimeError as exc:
+            raise PortInUse(settings.grpc_port, "gRPC") from exc
+        return self.port
 
     async def start(self) -> int:
-        """Serve; returns the gRPC port. Health says SERVING once the database answers."""
+        """Serve; returns the gRPC port. Health says SERVING once the database answers
+        and its schema is the one this code needs.
+
+        Raises PortInUse, DatabaseUnreachable or SchemaError (each a sentence);
+        `stop()` then undoes whatever had started.
+        """
+        settings = self.settings
+        if not self.port:
+            self.bind()
         await self._set_health(serving=False)
-        self.port = self.server.add_insecure_port(f"{self.settings.host}:{self.settings.grpc_port}")
         await self.server.start()
-        await self._wait_for_database()
+        self._started.append("server")
+        if settings.metrics_port is not None:
+            ensure_free(settings.host, settings.metrics_port, "metrics")
+            self.metrics_server = metrics.MetricsServer(settings.host, settings.metrics_port)
+            self.metrics_port = await asyncio.to_thread(self.metrics_server.start)
+        await wait_for_database(self.database.url, seconds=settings.database_wait_seconds)
+        await check_schema(self.database.url)
         await self.bus.start()
+        self._started.append("bus")
         self.poster.start()
+        self._started.append("poster")
         self.hub.start()
         self.inboxes.start()
         self.awareness.presence.start()
+        self._started.append("presence")
         await self.passwords.start()
         await self._set_health(serving=True)
         self._check_now = asyncio.Event()
         self._health_task = asyncio.create_task(self._watch_database(), name="health-check")
         return self.port
 
-    async def _wait_for_database(self, attempts: int = 60) -> None:
-        for attempt in range(attempts):
-            try:
-                await self.database.ping()
-            except (OSError, ConnectionError, Exception) as exc:
-                if attempt == attempts - 1:
-                    raise
-                log.info("waiting for the database: %s", exc)
-                await asyncio.sleep(0.5)
-            else:
-                return
+    async def _check_database(self) -> None:
+        """The database answers, and its schema is the one this code needs."""
+        async with self.database.engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+            check_revision(await revision_of(connection))
 
     def _database_failed(self) -> None:
         """Work found the database unable to answer: check it now, catch up once it answers."""
@@ -241,7 +284,12 @@ class App:
             self._check_now.clear()
             try:
                 async with asyncio.timeout(self.settings.database_timeout):
-                    await self.database.ping()
+                    await self._check_database()
+            except SchemaError as exc:
+                if serving:
+                    log.error("not serving: %s", exc)
+                    serving = False
+                    await self._set_health(serving=False)
             except Exception as exc:  # noqa: BLE001 - an unreachable database is NOT_SERVING
                 if serving:
                     log.warning("database check failed (%r): NOT_SERVING", exc)
@@ -273,7 +321,10 @@ class App:
             await self.health.set(name, state)
 
     async def stop(self) -> None:
-        """Graceful shutdown: acked messages are committed, streams end with UNAVAILABLE."""
+        """Graceful shutdown: acked messages are committed, streams end with UNAVAILABLE.
+
+        Safe after a start that failed part of the way: stops what had started.
+        """
         if self._health_task is not None:
             self._health_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -282,13 +333,19 @@ class App:
         # No new calls from here on; calls under way get the grace period.
         stopping = asyncio.create_task(self.server.stop(self.settings.shutdown_grace))
         await asyncio.sleep(0)
-        await self.poster.close()
+        if "poster" in self._started:
+            await self.poster.close()
         self.hub.close_all(errors.shutting_down())
         self.inboxes.close_all(errors.shutting_down())
-        self.awareness.presence.stop()
+        if "presence" in self._started:
+            self.awareness.presence.stop()
         await stopping
         await self.hub.close()
         self.inboxes.close()
-        await self.bus.close()
+        if "bus" in self._started:
+            await self.bus.close()
         await self.passwords.close()
         await self.database.dispose()
+        if self.metrics_server is not None:
+            await asyncio.to_thread(self.metrics_server.stop)
+            self.metrics_server = None

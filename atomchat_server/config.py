@@ -9,7 +9,8 @@ Flags win over environment variables, which win over the defaults:
 | http_port          | --http-port    | ATOMCHAT_HTTP_PORT          | 8080                 |
 | database_url       |                | DATABASE_URL                | embedded PostgreSQL  |
 | data_dir           | --data-dir     | ATOMCHAT_DATA_DIR           | ./.atomchat          |
-| jwt_secret         |                | ATOMCHAT_JWT_SECRET         | a development secret |
+| jwt_secret         |                | ATOMCHAT_JWT_SECRET         | generated, kept in   |
+|                    |                |                             | data_dir (local only)|
 | token_minutes      |                | ATOMCHAT_TOKEN_MINUTES      | 20                   |
 | production         |                | ATOMCHAT_ENV=production     | off                  |
 | heartbeat_seconds  |                | ATOMCHAT_HEARTBEAT_SECONDS  | 15                   |
@@ -22,6 +23,8 @@ Flags win over environment variables, which win over the defaults:
 | hash_workers       |                | ATOMCHAT_HASH_WORKERS       | half the CPUs, >= 1  |
 | database_timeout   |                | ATOMCHAT_DATABASE_TIMEOUT   | 10 (seconds)         |
 | envoy              | --no-envoy     |                             | on                   |
+| metrics_port       | --metrics-port | ATOMCHAT_METRICS_PORT       | off                  |
+| database_wait_seconds |             | ATOMCHAT_DATABASE_WAIT_SECONDS | 30                |
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ LOOPBACK: tuple[IPNetwork, ...] = (
     ipaddress.ip_network("::1/128"),
 )
 
-DEVELOPMENT_JWT_SECRET = "atomchat-development-secret-do-not-use-in-production"
+MIN_PRODUCTION_SECRET_LENGTH = 32
 
 
 class ConfigError(ValueError):
@@ -72,6 +75,13 @@ def _float(environ: Mapping[str, str], name: str, default: float) -> float:
     if value <= 0:
         raise ConfigError(f"{name} must be positive")
     return value
+
+
+def _optional_port(environ: Mapping[str, str], name: str) -> int | None:
+    raw = environ.get(name)
+    if raw is None or raw == "":
+        return None
+    return _int(environ, name, 0)
 
 
 def _rate(environ: Mapping[str, str], name: str, default: float) -> float:
@@ -118,7 +128,8 @@ class Settings:
     http_port: int = 8080
     database_url: str | None = None
     data_dir: Path = field(default_factory=lambda: Path(".atomchat"))
-    jwt_secret: str = DEVELOPMENT_JWT_SECRET
+    # "": not configured; a local run makes one (atomchat_server/signing_key.py).
+    jwt_secret: str = ""
     token_minutes: int = 20
     production: bool = False
     heartbeat_seconds: float = 15.0
@@ -135,6 +146,8 @@ class Settings:
     # A call answers within this while the database cannot (db/engine.py: Timeouts).
     database_timeout: float = 10.0
     envoy: bool = True
+    metrics_port: int | None = None
+    database_wait_seconds: float = 30.0
 
     @classmethod
     def from_environment(
@@ -149,7 +162,7 @@ class Settings:
             http_port=_int(env, "ATOMCHAT_HTTP_PORT", defaults.http_port),
             database_url=env.get("DATABASE_URL") or None,
             data_dir=Path(env.get("ATOMCHAT_DATA_DIR") or ".atomchat"),
-            jwt_secret=env.get("ATOMCHAT_JWT_SECRET") or DEVELOPMENT_JWT_SECRET,
+            jwt_secret=env.get("ATOMCHAT_JWT_SECRET") or "",
             token_minutes=_int(env, "ATOMCHAT_TOKEN_MINUTES", defaults.token_minutes, minimum=1),
             production=env.get("ATOMCHAT_ENV", "").lower() == "production",
             heartbeat_seconds=_float(env, "ATOMCHAT_HEARTBEAT_SECONDS", defaults.heartbeat_seconds),
@@ -174,6 +187,10 @@ class Settings:
             limits=_limits(env),
             trusted_proxies=_networks(env, "ATOMCHAT_TRUSTED_PROXIES", defaults.trusted_proxies),
             database_timeout=_float(env, "ATOMCHAT_DATABASE_TIMEOUT", defaults.database_timeout),
+            metrics_port=_optional_port(env, "ATOMCHAT_METRICS_PORT"),
+            database_wait_seconds=_float(
+                env, "ATOMCHAT_DATABASE_WAIT_SECONDS", defaults.database_wait_seconds
+            ),
         )
         given = {name: value for name, value in overrides.items() if value is not None}
         settings = replace(settings, **given)
@@ -181,18 +198,38 @@ class Settings:
         return settings
 
     def validate(self) -> None:
-        for name in ("grpc_port", "http_port"):
+        for name in ("grpc_port", "http_port", "metrics_port"):
             port = getattr(self, name)
-            if not 0 <= port <= 65535:
+            if port is not None and not 0 <= port <= 65535:
                 raise ConfigError(f"{name} must be between 0 and 65535")
         if self.database_url is not None and not self.database_url.startswith(
             ("postgresql://", "postgres://", "postgresql+asyncpg://")
         ):
             raise ConfigError("DATABASE_URL must be a postgresql:// URL")
-        if self.production and self.jwt_secret == DEVELOPMENT_JWT_SECRET:
+        if not self.jwt_secret:
+            if self.production:
+                raise ConfigError(
+                    "ATOMCHAT_ENV=production needs ATOMCHAT_JWT_SECRET "
+                    f"({MIN_PRODUCTION_SECRET_LENGTH}+ random characters)"
+                )
+            if not is_loopback(self.host):
+                raise ConfigError(
+                    f"listening on {self.host} needs ATOMCHAT_JWT_SECRET "
+                    f"({MIN_PRODUCTION_SECRET_LENGTH}+ random characters): a generated secret "
+                    "is for local runs only"
+                )
+        elif self.production and len(self.jwt_secret) < MIN_PRODUCTION_SECRET_LENGTH:
             raise ConfigError(
-                "ATOMCHAT_ENV=production needs ATOMCHAT_JWT_SECRET: "
-                "refusing to sign tokens with the development secret"
+                f"ATOMCHAT_JWT_SECRET must be at least {MIN_PRODUCTION_SECRET_LENGTH} "
+                "characters in production"
             )
-        if self.production and len(self.jwt_secret) < 32:
-            raise ConfigError("ATOMCHAT_JWT_SECRET must be at least 32 characters in production")
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` (an address or a name) is reachable from this machine only."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False

@@ -32,6 +32,7 @@ from enum import StrEnum
 from typing import Generic, TypeVar
 
 from atomchat_server.domain import errors
+from atomchat_server.observability import metrics
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -64,6 +65,7 @@ class LimitSettings:
 
 
 def refusal(limit: Limit, message: str, retry_after: float) -> errors.ResourceExhausted:
+    metrics.count_rate_limited(limit)
     return errors.ResourceExhausted(
         message,
         reason=errors.Reason.RATE_LIMITED,

@@ -10,6 +10,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+# As `atomchat serve` does (cli.main), before gRPC is first imported: the children
+# the tests start (Envoy, whose preexec_fn makes subprocess fork rather than
+# vfork) exec at once and never use gRPC, and gRPC's fork handlers in them can
+# abort the child ("epoll_wait error: Bad file descriptor", status -6).
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
+
 import grpc
 import pytest
 

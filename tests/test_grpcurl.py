@@ -26,6 +26,7 @@ async def test_grpcurl_lists_the_services_through_reflection(app: App) -> None:
     assert set(listed.stdout.split()) == {
         *SERVICE_NAMES,
         "grpc.health.v1.Health",
+        "grpc.reflection.v1.ServerReflection",
         "grpc.reflection.v1alpha.ServerReflection",
     }
 

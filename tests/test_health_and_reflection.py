@@ -60,6 +60,7 @@ async def test_reflection_lists_every_service(grpc_channel: grpc.aio.Channel) ->
     assert names == {
         *SERVICE_NAMES,
         "grpc.health.v1.Health",
+        "grpc.reflection.v1.ServerReflection",
         "grpc.reflection.v1alpha.ServerReflection",
     }
 

@@ -135,10 +135,7 @@ async def test_production_with_the_default_secret_refuses_to_start(tmp_path: Pat
         env=child_environment(ATOMCHAT_ENV="production", ATOMCHAT_DATA_DIR=str(data_dir)),
     )
     assert result.returncode != 0
-    assert (
-        "ATOMCHAT_ENV=production needs ATOMCHAT_JWT_SECRET: "
-        "refusing to sign tokens with the development secret"
-    ) in result.output
+    assert "ATOMCHAT_ENV=production needs ATOMCHAT_JWT_SECRET" in result.output
     assert "Traceback" not in result.output
     assert not data_dir.exists(), "nothing should have started"
 

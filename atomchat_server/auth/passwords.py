@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import ctypes.util
 import multiprocessing
 import os
 import signal
+import sys
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from typing import TypeVar
@@ -57,8 +60,23 @@ def _verify(password: str, hashed: str) -> bool:
         return False
 
 
-def _start_worker() -> None:
-    """Run this worker only when the CPU would otherwise be idle; Ctrl-C is the server's."""
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with(parent: int) -> None:
+    """On Linux, have this worker killed when the server dies, even by SIGKILL."""
+    if not sys.platform.startswith("linux"):
+        return
+    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:
+        os._exit(1)  # the server died before prctl took effect
+
+
+def _start_worker(parent: int) -> None:
+    """Run this worker only when the CPU would otherwise be idle, and never past the
+    server's life; Ctrl-C is the server's."""
+    _die_with(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
@@ -84,6 +102,7 @@ class Passwords:
             max_workers=workers,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_start_worker,
+            initargs=(os.getpid(),),
         )
 
     async def start(self) -> None:

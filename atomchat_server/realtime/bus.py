@@ -29,6 +29,7 @@ import asyncpg
 from atomchat_server.db.engine import Timeouts, session_settings
 from atomchat_server.db.errors import domain_error
 from atomchat_server.domain import events
+from atomchat_server.observability import metrics
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +130,7 @@ class Bus:
                     await self._on_reconnect()
                     async with self._reconnected:
                         self.reconnects += 1
+                        metrics.BUS_RECONNECTS.inc()
                         self._reconnected.notify_all()
                 delay = 0.1
                 first = False

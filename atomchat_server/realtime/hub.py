@@ -30,6 +30,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from atomchat_server.domain import errors
 from atomchat_server.domain.entities import TimelineEntry
+from atomchat_server.observability import metrics
 
 log = logging.getLogger(__name__)
 
@@ -152,6 +153,7 @@ class Subscriber(Generic[Item]):
         flow-control window): if it still is after the grace period, its task
         is cancelled, which resets the stream.
         """
+        metrics.SLOW_READERS_ENDED.inc()
         self.close(
             errors.ResourceExhausted(
                 "Too far behind: resume with after_seq", reason=errors.Reason.SUBSCRIBER_TOO_SLOW
@@ -427,6 +429,7 @@ class Hub(Generic[Item]):
     def _round(self, feed: _Feed[Item]) -> None:
         feed.round_timer = None
         messages, feed.waiting = feed.waiting, []
+        metrics.observe_fanout(messages)
         slow: list[Subscriber[Item]] = []
         subscribers = feed.subscribers
         for message in messages:
