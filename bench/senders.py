@@ -57,7 +57,9 @@ class Sender:
         self._share = timeline_share
         # Timeline events owed: grows by the share with every event.
         self._credit = 0.0
-        self._turn = 0
+        # Every other sender begins with a reaction: at a slow pace a sender may
+        # get only one turn in a window.
+        self._turn = index % 2
         self._recent: deque[int] = deque(maxlen=RECENT)
         self._unreacted: deque[int] = deque(maxlen=RECENT)
         self._reacted: deque[int] = deque()
