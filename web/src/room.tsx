@@ -388,7 +388,7 @@ function MessageItem({ message, model, manage, editing, onEdit, onReply }: ItemP
 
   const classes = ["message", mine ? "mine" : "", mentionsMe ? "mentions-me" : "", message.deleted ? "deleted" : ""];
   return (
-    <li class={classes.join(" ")} data-seq={message.seq.toString()} data-id={message.id.toString()}>
+    <li class={classes.filter(Boolean).join(" ")} data-seq={message.seq.toString()} data-id={message.id.toString()}>
       {message.replyToId > 0n && (
         <p class="reply-quote">
           {replied
