@@ -651,7 +651,7 @@ function Shell() {
         </button>
       </header>
       <Sidebar route={route} store={store} />
-      <main id="main" class="content">
+      <main id="main" class="main-area">
         {route.page !== "home" && (
           <a class="back" href="#/">
             ← {t("channels")}
