@@ -14,7 +14,14 @@ from typing import Any
 
 import pytest
 from atomchat.v1 import chat_pb2
-from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
+from playwright.async_api import (
+    Browser,
+    BrowserContext,
+    Page,
+    ViewportSize,
+    async_playwright,
+    expect,
+)
 
 from tests.edge.edge_support import ROOT
 from tests.support import Person
@@ -33,8 +40,8 @@ CHROMIUM_ARGS = [
 ARTIFACTS = ROOT / "test-artifacts"
 AXE = ROOT / "web" / "node_modules" / "axe-core" / "axe.min.js"
 TIMEOUT_MS = 15_000
-WIDE = {"width": 1280, "height": 800}
-NARROW = {"width": 390, "height": 844}
+WIDE: ViewportSize = {"width": 1280, "height": 800}
+NARROW: ViewportSize = {"width": 390, "height": 844}
 
 pytestmark = pytest.mark.browser
 
@@ -72,7 +79,7 @@ async def open_page(browser: Browser, envoy_url: str) -> AsyncIterator[OpenPage]
         if not url.startswith((envoy_url + "/", "data:", "blob:")) and url != envoy_url:
             outside.append(url)
 
-    async def opener(viewport: dict[str, int] = WIDE, locale: str = "en-US") -> Page:
+    async def opener(viewport: ViewportSize = WIDE, locale: str = "en-US") -> Page:
         context = await browser.new_context(base_url=envoy_url, viewport=viewport, locale=locale)
         context.set_default_timeout(TIMEOUT_MS)
         context.on("request", lambda request: record(request.url))

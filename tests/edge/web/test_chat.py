@@ -151,7 +151,8 @@ async def test_unread_and_mention_badges_follow_the_inbox_and_clear_on_reading(
     async def read_state() -> resources_pb2.ReadState:
         mine = await alice.api.channels.ListMyChannels(channels_pb2.ListMyChannelsRequest())
         (listed,) = [c for c in mine.channels if c.id == channel.id]
-        return listed.read_state
+        state: resources_pb2.ReadState = listed.read_state
+        return state
 
     state = await read_state()
     assert (state.unread_count, state.mention_count) == (0, 0)

@@ -9,7 +9,7 @@ import asyncio
 
 import pytest
 from atomchat.v1 import chat_pb2, join_requests_pb2
-from playwright.async_api import Page, expect
+from playwright.async_api import Page, ViewportSize, expect
 
 from tests.edge.web.conftest import (
     NARROW,
@@ -209,7 +209,7 @@ async def test_ten_thousand_messages_keep_a_window_in_the_page(
 
 @pytest.mark.parametrize("viewport", [WIDE, NARROW], ids=["1280", "390"])
 async def test_main_screens_have_no_serious_accessibility_violations(
-    open_page: OpenPage, people: People, viewport: dict[str, int]
+    open_page: OpenPage, people: People, viewport: ViewportSize
 ) -> None:
     """axe-core on every main screen; each one's screenshot is kept in test-artifacts/."""
     moderator, member = await people.moderator(), await people.user("member")
