@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import os
 import re
 import shutil
@@ -24,6 +25,7 @@ from atomchat.v1 import users_pb2
 from sqlalchemy.engine import make_url
 
 from atomchat_server.app import App
+from atomchat_server.config import Settings
 from atomchat_server.edge import config
 from atomchat_server.edge.envoy import envoy_binary
 from devsupport import child_environment, fresh_database, run, running, tool
@@ -118,7 +120,9 @@ def test_envoy_gets_its_config_descriptor_and_web_client(compose: dict[str, Any]
 
     routes = config.connection_manager(template)["route_config"]["virtual_hosts"][0]["routes"]
     files = [
-        Path(r["direct_response"]["body"]["filename"]) for r in routes if "direct_response" in r
+        Path(r["direct_response"]["body"]["filename"])
+        for r in routes
+        if "filename" in r.get("direct_response", {}).get("body", {})
     ]
     assert {file.parent for file in files} == {Path("/srv/web")}
     assert mounted["/srv/web"] == "./web/dist"
@@ -139,6 +143,18 @@ def test_envoy_forwards_to_the_app_service(compose: dict[str, Any]) -> None:
     port = listener["socket_address"]["port_value"]
     assert services["envoy"]["ports"] == [f"127.0.0.1:{port}:8080"]
     assert app["ports"] == ["127.0.0.1:50051:50051"]
+
+
+def test_the_app_believes_the_client_address_from_envoy_alone(compose: dict[str, Any]) -> None:
+    envoy_address = ipaddress.ip_address(
+        compose["services"]["envoy"]["networks"]["default"]["ipv4_address"]
+    )
+    subnet = ipaddress.ip_network(compose["networks"]["default"]["ipam"]["config"][0]["subnet"])
+    assert envoy_address in subnet
+    settings = Settings.from_environment(compose["services"]["app"]["environment"])
+    assert settings.trusted_proxies == (ipaddress.ip_network(envoy_address),)
+    gateway = next(subnet.hosts())
+    assert not any(gateway in network for network in settings.trusted_proxies)
 
 
 def test_the_app_migrates_then_seeds_only_when_asked_then_serves(

@@ -140,7 +140,7 @@ def test_rendering_sets_addresses_descriptor_web_files_and_idle_timeout(tmp_path
     files = [
         route["direct_response"]["body"]["filename"]
         for route in manager["route_config"]["virtual_hosts"][0]["routes"]
-        if "direct_response" in route
+        if "filename" in route.get("direct_response", {}).get("body", {})
     ]
     assert files == [str((tmp_path / "web" / name).resolve()) for name in WEB_FILES]
 
@@ -152,7 +152,7 @@ def test_a_missing_web_client_leaves_the_api_routes(tmp_path: Path) -> None:
         rendered = config.render(config.load_template(), local(tmp_path, web_dir=web))
         assert rendered.missing_web_files == WEB_FILES
         routes = config.connection_manager(rendered.config)["route_config"]["virtual_hosts"][0]
-        assert [route["name"] for route in routes["routes"]] == ["events", "api"]
+        assert [route["name"] for route in routes["routes"]] == ["too-large", "events", "api"]
 
 
 @pytest.mark.parametrize(
