@@ -17,7 +17,16 @@ from tests.edge.edge_support import ROOT
 
 COMPOSE_DESCRIPTOR = "/etc/envoy/atomchat_descriptor.binpb"
 COMPOSE_WEB_DIR = "/srv/web"
-WEB_FILES = ("index.html", "app.js", "app.css")
+WEB_FILES = (
+    "index.html",
+    "app.js",
+    "app.css",
+    "docs.html",
+    "docs.js",
+    "swagger-ui-bundle.js",
+    "swagger-ui.css",
+    "openapi.json",
+)
 
 
 def web_dir(folder: Path) -> Path:
