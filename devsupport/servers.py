@@ -4,8 +4,9 @@ ports in a port file, stopped with SIGTERM.
 `atomchat serve --port-file PATH` writes {"grpc": PORT, "http": PORT, "pid":
 PID} there once it is ready (http only with Envoy; with --replicas N, also
 "replicas": [{"grpc": PORT, "pid": PID}, …], rewritten when one is started
-again), renaming a finished file into place; bench.bare_server does the same. Their stdout and stderr go to a
-log file, so nothing has to read them while they run.
+again), renaming a finished file into place; bench.bare_server does the same.
+Their stdout and stderr go to a log file, so nothing has to read them while
+they run.
 """
 
 from __future__ import annotations
