@@ -22,14 +22,17 @@ from typing import Any
 
 import grpc
 import psutil
+import pytest
 from atomchat.v1 import chat_pb2, users_pb2
 
+from atomchat_server.config import ConfigError, Settings
 from atomchat_server.edge.admin import Admin, Host
 from atomchat_server.edge.config import CLUSTER
+from atomchat_server.replicas import replica_port
 from devsupport import Server, serve_atomchat
 from tests.conftest import TEST_SETTINGS
 from tests.faults.fault_support import FAULT_TIMEOUT, RECOVERY_WAIT, own_database, stored_keys
-from tests.support import People, Person, eventually
+from tests.support import Api, People, Person, eventually
 
 REPLICAS = 3
 READERS = 6
@@ -300,3 +303,61 @@ async def test_a_killed_replica_is_taken_over_and_nothing_is_lost(tmp_path: Path
     assert all(by_key[key] == seq for sender in senders for key, seq in sender.acked.items()), (
         "each ack named the seq its message was stored with"
     )
+
+
+async def test_replicas_share_the_embedded_database_and_the_signing_key(tmp_path: Path) -> None:
+    async with serve_atomchat(
+        "--replicas", "2", database_url=None, ATOMCHAT_DATA_DIR=str(tmp_path)
+    ) as server:
+        first, second = server.replicas()
+        assert server.grpc_port == first["grpc"]
+        for replica in (first, second):
+            assert f"127.0.0.1:{replica['grpc']}  (replica" in server.output()
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{first['grpc']}") as channel:
+            login = await Api(channel).users.Login(
+                users_pb2.LoginRequest(username="moderator", password="1234")
+            )
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{second['grpc']}") as channel:
+            me = await Api(channel, login.access_token).users.GetMe(users_pb2.GetMeRequest())
+        assert me.username == "moderator", "a token of one replica is good on another"
+
+        server.process.send_signal(signal.SIGTERM)
+        assert await server.process.wait() == 0
+        assert not server.port_file.exists()
+        assert not any(psutil.pid_exists(replica["pid"]) for replica in (first, second))
+
+
+async def test_no_replica_outlives_a_killed_parent(database_url: str, tmp_path: Path) -> None:
+    async with serve_atomchat(
+        "--replicas",
+        "2",
+        database_url=database_url,
+        envoy=True,
+        ATOMCHAT_DATA_DIR=str(tmp_path),
+        ATOMCHAT_JWT_SECRET=TEST_SETTINGS.jwt_secret,
+    ) as server:
+        children = await asyncio.to_thread(psutil.Process(server.pid).children, True)
+        pids = {child.pid for child in children}
+        assert {replica["pid"] for replica in server.replicas()} <= pids
+        assert any(child.name() == "envoy" for child in children)
+        server.process.kill()
+        await server.process.wait()
+        _, alive = await asyncio.to_thread(psutil.wait_procs, children, 30)
+        left = [p for p in alive if p.status() != psutil.STATUS_ZOMBIE]
+        assert left == [], [p.cmdline() for p in left]
+
+
+def test_replicas_are_configured_by_flag_or_environment() -> None:
+    assert Settings.from_environment({}).replicas == 1
+    assert Settings.from_environment({"ATOMCHAT_REPLICAS": "3"}).replicas == 3
+    assert Settings.from_environment({"ATOMCHAT_REPLICAS": "3"}, replicas=2).replicas == 2
+    with pytest.raises(ConfigError, match="ATOMCHAT_REPLICAS must be at least 1"):
+        Settings.from_environment({"ATOMCHAT_REPLICAS": "0"})
+    with pytest.raises(ConfigError, match="no room for 3 replicas"):
+        Settings.from_environment({"ATOMCHAT_GRPC_PORT": "65534", "ATOMCHAT_REPLICAS": "3"})
+
+
+@pytest.mark.parametrize(("base", "ports"), [(50051, [50051, 50052, 50053]), (0, [0, 0, 0])])
+def test_each_replica_listens_on_the_port_after_the_last(base: int, ports: list[int]) -> None:
+    assert [replica_port(base, index) for index in range(3)] == ports
+    assert replica_port(None, 1) is None
