@@ -4,10 +4,11 @@ The repository's envoy.yaml is written for docker-compose (upstream `app:50051`,
 the descriptor in /etc/envoy, the web client in /srv/web). A local run loads
 the same file, shipped in this package, and changes only what differs here:
 the admin and listener addresses, the upstream addresses (one endpoint per
-replica), the descriptor path in every transcoder config, the web client's
-files, the unary routes' timeout (derived from ATOMCHAT_DATABASE_TIMEOUT)
-and, for tests, the stream idle timeout. Everything else stays as
-docker-compose runs it.
+replica; a STATIC cluster when they are addresses rather than names), the
+descriptor path in every transcoder config, the web client's files, the
+unary routes' timeout (derived from ATOMCHAT_DATABASE_TIMEOUT) and, for
+tests, the stream idle timeout. Everything else stays as docker-compose
+runs it.
 """
 
 from __future__ import annotations
@@ -134,6 +135,11 @@ def render(template: Mapping[str, Any], local: Local) -> Rendered:
         _set_address(endpoint["endpoint"]["address"], local.upstream_host, port)
         group["lb_endpoints"].append(endpoint)
     cluster["load_assignment"]["endpoints"] = [group]
+    if _is_address(local.upstream_host):
+        # Nothing to resolve: the replicas' addresses are known. (STRICT_DNS,
+        # re-resolving each endpoint's literal address every 5 s, was seen to send
+        # calls to a replica whose health checks had failed.)
+        cluster["type"] = "STATIC"
     return Rendered(config, missing)
 
 
@@ -196,6 +202,14 @@ def _named(items: list[Config], name: str) -> Config:
         if item.get("name") == name:
             return item
     raise LookupError(f"envoy.yaml has no {name!r}")
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def _set_address(address: Config, host: str, port: int) -> None:

@@ -164,6 +164,11 @@ def test_envoy_reaches_the_grpc_server_where_it_listens(listen_host: str, upstre
     assert config.upstream_host(listen_host) == upstream
 
 
+def test_an_upstream_name_is_resolved(tmp_path: Path) -> None:
+    rendered = config.render(config.load_template(), local(tmp_path, upstream_host="localhost"))
+    assert rendered.config["static_resources"]["clusters"][0]["type"] == "STRICT_DNS"
+
+
 STREAMING_PATHS = (
     "/atomchat.v1.ChatService/ChatStream",
     "/atomchat.v1.ChatService/Subscribe",
@@ -257,6 +262,7 @@ async def test_a_local_run_renders_one_endpoint_per_replica(tmp_path: Path) -> N
     [group] = cluster["load_assignment"]["endpoints"]
     addresses = [e["endpoint"]["address"]["socket_address"] for e in group["lb_endpoints"]]
     assert addresses == [{"address": "127.0.0.1", "port_value": port} for port in ports]
+    assert cluster["type"] == "STATIC", "addresses: nothing to resolve"
     assert (
         cluster["health_checks"]
         == config.load_template()["static_resources"]["clusters"][0]["health_checks"]

@@ -48,6 +48,9 @@ RESTART_SECONDS = 12.0
 OUT_OF_ROTATION_WITHIN = 2 * (2 * 1.0 + 1.0)
 # Calls Envoy retried on another replica (envoy.yaml: only when no server can have run them).
 RETRIES = f"cluster.{CLUSTER}.upstream_rq_retry"
+# Calls Envoy spread over every replica because too few passed their checks.
+PANICS = f"cluster.{CLUSTER}.lb_healthy_panic"
+PANIC_ROUNDS = 10
 # How long a client waits before it reconnects.
 RECONNECT_PAUSE = 0.05
 
@@ -111,10 +114,25 @@ class Reader:
                 await self.changed.wait()
 
 
+class EndedBeforeWrite(Exception):
+    """A write to a stream that had already ended."""
+
+
+async def write(call: Any, request: chat_pb2.ChatStreamRequest) -> None:
+    """Write `request`; EndedBeforeWrite if the stream had ended (grpc.aio then reports
+    InvalidStateError, or INTERNAL "Internal error from Core" in place of the status the
+    stream ended with, e.g. Envoy's UNAVAILABLE for a replica it could not reach)."""
+    try:
+        await call.write(request)
+    except (grpc.aio.AioRpcError, asyncio.InvalidStateError) as error:
+        raise EndedBeforeWrite from error
+
+
 @dataclass
 class Sender:
     """A ChatStream that sends one message at a time until told to stop, and after its
-    stream ends UNAVAILABLE, reconnects and sends the unacknowledged one again."""
+    stream ends as a dead replica's do, reconnects and sends the unacknowledged one
+    again."""
 
     person: Person
     channel_id: int
@@ -128,22 +146,23 @@ class Sender:
         while True:
             call = self.person.api.chat.ChatStream()
             try:
-                await call.write(
+                await write(
+                    call,
                     chat_pb2.ChatStreamRequest(
                         join=chat_pb2.ChatJoin(channel_id=self.channel_id, history_limit=0)
-                    )
+                    ),
                 )
                 frames = aiter(call)
                 while (await anext(frames)).WhichOneof("frame") != "joined":
                     pass
                 if await self._send_until_stopped(call, frames):
                     return
-            except (grpc.aio.AioRpcError, asyncio.InvalidStateError):
-                # A write after the stream ended raises InvalidStateError: the
-                # status is the call's.
-                code, details = await call.code(), await call.details()
-                self.endings.append(code)
-                if not resumable(code, details or ""):
+            except EndedBeforeWrite:
+                # Its status is lost; the next attempt reads the next one.
+                self.endings.append(grpc.StatusCode.UNKNOWN)
+            except grpc.aio.AioRpcError as error:
+                self.endings.append(error.code())
+                if not resumable(error.code(), error.details() or ""):
                     raise
             finally:
                 call.cancel()
@@ -159,10 +178,11 @@ class Sender:
                 pending = [f"{self.prefix}-{len(self.sent)}"]
                 self.sent.extend(pending)
             [key] = pending
-            await call.write(
+            await write(
+                call,
                 chat_pb2.ChatStreamRequest(
                     send=chat_pb2.ChatSend(content=key, client_message_id=key)
-                )
+                ),
             )
             while True:
                 frame = await anext(frames)
@@ -191,6 +211,30 @@ async def until_host(admin: Admin, port: int, *, healthy: bool, within: float) -
         return (await host_on(admin, port)).healthy == healthy
 
     await eventually(reached, timeout=within)
+
+
+async def no_call_reaches(admin: Admin, dead_port: int, person: Person) -> None:
+    """Calls made while the other replicas pass their checks never reach the dead one.
+
+    A call sent to it would fail to connect and be retried elsewhere. While
+    fewer than half of the replicas pass (a loaded machine can make a live one
+    miss two checks), Envoy spreads calls over all of them, the dead one
+    included (its panic threshold): such rounds do not count, and are tried again.
+    """
+    for _ in range(PANIC_ROUNDS):
+
+        async def others_healthy() -> bool:
+            hosts = await admin.hosts(CLUSTER)
+            return all(host.healthy for host in hosts if host.port != dead_port)
+
+        await eventually(others_healthy, timeout=RECOVERY_WAIT)
+        retries, panics = await admin.counter(RETRIES), await admin.counter(PANICS)
+        for _ in range(2 * REPLICAS):
+            await person.api.users.GetMe(users_pb2.GetMeRequest())
+        if await admin.counter(PANICS) == panics:
+            assert await admin.counter(RETRIES) == retries, "a call went to the dead replica"
+            return
+    raise AssertionError(f"Envoy was in panic in each of {PANIC_ROUNDS} rounds")
 
 
 @contextlib.asynccontextmanager
@@ -262,11 +306,7 @@ async def test_a_killed_replica_is_taken_over_and_nothing_is_lost(tmp_path: Path
             for reader in readers:
                 await reader.until(last_before + AFTER_KILL)
             await out_of_rotation
-            # A call sent to it would fail to connect and be retried elsewhere.
-            retries = await admin.counter(RETRIES)
-            for _ in range(2 * REPLICAS):
-                await readers_people[0].api.users.GetMe(users_pb2.GetMeRequest())
-            assert await admin.counter(RETRIES) == retries
+            await no_call_reaches(admin, victim["grpc"], readers_people[0])
 
             stop.set()
             async with asyncio.timeout(RECOVERY_WAIT):
