@@ -66,7 +66,9 @@ def _int(environ: Mapping[str, str], name: str, default: int, *, minimum: int = 
     return value
 
 
-def _float(environ: Mapping[str, str], name: str, default: float) -> float:
+def _float(
+    environ: Mapping[str, str], name: str, default: float, *, zero_turns_off: bool = False
+) -> float:
     raw = environ.get(name)
     if raw is None or raw == "":
         return default
@@ -74,7 +76,9 @@ def _float(environ: Mapping[str, str], name: str, default: float) -> float:
         value = float(raw)
     except ValueError as exc:
         raise ConfigError(f"{name} must be a number, not {raw!r}") from exc
-    if value <= 0:
+    if zero_turns_off and value < 0:
+        raise ConfigError(f"{name} must not be negative (0 turns the limit off)")
+    if not zero_turns_off and value <= 0:
         raise ConfigError(f"{name} must be positive")
     return value
 
@@ -86,25 +90,14 @@ def _optional_port(environ: Mapping[str, str], name: str) -> int | None:
     return _int(environ, name, 0)
 
 
-def _rate(environ: Mapping[str, str], name: str, default: float) -> float:
-    raw = environ.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError as exc:
-        raise ConfigError(f"{name} must be a number, not {raw!r}") from exc
-    if value < 0:
-        raise ConfigError(f"{name} must not be negative (0 turns the limit off)")
-    return value
-
-
 def _limits(env: Mapping[str, str]) -> LimitSettings:
     defaults = LimitSettings()
     return LimitSettings(
         login_failures=_int(env, "ATOMCHAT_LOGIN_FAILURES", defaults.login_failures),
         auth_per_minute=_int(env, "ATOMCHAT_AUTH_PER_MINUTE", defaults.auth_per_minute),
-        message_rate=_rate(env, "ATOMCHAT_MESSAGE_RATE", defaults.message_rate),
+        message_rate=_float(
+            env, "ATOMCHAT_MESSAGE_RATE", defaults.message_rate, zero_turns_off=True
+        ),
         message_burst=_int(env, "ATOMCHAT_MESSAGE_BURST", defaults.message_burst),
         streams_per_user=_int(env, "ATOMCHAT_STREAMS_PER_USER", defaults.streams_per_user),
         channels_per_hour=_int(env, "ATOMCHAT_CHANNELS_PER_HOUR", defaults.channels_per_hour),

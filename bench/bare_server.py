@@ -1,6 +1,7 @@
 """The ceiling: a bare grpc.aio fan-out of the same shape as AtomChat's chat.
 
-No database, no authentication, no group commit: ChatStream's `join` adds
+No database, no authentication, no group commit (but the same gRPC server
+options, so that both take a burst of calls alike): ChatStream's `join` adds
 the stream to an in-process broadcast for its channel, each `send` is
 numbered, serialised once as a `message` frame, appended to every stream's
 queue of that channel and acknowledged. Each stream's handler task drains
@@ -30,6 +31,7 @@ import uvloop
 from atomchat.v1 import chat_pb2, resources_pb2
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from atomchat_server.app import SERVER_OPTIONS
 from atomchat_server.cli import write_port_file
 
 SERVICE = "atomchat.v1.ChatService"
@@ -136,7 +138,7 @@ class BareChat:
 
 
 async def serve(host: str, port: int, port_file: Path | None) -> None:
-    server = grpc.aio.server()
+    server = grpc.aio.server(options=SERVER_OPTIONS)
     server.add_generic_rpc_handlers((BareChat().handler(),))
     bound = server.add_insecure_port(f"{host}:{port}")
     await server.start()

@@ -107,7 +107,10 @@ async def measure(
     per_connection: int,
     heartbeat_seconds: float,
     hold: float,
+    beats: bool = True,
 ) -> IdleFigure:
+    """Open one stream per token, hold them, close them. `beats` False: the
+    server sends no heartbeats (the bare server), so none is waited for."""
     process = psutil.Process(server.pid)
     await asyncio.sleep(SETTLE_SECONDS)
     baseline_mib, baseline_files = _rss_mib(process), process.num_fds()
@@ -130,7 +133,8 @@ async def measure(
         opening = time.monotonic() - started
         try:
             async with asyncio.timeout(BEAT_PATIENCE * heartbeat_seconds + SETTLE_SECONDS):
-                await asyncio.gather(*(stream.beat.wait() for stream in streams))
+                if beats:
+                    await asyncio.gather(*(stream.beat.wait() for stream in streams))
         except TimeoutError:
             pass
         cpu_before = _cpu_seconds(process)

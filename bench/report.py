@@ -144,6 +144,8 @@ def render(options: Options, outcome: Outcome) -> str:
         out += ["", outcome.burst.describe()]
     if outcome.idle is not None:
         out += ["", outcome.idle.describe()]
+    if outcome.idle_bare is not None:
+        out += [f"Bare server: {outcome.idle_bare.describe()}"]
     if outcome.soak is not None:
         out += ["", outcome.soak.describe()]
     for label, spots in outcome.hot_spots.items():
@@ -219,6 +221,7 @@ def save(options: Options, outcome: Outcome, started: float) -> Path:
         "memory": asdict(outcome.memory) if outcome.memory is not None else None,
         "burst": asdict(outcome.burst) if outcome.burst is not None else None,
         "idle": asdict(outcome.idle) if outcome.idle is not None else None,
+        "idle_bare": asdict(outcome.idle_bare) if outcome.idle_bare is not None else None,
         "soak": asdict(outcome.soak) if outcome.soak is not None else None,
         "hot_spots": {
             label: [asdict(spot) for spot in spots] for label, spots in outcome.hot_spots.items()

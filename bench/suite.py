@@ -20,6 +20,7 @@ from typing import Any
 from bench import idle, memory, overload, profiling, soak, stats
 from bench.database import JWT_SECRET, PASSWORD, TOKEN_MINUTES, BenchDatabase, BenchUser
 from bench.generator import OnMeasuring, generate
+from bench.idle import IdleFigure
 from bench.job import ChannelJob, Job, LoginJob, Result
 from bench.scenarios import FEATURED, SCENARIOS, Scenario
 from devsupport import Server, child_environment, running, serve_atomchat
@@ -109,6 +110,8 @@ class Outcome:
     memory: memory.MemoryFigure | None = None
     burst: overload.BurstFigure | None = None
     idle: idle.IdleFigure | None = None
+    # The same streams held on the bare server (no heartbeats): gRPC's own cost.
+    idle_bare: IdleFigure | None = None
     soak: soak.SoakFigure | None = None
     hot_spots: dict[str, list[profiling.HotSpot]] = field(default_factory=dict)
 
@@ -321,6 +324,21 @@ class Suite:
                 hold=max(3 * heartbeat, 10.0),
             )
         print(self.outcome.idle.describe(), flush=True)
+        if not options.bare:
+            return
+        async with running(
+            BARE_COMMAND, environment=child_environment(), log_path=self._logs / "bare-idle.log"
+        ) as server:
+            self.outcome.idle_bare = await idle.measure(
+                server,
+                channel_id,
+                [user.token for user in people],
+                per_connection=options.streams_per_connection,
+                heartbeat_seconds=heartbeat,
+                hold=max(3 * heartbeat, 10.0),
+                beats=False,
+            )
+        print(f"Bare server: {self.outcome.idle_bare.describe()}", flush=True)
 
     async def soak(self) -> soak.SoakFigure:
         """Flat out once (unless a rate is given), then paced at half for the soak's minutes."""

@@ -1,4 +1,5 @@
-"""Generate Python code, type stubs and Envoy's descriptor set from proto/.
+"""Generate Python code, type stubs, Envoy's descriptor set and the OpenAPI
+document (scripts/generate_openapi.py) from proto/.
 
     python scripts/generate_proto.py          # rewrite generated/
     python scripts/generate_proto.py --check  # exit 1 if generated/ is stale
@@ -12,6 +13,7 @@ from __future__ import annotations
 import argparse
 import filecmp
 import shutil
+import subprocess
 import sys
 import tempfile
 from importlib import resources
@@ -21,6 +23,7 @@ from grpc_tools import protoc
 
 ROOT = Path(__file__).resolve().parent.parent
 PROTO_DIR = ROOT / "proto"
+OPENAPI_SCRIPT = ROOT / "scripts" / "generate_openapi.py"
 GENERATED_DIR = ROOT / "generated"
 DESCRIPTOR_NAME = "atomchat/v1/atomchat_descriptor.binpb"
 # Envoy's transcoder renders error details (convert_grpc_status) only for the
@@ -69,6 +72,8 @@ def generate(out_dir: Path) -> None:
         raise SystemExit("protoc failed on the descriptor set")
     for package in {p.parent for p in out_dir.rglob("*_pb2.py")} | {out_dir / "atomchat"}:
         (package / "py.typed").touch()
+    openapi = [sys.executable, str(OPENAPI_SCRIPT), "--output", str(out_dir / "openapi.json")]
+    subprocess.run(openapi, check=True)
 
 
 def _stale_files(expected: Path, actual: Path) -> list[str]:

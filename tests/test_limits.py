@@ -13,6 +13,7 @@ import pytest
 from atomchat.v1 import channels_pb2, chat_pb2, users_pb2
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
+from prometheus_client import REGISTRY
 
 from atomchat_server.app import App
 from atomchat_server.auth.passwords import Passwords
@@ -226,14 +227,22 @@ async def test_channels_created_per_user(limited: Limited) -> None:
     await limited.people.channel(someone_else)
 
 
+def refusals(limit: Limit) -> float:
+    """atomchat_rate_limited_total{limit} as the metrics endpoint shows it."""
+    value = REGISTRY.get_sample_value("atomchat_rate_limited_total", {"limit": limit})
+    return value or 0.0
+
+
 async def test_a_full_hash_queue_refuses_at_once_without_hashing() -> None:
     passwords = Passwords(workers=1, max_queue=2)
     await passwords.start()
     try:
         running = [asyncio.ensure_future(passwords.hash("one")) for _ in range(2)]
         await asyncio.sleep(0)  # both are queued now, and cannot have finished
+        refusals_before = refusals(Limit.HASH_QUEUE)
         with pytest.raises(errors.Unavailable) as raised:
             await passwords.hash("three")
+        assert refusals(Limit.HASH_QUEUE) == refusals_before + 1
         assert raised.value.reason == errors.Reason.PASSWORD_QUEUE_FULL
         assert raised.value.quota == Limit.HASH_QUEUE
         assert raised.value.retry_after

@@ -1,5 +1,6 @@
-"""The checked-in web client (web/dist) is exactly what web/build.sh makes
-from the checked-in sources and lockfile, built from scratch elsewhere."""
+"""The checked-in web client and /docs (web/dist) are exactly what
+web/build.sh makes from the checked-in sources and lockfile, built from
+scratch elsewhere."""
 
 from __future__ import annotations
 
@@ -11,7 +12,11 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 WEB = ROOT / "web"
-DESCRIPTOR = Path("generated/atomchat/v1/atomchat_descriptor.binpb")
+# What the build reads from the Python side: the descriptor set and the OpenAPI document.
+GENERATED = (
+    Path("generated/atomchat/v1/atomchat_descriptor.binpb"),
+    Path("generated/openapi.json"),
+)
 BUILD_OUTPUTS = {WEB / "node_modules", WEB / "dist", WEB / "src" / "gen"}
 
 
@@ -37,14 +42,24 @@ def test_checked_in_web_dist_is_what_the_build_makes(tmp_path: Path) -> None:
     assert shutil.which("npm"), "npm is missing: install Node.js 20+ (scripts/test does)"
     web = tmp_path / "web"
     shutil.copytree(WEB, web, ignore=_build_outputs)
-    (tmp_path / DESCRIPTOR).parent.mkdir(parents=True)
-    shutil.copyfile(ROOT / DESCRIPTOR, tmp_path / DESCRIPTOR)
+    for generated in GENERATED:
+        (tmp_path / generated).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(ROOT / generated, tmp_path / generated)
 
     _run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"], web)
     _run(["bash", "build.sh"], web)
 
     built, checked_in = _files(web / "dist"), _files(WEB / "dist")
-    assert sorted(built) == ["app.css", "app.js", "index.html"]
+    assert sorted(built) == [
+        "app.css",
+        "app.js",
+        "docs.html",
+        "docs.js",
+        "index.html",
+        "openapi.json",
+        "swagger-ui-bundle.js",
+        "swagger-ui.css",
+    ]
     stale = sorted(
         name for name in built.keys() | checked_in.keys() if built.get(name) != checked_in.get(name)
     )

@@ -26,6 +26,7 @@ from passlib.context import CryptContext
 
 from atomchat_server.domain import errors
 from atomchat_server.limits import Limit
+from atomchat_server.observability import metrics
 
 HASH_PROCESS_NICENESS = 19
 QUEUE_FULL_RETRY_SECONDS = 1.0
@@ -115,6 +116,7 @@ class Passwords:
     def check_room(self) -> None:
         """Refuse now if the queue is full (before anything else is spent on a call)."""
         if self._max_queue and self._queued >= self._max_queue:
+            metrics.count_rate_limited(Limit.HASH_QUEUE)
             raise errors.Unavailable(
                 "Too many logins at once, try again",
                 reason=errors.Reason.PASSWORD_QUEUE_FULL,

@@ -83,7 +83,7 @@ async def log_in(page: Page, username: str, password: str) -> None:
 
 
 async def open_channel(page: Page, name: str) -> None:
-    await page.get_by_role("button", name=name).click()
+    await page.get_by_role("navigation").get_by_role("link", name=name).click()
     await expect(page.locator("#room-title")).to_have_text(name)
     await expect(page.locator("#room-status")).to_have_text("Live")
 
@@ -203,9 +203,10 @@ async def test_a_dropped_stream_resumes_after_the_last_seq_seen(page: Page, peop
 
     await page.route(SUBSCRIBE, drop_the_first_stream)
     await log_in(page, owner.username, owner.password)
-    await page.get_by_role("button", name=channel.name).click()
+    await page.get_by_role("navigation").get_by_role("link", name=channel.name).click()
     async with asyncio.timeout(TIMEOUT_MS / 1000):
         await reconnecting.wait()
+    await expect(page.locator("#room-status")).to_have_text("Reconnecting…")
     meanwhile = await post(owner, channel.id, "Пока связи не было")
     sent_meanwhile.set()
     await expect(page.locator("#room-status")).to_have_text("Live")

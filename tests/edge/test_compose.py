@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import os
 import re
 import shutil
@@ -24,6 +25,7 @@ from atomchat.v1 import users_pb2
 from sqlalchemy.engine import make_url
 
 from atomchat_server.app import App
+from atomchat_server.config import Settings
 from atomchat_server.edge import config
 from atomchat_server.edge.envoy import envoy_binary
 from devsupport import child_environment, fresh_database, run, running, tool
@@ -118,7 +120,9 @@ def test_envoy_gets_its_config_descriptor_and_web_client(compose: dict[str, Any]
 
     routes = config.connection_manager(template)["route_config"]["virtual_hosts"][0]["routes"]
     files = [
-        Path(r["direct_response"]["body"]["filename"]) for r in routes if "direct_response" in r
+        Path(r["direct_response"]["body"]["filename"])
+        for r in routes
+        if "filename" in r.get("direct_response", {}).get("body", {})
     ]
     assert {file.parent for file in files} == {Path("/srv/web")}
     assert mounted["/srv/web"] == "./web/dist"
@@ -154,6 +158,18 @@ def test_the_app_scales_behind_envoy(compose: dict[str, Any]) -> None:
         first, _, last = host_ports.partition("-")
         assert last, "a range, so that replicas do not collide"
         assert int(last) > int(first)
+
+
+def test_the_app_believes_the_client_address_from_envoy_alone(compose: dict[str, Any]) -> None:
+    envoy_address = ipaddress.ip_address(
+        compose["services"]["envoy"]["networks"]["default"]["ipv4_address"]
+    )
+    subnet = ipaddress.ip_network(compose["networks"]["default"]["ipam"]["config"][0]["subnet"])
+    assert envoy_address in subnet
+    settings = Settings.from_environment(compose["services"]["app"]["environment"])
+    assert settings.trusted_proxies == (ipaddress.ip_network(envoy_address),)
+    gateway = next(subnet.hosts())
+    assert not any(gateway in network for network in settings.trusted_proxies)
 
 
 def test_migrations_and_the_demo_data_run_once_before_the_app_serves(

@@ -3,6 +3,8 @@ bound by one process only (issue 9: items 1 and 9)."""
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 
 from atomchat_server.edge import config
@@ -48,3 +50,38 @@ async def test_headers_too_large_are_a_json_error(http: httpx.AsyncClient) -> No
 def test_the_listener_is_bound_without_port_reuse() -> None:
     listener = config.load_template()["static_resources"]["listeners"][0]
     assert listener["enable_reuse_port"] is False
+
+
+async def test_a_body_declared_over_the_limit_is_refused_before_it_is_read(
+    envoy_url: str,
+) -> None:
+    host, port = envoy_url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(
+            b"POST /v1/auth/token HTTP/1.1\r\nhost: atomchat\r\n"
+            b"content-type: application/json\r\ncontent-length: 5000000\r\n\r\n{"
+        )
+        await writer.drain()
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        status_line, *header_lines = head.decode().split("\r\n")
+        headers = dict(line.split(": ", 1) for line in header_lines if line)
+        body = await asyncio.wait_for(reader.readexactly(int(headers["content-length"])), 10)
+    finally:
+        writer.close()
+    response = httpx.Response(413, headers=headers, content=body)
+    assert status_line.split(" ")[1] == "413"
+    code, message, _ = json_error(response)
+    assert (code, message) == (3, "Request body too large: at most 1 MiB")
+
+
+async def test_a_body_just_under_the_limit_reaches_the_service(http: httpx.AsyncClient) -> None:
+    body = b'{"username": "nobody", "password": "' + b"a" * 1_048_000 + b'"}'
+    response = await http.post(
+        "/v1/auth/token", content=body, headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 400
+    code, message, details = json_error(response)
+    assert code == 3
+    assert "password at most 128" in message
+    assert details, "the service's errors carry details; Envoy's own do not"

@@ -26,6 +26,7 @@ import pytest
 from atomchat.v1 import (
     channels_pb2,
     chat_pb2,
+    inbox_pb2,
     join_requests_pb2,
     members_pb2,
     users_pb2,
@@ -67,10 +68,12 @@ SERVICES = [
         (join_requests_pb2.DESCRIPTOR, "JoinRequestService"),
         (members_pb2.DESCRIPTOR, "MemberService"),
         (chat_pb2.DESCRIPTOR, "ChatService"),
+        (inbox_pb2.DESCRIPTOR, "InboxService"),
     )
 ]
 METHODS = [method for service in SERVICES for method in service.methods]
 UNARY = [m for m in METHODS if not m.client_streaming and not m.server_streaming]
+SERVER_STREAMS = [m for m in METHODS if m.server_streaming and not m.client_streaming]
 ROUTES = [
     m
     for m in METHODS
@@ -202,7 +205,6 @@ async def read_stream(call: Any) -> grpc.StatusCode:
 
 
 CHAT_STREAM = chat_pb2.DESCRIPTOR.services_by_name["ChatService"].methods_by_name["ChatStream"]
-SUBSCRIBE = chat_pb2.DESCRIPTOR.services_by_name["ChatService"].methods_by_name["Subscribe"]
 
 
 JOIN_FRAMES = st.builds(
@@ -249,19 +251,22 @@ async def test_no_chat_stream_frames_fail_internally(
     assert code not in NEVER, call.trailers
 
 
+@pytest.mark.parametrize("method", SERVER_STREAMS, ids=lambda m: m.name)
 @FUZZ
-@given(request=messages(SUBSCRIBE.input_type), who=st.sampled_from([0, 1, 2]))
-async def test_no_subscribe_request_fails_internally(
-    fuzz: FuzzServer, request: Any, who: int
+@given(data=st.data(), who=st.sampled_from([0, 1, 2]))
+async def test_no_server_stream_request_fails_internally(
+    fuzz: FuzzServer, method: descriptor.MethodDescriptor, data: st.DataObject, who: int
 ) -> None:
+    """Subscribe and StreamInbox."""
+    request = data.draw(messages(method.input_type), label="request")
     invoke = fuzz.channel.unary_stream(
-        path_of(SUBSCRIBE),
+        path_of(method),
         request_serializer=lambda raw: raw,
-        response_deserializer=chat_pb2.ChatEvent.FromString,
+        response_deserializer=lambda raw: raw,
     )
     call = invoke(request.SerializeToString(), metadata=fuzz.actors[who].api.metadata)
     code = await read_stream(call)
-    record("stream", SUBSCRIBE, code.name)
+    record("stream", method, code.name)
     assert code not in NEVER
 
 
