@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import random
+import uuid
+from collections.abc import Callable
 
 from atomchat_server.db.engine import asyncpg_dsn
 from atomchat_server.domain import events
@@ -16,15 +18,18 @@ async def _nothing() -> None:
 
 
 class Heard(list[events.Event]):
-    """Events a bus handed on, and a way to wait for them."""
+    """Events a bus handed on that `keep` accepts, and a way to wait for them.
+    The database is the session's: other tests' servers talk on it too."""
 
-    def __init__(self) -> None:
+    def __init__(self, keep: Callable[[events.Event], bool]) -> None:
         super().__init__()
         self.changed = asyncio.Event()
+        self._keep = keep
 
     def hear(self, event: events.Event) -> None:
-        self.append(event)
-        self.changed.set()
+        if self._keep(event):
+            self.append(event)
+            self.changed.set()
 
     async def until(self, count: int) -> None:
         async with asyncio.timeout(10):
@@ -45,17 +50,24 @@ def bus(database_url: str, origin: str, heard: Heard | None = None) -> Bus:
 
 
 async def test_sent_events_reach_the_other_processes_in_the_order_sent(database_url: str) -> None:
-    heard = Heard()
+    tag = f"ordered-{uuid.uuid4().hex}"
+    heard = Heard(
+        lambda event: isinstance(event, events.PresenceAlive) and event.origin.startswith(tag)
+    )
     listener, sender = bus(database_url, "listener", heard), bus(database_url, "sender")
+    other = bus(database_url, "another-server")
     await listener.start()
     await sender.start()
+    await other.start()
     try:
-        sent = [events.PresenceAlive(f"process-{n}") for n in range(200)]
+        sent = [events.PresenceAlive(f"{tag}-{n}") for n in range(200)]
         for event in sent:
             sender.send(event)
+            other.send(events.PresenceAlive("another-server"))
         await heard.until(len(sent))
         assert list(heard) == sent
     finally:
+        await other.close()
         await sender.close()
         await listener.close()
 

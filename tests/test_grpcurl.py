@@ -36,7 +36,7 @@ async def test_grpcurl_lists_the_methods_of_a_service(app: App) -> None:
     assert listed.returncode == 0, listed.stderr
     assert set(listed.stdout.split()) == {
         f"atomchat.v1.UserService.{name}"
-        for name in ("Register", "Login", "GetMe", "BlockUser", "UnblockUser")
+        for name in ("Register", "Login", "GetMe", "LookupUser", "BlockUser", "UnblockUser")
     }
 
 

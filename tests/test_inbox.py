@@ -76,6 +76,7 @@ async def test_a_join_request_reaches_the_owner_connected_to_another_process_and
             await owners.until(lambda f: bool(stored(f)))
             notice = owners.of("join_request")[0]
             assert (notice.join_request.id, notice.join_request.user_id) == (request.id, asker.id)
+            assert notice.join_request.username == asker.username, "the owner sees who asks"
             assert (notice.channel.id, notice.channel.name) == (channel.id, channel.name)
             await remote_owner.api.join_requests.AcceptJoinRequest(
                 join_requests_pb2.AcceptJoinRequestRequest(request_id=request.id)
@@ -83,6 +84,10 @@ async def test_a_join_request_reaches_the_owner_connected_to_another_process_and
             await askers.until(lambda f: len(stored(f)) == 2)
     decided = askers.of("join_request_decided")[0]
     assert decided.join_request.status == resources_pb2.JOIN_REQUEST_STATUS_ACCEPTED
+    assert (decided.join_request.user_id, decided.join_request.username) == (
+        asker.id,
+        asker.username,
+    )
     assert decided.channel.id == channel.id
     (added,) = askers.of("membership")
     assert (added.channel.id, added.change) == (channel.id, ADDED)

@@ -1,4 +1,5 @@
-"""JoinRequestService (SPEC §4): ask to join, see, list, accept and decline."""
+"""JoinRequestService (SPEC §4): ask to join, see, list (a channel's, or one's
+own), accept and decline; every request names its requester."""
 
 from __future__ import annotations
 
@@ -77,6 +78,22 @@ async def listed(
     return requests
 
 
+async def mine(
+    person: Person,
+    status: resources_pb2.JoinRequestStatus.ValueType = NO_STATUS,
+    page_size: int = 0,
+) -> list[resources_pb2.JoinRequest]:
+    async def fetch(token: str) -> Any:
+        return await person.api.join_requests.ListMyJoinRequests(
+            join_requests_pb2.ListMyJoinRequestsRequest(
+                status=status, page_size=page_size, page_token=token
+            )
+        )
+
+    requests, _ = await all_pages(fetch, "join_requests")
+    return requests
+
+
 # CreateJoinRequest
 
 
@@ -86,6 +103,7 @@ async def test_a_user_asks_to_join_and_the_request_is_pending(people: People) ->
     request = await ask(user, channel.id)
     assert request.id > 1
     assert (request.channel_id, request.user_id, request.status) == (channel.id, user.id, PENDING)
+    assert request.username == user.username
     assert request.HasField("created_at")
     assert not request.HasField("decided_at")
     assert request.decided_by == 0
@@ -169,9 +187,10 @@ async def test_the_requester_the_owner_and_a_moderator_see_a_request(people: Peo
     request = await ask(user, channel.id)
     for person in (user, owner, moderator):
         seen = await get(person, request.id)
-        assert (seen.id, seen.user_id, seen.channel_id, seen.status) == (
+        assert (seen.id, seen.user_id, seen.username, seen.channel_id, seen.status) == (
             request.id,
             user.id,
+            user.username,
             channel.id,
             PENDING,
         )
@@ -216,9 +235,9 @@ async def test_owner_lists_pending_requests_oldest_first_by_default(people: Peop
     await decline(owner, asked[1].id)
 
     pending = await listed(owner, channel.id)
-    assert [(r.id, r.user_id, r.status) for r in pending] == [
-        (asked[0].id, first.id, PENDING),
-        (asked[2].id, third.id, PENDING),
+    assert [(r.id, r.user_id, r.username, r.status) for r in pending] == [
+        (asked[0].id, first.id, first.username, PENDING),
+        (asked[2].id, third.id, third.username, PENDING),
     ]
 
 
@@ -309,6 +328,113 @@ async def test_non_owners_cannot_list_requests(people: People) -> None:
         assert failure.reason == "CHANNEL_OWNER_REQUIRED"
 
 
+# ListMyJoinRequests
+
+
+async def test_a_user_lists_their_own_pending_requests_oldest_first(people: People) -> None:
+    owner, user, other = await people.user(), await people.user(), await people.user()
+    channels = [await people.channel(owner) for _ in range(3)]
+    asked = [await ask(user, channel.id) for channel in channels]
+    await ask(other, channels[0].id)
+    await decline(owner, asked[1].id)
+
+    assert [(r.id, r.channel_id, r.user_id, r.username, r.status) for r in await mine(user)] == [
+        (asked[0].id, channels[0].id, user.id, user.username, PENDING),
+        (asked[2].id, channels[2].id, user.id, user.username, PENDING),
+    ]
+    assert [r.id for r in await mine(user, PENDING)] == [asked[0].id, asked[2].id]
+
+
+async def test_a_user_lists_their_own_requests_with_another_status(people: People) -> None:
+    owner, user = await people.user(), await people.user()
+    first, second = await people.channel(owner), await people.channel(owner)
+    accepted = await accept(owner, (await ask(user, first.id)).id)
+    rejected = await decline(owner, (await ask(user, second.id)).id)
+    again = await ask(user, second.id)
+
+    assert [(r.id, r.decided_by) for r in await mine(user, ACCEPTED)] == [(accepted.id, owner.id)]
+    assert [r.id for r in await mine(user, REJECTED)] == [rejected.id]
+    assert [r.id for r in await mine(user)] == [again.id]
+
+
+async def test_own_requests_come_in_pages(people: People) -> None:
+    owner, user = await people.user(), await people.user()
+    channels = [await people.channel(owner) for _ in range(3)]
+    asked = [(await ask(user, channel.id)).id for channel in channels]
+
+    first = await user.api.join_requests.ListMyJoinRequests(
+        join_requests_pb2.ListMyJoinRequestsRequest(page_size=2)
+    )
+    assert [r.id for r in first.join_requests] == asked[:2]
+    assert first.next_page_token
+    second = await user.api.join_requests.ListMyJoinRequests(
+        join_requests_pb2.ListMyJoinRequestsRequest(page_size=2, page_token=first.next_page_token)
+    )
+    assert [r.id for r in second.join_requests] == asked[2:]
+    assert second.next_page_token == ""
+    assert [r.id for r in await mine(user, page_size=1)] == asked
+
+
+async def test_a_page_token_of_another_list_is_invalid_for_ones_own_requests(
+    people: People,
+) -> None:
+    owner, user, other = await people.user(), await people.user(), await people.user()
+    channels = [await people.channel(owner) for _ in range(2)]
+    for channel in channels:
+        await ask(user, channel.id)
+    await ask(other, channels[0].id)
+    own = await user.api.join_requests.ListMyJoinRequests(
+        join_requests_pb2.ListMyJoinRequestsRequest(page_size=1)
+    )
+    of_the_channel = await owner.api.join_requests.ListJoinRequests(
+        join_requests_pb2.ListJoinRequestsRequest(channel_id=channels[0].id, page_size=1)
+    )
+    requests = [
+        (other, own.next_page_token, NO_STATUS),
+        (user, own.next_page_token, REJECTED),
+        (user, of_the_channel.next_page_token, NO_STATUS),
+        (user, "garbage", NO_STATUS),
+    ]
+    for person, token, status in requests:
+        await fails(
+            person.api.join_requests.ListMyJoinRequests(
+                join_requests_pb2.ListMyJoinRequestsRequest(page_token=token, status=status)
+            ),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "Invalid page token",
+        )
+
+
+async def test_ones_own_requests_show_no_one_elses_and_none_to_deleted_channels(
+    people: People,
+) -> None:
+    owner, user, moderator = await people.user(), await people.user(), await people.moderator()
+    kept, deleted = await people.channel(owner), await people.channel(owner)
+    request = await ask(user, kept.id)
+    await ask(user, deleted.id)
+    await owner.api.channels.DeleteChannel(channels_pb2.DeleteChannelRequest(channel_id=deleted.id))
+
+    assert [r.id for r in await mine(user)] == [request.id]
+    assert await mine(owner) == []
+    assert await mine(moderator) == [], "a moderator's own list is their own too"
+
+
+async def test_listing_ones_own_requests_with_an_unknown_status_is_invalid(
+    people: People,
+) -> None:
+    user = await people.user()
+    failure = await fails(
+        user.api.join_requests.ListMyJoinRequests(
+            join_requests_pb2.ListMyJoinRequestsRequest(
+                status=resources_pb2.JoinRequestStatus.ValueType(42)
+            )
+        ),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "Unknown join request status",
+    )
+    assert [field for field, _ in failure.violations] == ["status"]
+
+
 # AcceptJoinRequest and DeclineJoinRequest
 
 
@@ -319,6 +445,7 @@ async def test_owner_accepts_a_request_and_the_user_becomes_a_member(people: Peo
 
     decided = await accept(owner, request.id)
     assert (decided.id, decided.status, decided.decided_by) == (request.id, ACCEPTED, owner.id)
+    assert (decided.user_id, decided.username) == (user.id, user.username)
     assert decided.HasField("decided_at")
     assert decided.decided_at.ToDatetime() >= request.created_at.ToDatetime()
     assert await member_ids(owner, channel.id) == [owner.id, user.id]
@@ -359,6 +486,7 @@ async def test_owner_declines_a_request_and_the_user_stays_out(people: People) -
 
     decided = await decline(owner, request.id)
     assert (decided.status, decided.decided_by) == (REJECTED, owner.id)
+    assert (decided.user_id, decided.username) == (user.id, user.username)
     assert decided.HasField("decided_at")
     assert await member_ids(owner, channel.id) == [owner.id]
     assert await my_channel_ids(user) == []

@@ -255,6 +255,21 @@ async def test_unread_counts_read_the_seq_index_only(shared_database: str) -> No
     )
 
 
+async def test_join_requests_are_indexed_by_channel_and_by_requester(
+    shared_database: str,
+) -> None:
+    """ListJoinRequests and ListMyJoinRequests each read one index range in id order."""
+    rows = await sql(
+        shared_database,
+        "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'channel_join_requests'"
+        " AND indexname LIKE 'ix_%' ORDER BY indexname",
+    )
+    assert [(row["indexname"], row["indexdef"].rpartition(" USING ")[2]) for row in rows] == [
+        ("ix_channel_join_requests_channel_status", "btree (channel_id, status, id)"),
+        ("ix_channel_join_requests_user_status", "btree (user_id, status, id)"),
+    ]
+
+
 async def test_atomchat_migrate_brings_an_empty_database_to_head(postgres_server_url: str) -> None:
     async with fresh_database(postgres_server_url, migrated=False) as url:
         result = await run_atomchat("migrate", env=child_environment(DATABASE_URL=url))

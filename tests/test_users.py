@@ -1,4 +1,4 @@
-"""UserService (SPEC §4): Register, Login, GetMe, BlockUser, UnblockUser."""
+"""UserService (SPEC §4): Register, Login, GetMe, LookupUser, BlockUser, UnblockUser."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from atomchat.v1 import resources_pb2, users_pb2
 from google.rpc import code_pb2, error_details_pb2
 from grpc_status import rpc_status
 
-from tests.support import People, fails, sql, unique
+from tests.support import People, Person, fails, sql, unique
 
 UNAUTHENTICATED = grpc.StatusCode.UNAUTHENTICATED
 BAD_CREDENTIALS = "Invalid authentication credentials"
@@ -197,6 +197,100 @@ async def test_a_moderator_sees_the_moderator_role(people: People) -> None:
     moderator = await people.moderator()
     me = await moderator.api.users.GetMe(users_pb2.GetMeRequest())
     assert me.role == resources_pb2.ROLE_MODERATOR
+
+
+# LookupUser
+
+
+async def lookup(person: Person, username: str) -> resources_pb2.User:
+    found: resources_pb2.User = await person.api.users.LookupUser(
+        users_pb2.LookupUserRequest(username=username)
+    )
+    return found
+
+
+async def test_any_user_finds_another_by_username(people: People) -> None:
+    user, other = await people.user(), await people.user()
+    found = await lookup(user, other.username)
+    assert (found.id, found.username, found.role, found.is_active) == (
+        other.id,
+        other.username,
+        resources_pb2.ROLE_USER,
+        True,
+    )
+    assert found.HasField("created_at")
+    seeded = await lookup(user, "moderator")
+    assert (seeded.id, seeded.role) == (1, resources_pb2.ROLE_MODERATOR)
+
+
+@pytest.mark.parametrize(
+    "spelling",
+    [
+        pytest.param("MODERATOR", id="upper-case"),
+        pytest.param("ｍｏｄｅｒａｔｏｒ", id="fullwidth"),
+        pytest.param("𝗆𝗈𝖽𝖾𝗋𝖺𝗍𝗈𝗋", id="math-sans-serif"),
+        pytest.param("m\u043ederator", id="cyrillic-o"),
+    ],
+)
+async def test_a_username_is_matched_as_logins_and_mentions_match_it(
+    people: People, spelling: str
+) -> None:
+    user = await people.user()
+    found = await lookup(user, spelling)
+    assert (found.id, found.username) == (1, "moderator"), "the spelling it was registered with"
+
+
+@pytest.mark.parametrize(
+    "username",
+    [
+        pytest.param("nobody_by_this_name", id="unknown"),
+        pytest.param("a" * 33, id="longer-than-any-username"),
+        pytest.param("user\x00name", id="nul"),
+        pytest.param("with space", id="not-a-username"),
+    ],
+)
+async def test_an_unknown_username_is_not_found(people: People, username: str) -> None:
+    user = await people.user()
+    failure = await fails(
+        user.api.users.LookupUser(users_pb2.LookupUserRequest(username=username)),
+        grpc.StatusCode.NOT_FOUND,
+        "User not found",
+    )
+    assert failure.reason == "USER_NOT_FOUND"
+
+
+async def test_an_empty_username_is_invalid(people: People) -> None:
+    user = await people.user()
+    failure = await fails(
+        user.api.users.LookupUser(users_pb2.LookupUserRequest(username="")),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "Username is required",
+    )
+    assert [field for field, _ in failure.violations] == ["username"]
+
+
+async def test_a_blocked_user_is_found_by_moderators_only(people: People) -> None:
+    moderator, user, blocked = await people.moderator(), await people.user(), await people.user()
+    await moderator.api.users.BlockUser(users_pb2.BlockUserRequest(user_id=blocked.id))
+
+    seen = await lookup(moderator, blocked.username.upper())
+    assert (seen.id, seen.is_active) == (blocked.id, False)
+    failure = await fails(
+        user.api.users.LookupUser(users_pb2.LookupUserRequest(username=blocked.username)),
+        grpc.StatusCode.NOT_FOUND,
+        "User not found",
+    )
+    assert failure.reason == "USER_NOT_FOUND"
+
+    await moderator.api.users.UnblockUser(users_pb2.UnblockUserRequest(user_id=blocked.id))
+    assert (await lookup(user, blocked.username)).is_active
+
+
+async def test_looking_up_without_a_token_is_unauthenticated(people: People) -> None:
+    await fails(
+        people.anonymous.users.LookupUser(users_pb2.LookupUserRequest(username="moderator")),
+        UNAUTHENTICATED,
+    )
 
 
 # BlockUser and UnblockUser

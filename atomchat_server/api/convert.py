@@ -88,6 +88,7 @@ def join_request(view: entities.JoinRequestView) -> pb.JoinRequest:
         created_at=timestamp(view.created_at),
         decided_at=timestamp(view.decided_at),
         decided_by=view.decided_by or 0,
+        username=view.username,
     )
 
 

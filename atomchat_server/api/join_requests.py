@@ -50,6 +50,22 @@ class JoinRequestServicer(join_requests_pb2_grpc.JoinRequestServiceServicer):
             next_page_token=page.next_page_token,
         )
 
+    async def ListMyJoinRequests(
+        self, request: join_requests_pb2.ListMyJoinRequestsRequest, context: Context
+    ) -> join_requests_pb2.ListMyJoinRequestsResponse:
+        async with self._db.transaction() as session:
+            page = await join_requests.list_my_join_requests(
+                session,
+                actor=current_actor(),
+                status=convert.status_name(request.status),
+                page_size=request.page_size,
+                page_token=request.page_token,
+            )
+        return join_requests_pb2.ListMyJoinRequestsResponse(
+            join_requests=[convert.join_request(r) for r in page.items],
+            next_page_token=page.next_page_token,
+        )
+
     async def AcceptJoinRequest(
         self, request: join_requests_pb2.AcceptJoinRequestRequest, context: Context
     ) -> resources_pb2.JoinRequest:

@@ -87,6 +87,15 @@ class UserServicer(users_pb2_grpc.UserServiceServicer):
             user = await users.get_user(session, user_id=current_actor().user_id)
         return convert.user(user)
 
+    async def LookupUser(
+        self, request: users_pb2.LookupUserRequest, context: Context
+    ) -> resources_pb2.User:
+        async with self._db.transaction() as session:
+            user = await users.lookup_user(
+                session, actor=current_actor(), username=request.username
+            )
+        return convert.user(user)
+
     async def BlockUser(
         self, request: users_pb2.BlockUserRequest, context: Context
     ) -> resources_pb2.User:

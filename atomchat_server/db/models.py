@@ -112,6 +112,7 @@ class ChannelJoinRequest(Base):
             postgresql_where=text("status = 'pending'"),
         ),
         Index("ix_channel_join_requests_channel_status", "channel_id", "status", "id"),
+        Index("ix_channel_join_requests_user_status", "user_id", "status", "id"),
         CheckConstraint(_one_of("status", JoinRequestStatus), name="status"),
         CheckConstraint(
             "(status = 'pending') = (decided_at IS NULL)", name="decided_iff_not_pending"

@@ -91,6 +91,8 @@ class JoinRequestView:
     created_at: datetime
     decided_at: datetime | None
     decided_by: int | None
+    # The requester's username.
+    username: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -85,9 +85,11 @@ _READ = (
     "SELECT e.id AS event_id, e.created_at AS event_created_at, e.kind, e.change,"  # noqa: S608
     " r.id AS r_id, r.user_id AS r_user_id, r.status AS r_status,"
     " r.created_at AS r_created_at, r.decided_at AS r_decided_at, r.decided_by AS r_decided_by,"
+    " ru.username AS r_username,"
     f" {channel_rows.COLUMNS}, {timeline_store.MESSAGE_COLUMNS}"
     " FROM inbox_events e JOIN channels c ON c.id = e.channel_id"
     " LEFT JOIN channel_join_requests r ON r.id = e.join_request_id"
+    " LEFT JOIN users ru ON ru.id = r.user_id"
     " LEFT JOIN messages m ON m.id = e.message_id LEFT JOIN users u ON u.id = m.sender_id"
     " WHERE e.user_id = $1 AND e.id > $2 AND e.id <= $3 ORDER BY e.id LIMIT $4"
 )
@@ -134,6 +136,7 @@ def _join_request(row: asyncpg.Record) -> JoinRequestView | None:
         created_at=row["r_created_at"],
         decided_at=row["r_decided_at"],
         decided_by=row["r_decided_by"],
+        username=row["r_username"],
     )
 
 

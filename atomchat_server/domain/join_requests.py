@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import Select, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from atomchat_server.db.models import (
+    Channel,
     ChannelJoinRequest,
     InboxKind,
     JoinRequestStatus,
     MembershipChange,
+    User,
 )
 from atomchat_server.domain import errors, inbox, membership, pagination, policy
 from atomchat_server.domain.channels import get_active_channel, open_for_managing, standing
@@ -24,7 +26,7 @@ from atomchat_server.domain.entities import Actor, JoinRequestView, Page
 _PENDING_INDEX_WHERE = text("status = 'pending'")
 
 
-def _view(row: ChannelJoinRequest) -> JoinRequestView:
+def _view(row: ChannelJoinRequest, username: str) -> JoinRequestView:
     return JoinRequestView(
         id=row.id,
         channel_id=row.channel_id,
@@ -33,6 +35,14 @@ def _view(row: ChannelJoinRequest) -> JoinRequestView:
         created_at=row.created_at,
         decided_at=row.decided_at,
         decided_by=row.decided_by,
+        username=username,
+    )
+
+
+def _with_requester() -> Select[ChannelJoinRequest, str]:
+    """Requests with their requester's username."""
+    return select(ChannelJoinRequest, User.username).join(
+        User, User.id == ChannelJoinRequest.user_id
     )
 
 
@@ -66,23 +76,22 @@ async def create_join_request(
             )
         ],
     )
-    return _view(row)
+    return _view(row, actor.username)
 
 
-async def _load(
-    session: AsyncSession, request_id: int, *, lock: bool = False
-) -> ChannelJoinRequest:
-    query = select(ChannelJoinRequest).where(ChannelJoinRequest.id == request_id)
-    row = await session.scalar(query.with_for_update() if lock else query)
-    if row is None:
+async def _load(session: AsyncSession, request_id: int) -> JoinRequestView:
+    found = (
+        await session.execute(_with_requester().where(ChannelJoinRequest.id == request_id))
+    ).first()
+    if found is None:
         raise errors.join_request_not_found()
-    return row
+    return _view(found[0], found[1])
 
 
 async def get_join_request(
     session: AsyncSession, *, actor: Actor, request_id: int
 ) -> JoinRequestView:
-    request = _view(await _load(session, request_id))
+    request = await _load(session, request_id)
     caller = await standing(session, channel_id=request.channel_id, user_id=actor.user_id)
     if not policy.can_see_join_request(actor, request, caller):
         raise errors.join_request_not_found()
@@ -101,13 +110,46 @@ async def list_join_requests(
 ) -> Page[JoinRequestView]:
     await open_for_managing(session, actor=actor, channel_id=channel_id)
     cursor = pagination.Cursor.read(f"join_requests:{channel_id}:{status}", page_size, page_token)
-    query = select(ChannelJoinRequest).where(
+    query = _with_requester().where(
         ChannelJoinRequest.channel_id == channel_id, ChannelJoinRequest.status == status
     )
+    return await _page(session, query, cursor)
+
+
+async def list_my_join_requests(
+    session: AsyncSession,
+    *,
+    actor: Actor,
+    status: JoinRequestStatus,
+    page_size: int,
+    page_token: str,
+) -> Page[JoinRequestView]:
+    """The caller's own requests with one status, oldest first; those to deleted
+    channels are gone, as they are for everyone."""
+    cursor = pagination.Cursor.read(
+        f"my_join_requests:{actor.user_id}:{status}", page_size, page_token
+    )
+    query = (
+        _with_requester()
+        .join(Channel, Channel.id == ChannelJoinRequest.channel_id)
+        .where(
+            ChannelJoinRequest.user_id == actor.user_id,
+            ChannelJoinRequest.status == status,
+            Channel.is_active,
+        )
+    )
+    return await _page(session, query, cursor)
+
+
+async def _page(
+    session: AsyncSession,
+    query: Select[ChannelJoinRequest, str],
+    cursor: pagination.Cursor,
+) -> Page[JoinRequestView]:
     if cursor.position is not None:
         query = query.where(ChannelJoinRequest.id > cursor.position)
-    rows = (await session.scalars(query.order_by(ChannelJoinRequest.id).limit(cursor.fetch))).all()
-    return cursor.page(rows, _view, lambda row: row.id)
+    rows = (await session.execute(query.order_by(ChannelJoinRequest.id).limit(cursor.fetch))).all()
+    return cursor.page(rows, lambda row: _view(row[0], row[1]), lambda row: row[0].id)
 
 
 async def _decide(
@@ -143,7 +185,7 @@ async def _decide(
     if status == JoinRequestStatus.ACCEPTED:
         decided += inbox.membership([request.user_id], request.channel_id, MembershipChange.ADDED)
     await inbox.record_in(session, decided)
-    return _view(row)
+    return _view(row, request.username)
 
 
 def _decided(user_id: int, channel_id: int, request_id: int) -> inbox.InboxRecord:

@@ -33,6 +33,12 @@ def ensure_moderator(actor: Actor) -> None:
         raise errors.not_enough_permissions(errors.Reason.MODERATOR_REQUIRED)
 
 
+def can_look_up(actor: Actor, *, is_active: bool) -> bool:
+    """Finding a user by name: active users by anyone, blocked ones by moderators
+    only (to others a blocked user is as unknown as to AddMember)."""
+    return is_active or actor.is_moderator
+
+
 def ensure_can_manage_channel(actor: Actor, standing: Standing) -> None:
     """Changing or deleting a channel, deciding join requests, adding and removing members."""
     if not (standing.is_owner or actor.is_moderator):

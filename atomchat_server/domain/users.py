@@ -142,6 +142,25 @@ async def get_user(session: AsyncSession, *, user_id: int) -> UserView:
     return user_view(row)
 
 
+async def lookup_user(session: AsyncSession, *, actor: Actor, username: str) -> UserView:
+    """The user a name stands for, matched as logins and mentions are (case and
+    lookalikes folded): NOT_FOUND if unknown, or blocked and the caller no moderator."""
+    if not username:
+        raise errors.InvalidArgument(
+            "Username is required", reason=errors.Reason.INVALID_USERNAME, field="username"
+        )
+    # What no username can be (longer, or a NUL PostgreSQL text cannot hold)
+    # names no one: refused before the key is worked out.
+    if len(username) > usernames.USERNAME_MAX or "\x00" in username:
+        raise errors.user_not_found()
+    row = await session.scalar(
+        select(User).where(User.username_key == usernames.username_key(username))
+    )
+    if row is None or not policy.can_look_up(actor, is_active=row.is_active):
+        raise errors.user_not_found()
+    return user_view(row)
+
+
 async def set_active(
     session: AsyncSession, *, actor: Actor, user_id: int, active: bool
 ) -> UserView:

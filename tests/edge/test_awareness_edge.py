@@ -109,6 +109,7 @@ async def test_the_inbox_over_server_sent_events_resumes_after_an_id(
         event = await next_event(events)
     assert event["id"] == "1"
     assert event["join_request"]["join_request"]["user_id"] == str(asker.id)
+    assert event["join_request"]["join_request"]["username"] == asker.username
     assert event["join_request"]["channel"]["name"] == channel.name
     await http.post(
         f"/v1/channels/{channel.id}/messages", json={"content": "x"}, headers=bearer(owner.token)

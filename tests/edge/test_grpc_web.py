@@ -10,7 +10,7 @@ from collections.abc import AsyncGenerator
 from typing import Any
 
 import httpx
-from atomchat.v1 import chat_pb2, resources_pb2, users_pb2
+from atomchat.v1 import chat_pb2, join_requests_pb2, resources_pb2, users_pb2
 
 from tests.edge.edge_support import (
     GrpcWebFrames,
@@ -38,6 +38,41 @@ async def test_unary_call_answers_as_over_grpc(http: httpx.AsyncClient, people: 
     reply = parse_grpc_web(response)
     assert reply.trailers["grpc-status"] == "0"
     assert [resources_pb2.User.FromString(m) for m in reply.messages] == [direct]
+
+
+async def test_lookup_and_ones_own_join_requests_over_grpc_web(
+    http: httpx.AsyncClient, people: People
+) -> None:
+    owner, asker = await people.user("web_owner"), await people.user("web_asker")
+    channel = await people.channel(owner)
+    asked = await asker.api.join_requests.CreateJoinRequest(
+        join_requests_pb2.CreateJoinRequestRequest(channel_id=channel.id)
+    )
+
+    async def call(method: str, request: Any) -> GrpcWebReply:
+        response = await http.post(
+            f"/atomchat.v1.{method}",
+            content=grpc_web_frame(request.SerializeToString()),
+            headers=grpc_web_headers(asker.token),
+        )
+        assert response.status_code == 200
+        return parse_grpc_web(response)
+
+    found = await call(
+        "UserService/LookupUser", users_pb2.LookupUserRequest(username=owner.username)
+    )
+    assert found.trailers["grpc-status"] == "0"
+    assert [resources_pb2.User.FromString(m).id for m in found.messages] == [owner.id]
+    unknown = await call("UserService/LookupUser", users_pb2.LookupUserRequest(username="nobody"))
+    assert unknown.trailers["grpc-status"] == "5"
+
+    mine = await call(
+        "JoinRequestService/ListMyJoinRequests", join_requests_pb2.ListMyJoinRequestsRequest()
+    )
+    assert mine.trailers["grpc-status"] == "0"
+    (listed,) = [join_requests_pb2.ListMyJoinRequestsResponse.FromString(m) for m in mine.messages]
+    assert list(listed.join_requests) == [asked]
+    assert listed.join_requests[0].username == asker.username
 
 
 async def test_text_mode_unary_call(http: httpx.AsyncClient, people: People) -> None:

@@ -74,18 +74,39 @@ async def test_channel_join_request_members_and_messages(http: httpx.AsyncClient
     )
     assert requested.status_code == 200, requested.text
     request = requested.json()
-    assert (request["status"], request["user_id"]) == ("JOIN_REQUEST_STATUS_PENDING", joiner["id"])
+    assert (request["status"], request["user_id"], request["username"]) == (
+        "JOIN_REQUEST_STATUS_PENDING",
+        joiner["id"],
+        joiner["username"],
+    )
 
     pending = await http.get(
         f"/v1/channels/{channel_id}/join-requests", headers=bearer(owner_token)
     )
-    assert [r["id"] for r in pending.json()["join_requests"]] == [request["id"]]
+    assert [(r["id"], r["username"]) for r in pending.json()["join_requests"]] == [
+        (request["id"], joiner["username"])
+    ]
+    mine = await http.get("/v1/users/me/join-requests", headers=bearer(joiner_token))
+    assert mine.status_code == 200, mine.text
+    assert mine.json() == {"join_requests": [request], "next_page_token": ""}
 
     accepted = await http.post(
         f"/v1/join-requests/{request['id']}:accept", json={}, headers=bearer(owner_token)
     )
     assert accepted.status_code == 200, accepted.text
-    assert accepted.json()["status"] == "JOIN_REQUEST_STATUS_ACCEPTED"
+    assert (accepted.json()["status"], accepted.json()["username"]) == (
+        "JOIN_REQUEST_STATUS_ACCEPTED",
+        joiner["username"],
+    )
+    mine = await http.get("/v1/users/me/join-requests", headers=bearer(joiner_token))
+    assert mine.json()["join_requests"] == []
+    decided = await http.get(
+        "/v1/users/me/join-requests",
+        params={"status": "JOIN_REQUEST_STATUS_ACCEPTED", "page_size": 1},
+        headers=bearer(joiner_token),
+    )
+    assert decided.status_code == 200, decided.text
+    assert decided.json()["join_requests"] == [accepted.json()]
 
     members = await http.get(f"/v1/channels/{channel_id}/members", headers=bearer(joiner_token))
     assert members.status_code == 200
@@ -121,6 +142,27 @@ async def test_channel_join_request_members_and_messages(http: httpx.AsyncClient
         headers=bearer(owner_token),
     )
     assert [m["content"] for m in rest.json()["messages"]] == ["first"]
+
+
+async def test_a_user_is_found_by_name(http: httpx.AsyncClient) -> None:
+    token, user = await register(http, "finder")
+    _, other = await register(http, "found")
+
+    found = await http.get(
+        "/v1/users:lookup", params={"username": other["username"].upper()}, headers=bearer(token)
+    )
+    assert found.status_code == 200, found.text
+    assert found.json() == other
+
+    unknown = await http.get(
+        "/v1/users:lookup", params={"username": "no_such_user_here"}, headers=bearer(token)
+    )
+    assert unknown.status_code == 404
+    code, message, details = json_error(unknown)
+    assert (code, message, error_reason(details)) == (5, "User not found", "USER_NOT_FOUND")
+
+    anonymous = await http.get("/v1/users:lookup", params={"username": user["username"]})
+    assert anonymous.status_code == 401
 
 
 async def test_grpc_errors_become_http_statuses_with_json_bodies(http: httpx.AsyncClient) -> None:

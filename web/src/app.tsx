@@ -5,7 +5,8 @@
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { render } from "preact";
 import { useEffect, useState } from "preact/hooks";
-import { allPages, api, errorText } from "./api";
+import { Code } from "@connectrpc/connect";
+import { allPages, api, errorText, failure } from "./api";
 import { MembershipChange, type InboxEvent } from "./gen/atomchat/v1/inbox_pb";
 import type { SearchResult } from "./gen/atomchat/v1/chat_pb";
 import { type Channel, JoinRequestStatus, Role, type User } from "./gen/atomchat/v1/resources_pb";
@@ -14,8 +15,10 @@ import { Room } from "./room";
 import {
   endedSession,
   getState,
+  loadMyRequests,
   logIn,
   logOut,
+  rememberRequest,
   rememberUser,
   settle,
   start,
@@ -212,20 +215,19 @@ function Browse() {
     })
       .then(setChannels)
       .catch((error: unknown) => endedSession(error) || setProblem(errorText(error)));
+    void loadMyRequests();
   }, []);
 
   async function ask(channel: Channel): Promise<void> {
     setProblem("");
     try {
-      await api.joinRequests.createJoinRequest({ channelId: channel.id });
+      rememberRequest(await api.joinRequests.createJoinRequest({ channelId: channel.id }));
     } catch (error) {
       if (endedSession(error)) return;
-      if (!errorText(error).includes("already exists")) {
-        setProblem(errorText(error));
-        return;
-      }
+      // Asked already (from another tab or device): show that request.
+      if (errorText(error).includes("already exists")) await loadMyRequests();
+      else setProblem(errorText(error));
     }
-    update({ asked: new Set(getState().asked).add(channel.id.toString()) });
   }
 
   const words = filter.trim().toLowerCase();
@@ -312,16 +314,12 @@ function NewChannel() {
   );
 }
 
-function userName(store: State, id: bigint): string {
-  return store.users.get(id.toString()) ?? t("userNumber", { id });
-}
-
-function noticeText(store: State, notice: InboxEvent): string {
+function noticeText(notice: InboxEvent): string {
   const { event } = notice;
   switch (event.case) {
     case "joinRequest":
       return t("wantsToJoin", {
-        user: userName(store, event.value.joinRequest?.userId ?? 0n),
+        user: event.value.joinRequest?.username ?? "",
         channel: event.value.channel?.name ?? "",
       });
     case "joinRequestDecided":
@@ -376,7 +374,7 @@ function Inbox() {
       ) : (
         <ul class="requests" aria-label={t("pendingRequests")}>
           {requests.map(([id, { request, channel }]) => {
-            const text = t("wantsToJoin", { user: userName(store, request.userId), channel: channel.name });
+            const text = t("wantsToJoin", { user: request.username, channel: channel.name });
             return (
               <li key={id} class="card">
                 <p>{text}</p>
@@ -403,7 +401,7 @@ function Inbox() {
             return (
               <li key={notice.id.toString()}>
                 {when && <time dateTime={when.toISOString()}>{shortTime(when)}</time>}{" "}
-                {channelId ? <a href={`#/c/${channelId}`}>{noticeText(store, notice)}</a> : noticeText(store, notice)}
+                {channelId ? <a href={`#/c/${channelId}`}>{noticeText(notice)}</a> : noticeText(notice)}
               </li>
             );
           })}
@@ -424,7 +422,8 @@ function Moderation() {
   const [people, setPeople] = useState<KnownUser[]>([]);
   const [states, setStates] = useState<Map<string, User>>(new Map());
   const [problem, setProblem] = useState("");
-  const [byId, setById] = useState("");
+  const [name, setName] = useState("");
+  const [found, setFound] = useState<User | null>(null);
 
   useEffect(() => {
     void (async () => {
@@ -456,20 +455,79 @@ function Moderation() {
     setProblem("");
     try {
       const user = block ? await api.users.blockUser({ userId: id }) : await api.users.unblockUser({ userId: id });
-      rememberUser(user.id, user.username);
-      setStates(new Map(states).set(user.id.toString(), user));
+      known(user);
     } catch (error) {
       if (!endedSession(error)) setProblem(errorText(error));
     }
   }
 
+  function known(user: User): void {
+    rememberUser(user.id, user.username);
+    setStates((current) => new Map(current).set(user.id.toString(), user));
+    setFound((current) => (current?.id === user.id ? user : current));
+  }
+
+  async function find(): Promise<void> {
+    setProblem("");
+    setFound(null);
+    try {
+      const user = await api.users.lookupUser({ username: name.trim() });
+      known(user);
+      setFound(user);
+    } catch (error) {
+      if (endedSession(error)) return;
+      setProblem(failure(error).code === Code.NotFound ? t("noSuchUser", { name: name.trim() }) : errorText(error));
+    }
+  }
+
+  function blockButton(user: { id: bigint; username: string }) {
+    const isBlocked = blocked(user.id);
+    return (
+      <button
+        type="button"
+        aria-label={`${isBlocked ? t("unblock") : t("block")} ${user.username}`}
+        onClick={() => void setBlocked(user.id, !isBlocked)}
+      >
+        {isBlocked ? t("unblock") : t("block")}
+      </button>
+    );
+  }
+
   const blocked = (id: bigint) => states.get(id.toString())?.isActive === false;
-  const extra = [...states.values()].filter((user) => !people.some((person) => person.id === user.id));
+  // Users met outside the channels' member lists (found by name), but the one shown above.
+  const extra = [...states.values()].filter(
+    (user) => user.id !== found?.id && !people.some((person) => person.id === user.id),
+  );
   const rows: KnownUser[] = [...people, ...extra.map((user) => ({ id: user.id, username: user.username, channels: 0 }))];
   return (
     <section class="page" aria-labelledby="moderation-title">
       <h2 id="moderation-title">{t("moderation")}</h2>
+      <h3>{t("findUser")}</h3>
+      <form
+        class="inline"
+        aria-label={t("findUser")}
+        onSubmit={(event) => {
+          event.preventDefault();
+          void find();
+        }}
+      >
+        <label>
+          {t("username")}
+          <input value={name} required maxLength={32} onInput={(event) => setName(event.currentTarget.value)} />
+        </label>
+        <button type="submit">{t("find")}</button>
+      </form>
       {problem && <ErrorLine text={problem} />}
+      {found && (
+        <section class="card found-user" aria-label={t("foundUser")}>
+          <p>
+            <strong>{found.username}</strong> · {t("userNumber", { id: found.id })} ·{" "}
+            {found.role === Role.MODERATOR ? `${t("moderator")} · ` : ""}
+            <span role="status">{blocked(found.id) ? t("blocked") : t("active")}</span>
+          </p>
+          {blockButton(found)}
+        </section>
+      )}
       <h3>{t("users")}</h3>
       <table class="users">
         <thead>
@@ -491,39 +549,11 @@ function Moderation() {
               </th>
               <td>{person.id.toString()}</td>
               <td>{person.channels}</td>
-              <td>
-                <button
-                  type="button"
-                  aria-label={`${blocked(person.id) ? t("unblock") : t("block")} ${person.username}`}
-                  onClick={() => void setBlocked(person.id, !blocked(person.id))}
-                >
-                  {blocked(person.id) ? t("unblock") : t("block")}
-                </button>
-              </td>
+              <td>{blockButton(person)}</td>
             </tr>
           ))}
         </tbody>
       </table>
-      <form
-        class="inline"
-        aria-label={t("blockById")}
-        onSubmit={(event) => {
-          event.preventDefault();
-          const submitter = (event as SubmitEvent).submitter;
-          if (/^\d+$/.test(byId)) void setBlocked(BigInt(byId), submitter?.dataset.action === "block");
-        }}
-      >
-        <label>
-          {t("userId")}
-          <input inputMode="numeric" pattern="\d+" value={byId} required onInput={(event) => setById(event.currentTarget.value)} />
-        </label>
-        <button type="submit" data-action="block">
-          {t("block")}
-        </button>
-        <button type="submit" data-action="unblock">
-          {t("unblock")}
-        </button>
-      </form>
       <h3>{t("allChannels")}</h3>
       <ul class="cards" aria-label={t("allChannels")}>
         {channels.map((channel) => (

@@ -6,7 +6,8 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { useEffect, useLayoutEffect, useMemo, useReducer, useRef, useState } from "preact/hooks";
-import { api, errorText, newClientMessageId } from "./api";
+import { Code } from "@connectrpc/connect";
+import { api, errorText, failure, newClientMessageId } from "./api";
 import { type Channel, ChannelSchema, type Member, type Message } from "./gen/atomchat/v1/resources_pb";
 import { longTime, shortTime, t } from "./i18n";
 import { RoomModel } from "./room-model";
@@ -663,15 +664,18 @@ function MembersPanel({ channel, model }: { channel: Channel; model: RoomModel }
     }
   }
 
-  function add(): void {
+  async function add(): Promise<void> {
     const name = who.trim();
-    const byName = [...store.users].find(([, username]) => username.toLowerCase() === name.toLowerCase());
-    const id = /^\d+$/.test(name) ? BigInt(name) : byName ? BigInt(byName[0]) : null;
-    if (id === null) {
-      setProblem(t("unknownUser", { name }));
-      return;
+    setProblem("");
+    try {
+      const user = await api.users.lookupUser({ username: name });
+      await api.members.addMember({ channelId: channel.id, userId: user.id });
+      setWho("");
+      await load();
+    } catch (error) {
+      if (endedSession(error)) return;
+      setProblem(failure(error).code === Code.NotFound ? t("noSuchUser", { name }) : errorText(error));
     }
-    void run(() => api.members.addMember({ channelId: channel.id, userId: id })).then(() => setWho(""));
   }
 
   function leave(): void {
@@ -715,7 +719,7 @@ function MembersPanel({ channel, model }: { channel: Channel; model: RoomModel }
           class="add-member"
           onSubmit={(event) => {
             event.preventDefault();
-            add();
+            void add();
           }}
         >
           <label>
@@ -723,7 +727,8 @@ function MembersPanel({ channel, model }: { channel: Channel; model: RoomModel }
             <input
               value={who}
               list="known-users"
-              placeholder={t("userOrId")}
+              placeholder={t("username")}
+              maxLength={32}
               onInput={(event) => setWho(event.currentTarget.value)}
               required
             />

@@ -37,8 +37,8 @@ export interface State {
   pending: Map<string, PendingRequest>;
   /** Stored inbox events, newest first. */
   notices: InboxEvent[];
-  /** Channels I asked to join in this session. */
-  asked: Set<string>;
+  /** My pending join requests: request id by channel id. */
+  asked: Map<string, bigint>;
   /** Usernames seen (members, senders), by user id. */
   users: Map<string, string>;
 }
@@ -52,7 +52,7 @@ let state: State = {
   inbox: "connecting",
   pending: new Map(),
   notices: [],
-  asked: new Set(),
+  asked: new Map(),
   users: new Map(),
 };
 
@@ -98,7 +98,7 @@ let inboxStop: AbortController | null = null;
 
 export function logIn(session: Session): void {
   storeSession(session);
-  update({ session, loginMessage: "", pending: new Map(), notices: [], asked: new Set() });
+  update({ session, loginMessage: "", pending: new Map(), notices: [], asked: new Map() });
   start();
 }
 
@@ -147,6 +147,27 @@ async function loadPendingRequests(channels: Channel[]): Promise<void> {
   update({ pending });
 }
 
+/** My own pending join requests, so that "Request pending" survives a reload. */
+export async function loadMyRequests(): Promise<void> {
+  try {
+    const requests = await allPages(async (pageToken) => {
+      const page = await api.joinRequests.listMyJoinRequests({
+        status: JoinRequestStatus.PENDING,
+        pageToken,
+        pageSize: 200,
+      });
+      return { items: page.joinRequests, nextPageToken: page.nextPageToken };
+    });
+    update({ asked: new Map(requests.map((request) => [request.channelId.toString(), request.id])) });
+  } catch (error) {
+    if (!endedSession(error)) update({ channelsError: failure(error).rawMessage });
+  }
+}
+
+export function rememberRequest(request: JoinRequest): void {
+  update({ asked: new Map(state.asked).set(request.channelId.toString(), request.id) });
+}
+
 export function settle(request: JoinRequest): void {
   const pending = new Map(state.pending);
   pending.delete(request.id.toString());
@@ -169,9 +190,12 @@ function applyInbox(event: InboxEvent): void {
       break;
     }
     case "joinRequestDecided": {
-      const channelId = body.value.channel?.id.toString();
-      if (channelId && state.asked.has(channelId)) {
-        const asked = new Set(state.asked);
+      // Only the decision on the request now pending: a replayed older one
+      // (declined, then asked again) changes nothing.
+      const decided = body.value.joinRequest;
+      const channelId = decided?.channelId.toString();
+      if (decided && channelId && state.asked.get(channelId) === decided.id) {
+        const asked = new Map(state.asked);
         asked.delete(channelId);
         update({ asked });
       }
@@ -230,5 +254,6 @@ export function start(): void {
   inboxStop?.abort();
   inboxStop = new AbortController();
   void loadMyChannels();
+  void loadMyRequests();
   void followInbox(inboxStop.signal);
 }

@@ -26,7 +26,7 @@ from atomchat.v1 import resources_pb2 as atomchat_dot_v1_dot_resources__pb2
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x61tomchat/v1/join_requests.proto\x12\x0b\x61tomchat.v1\x1a\x1b\x61tomchat/v1/resources.proto\x1a\x1cgoogle/api/annotations.proto\".\n\x18\x43reateJoinRequestRequest\x12\x12\n\nchannel_id\x18\x01 \x01(\x03\"+\n\x15GetJoinRequestRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\x03\"\x84\x01\n\x17ListJoinRequestsRequest\x12\x12\n\nchannel_id\x18\x01 \x01(\x03\x12.\n\x06status\x18\x02 \x01(\x0e\x32\x1e.atomchat.v1.JoinRequestStatus\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"d\n\x18ListJoinRequestsResponse\x12/\n\rjoin_requests\x18\x01 \x03(\x0b\x32\x18.atomchat.v1.JoinRequest\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\".\n\x18\x41\x63\x63\x65ptJoinRequestRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\x03\"/\n\x19\x44\x65\x63lineJoinRequestRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\x03\x32\xbf\x05\n\x12JoinRequestService\x12\x88\x01\n\x11\x43reateJoinRequest\x12%.atomchat.v1.CreateJoinRequestRequest\x1a\x18.atomchat.v1.JoinRequest\"2\x82\xd3\xe4\x93\x02,\"\'/v1/channels/{channel_id}/join-requests:\x01*\x12v\n\x0eGetJoinRequest\x12\".atomchat.v1.GetJoinRequestRequest\x1a\x18.atomchat.v1.JoinRequest\"&\x82\xd3\xe4\x93\x02 \x12\x1e/v1/join-requests/{request_id}\x12\x90\x01\n\x10ListJoinRequests\x12$.atomchat.v1.ListJoinRequestsRequest\x1a%.atomchat.v1.ListJoinRequestsResponse\"/\x82\xd3\xe4\x93\x02)\x12\'/v1/channels/{channel_id}/join-requests\x12\x86\x01\n\x11\x41\x63\x63\x65ptJoinRequest\x12%.atomchat.v1.AcceptJoinRequestRequest\x1a\x18.atomchat.v1.JoinRequest\"0\x82\xd3\xe4\x93\x02*\"%/v1/join-requests/{request_id}:accept:\x01*\x12\x89\x01\n\x12\x44\x65\x63lineJoinRequest\x12&.atomchat.v1.DeclineJoinRequestRequest\x1a\x18.atomchat.v1.JoinRequest\"1\x82\xd3\xe4\x93\x02+\"&/v1/join-requests/{request_id}:decline:\x01*b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x61tomchat/v1/join_requests.proto\x12\x0b\x61tomchat.v1\x1a\x1b\x61tomchat/v1/resources.proto\x1a\x1cgoogle/api/annotations.proto\".\n\x18\x43reateJoinRequestRequest\x12\x12\n\nchannel_id\x18\x01 \x01(\x03\"+\n\x15GetJoinRequestRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\x03\"\x84\x01\n\x17ListJoinRequestsRequest\x12\x12\n\nchannel_id\x18\x01 \x01(\x03\x12.\n\x06status\x18\x02 \x01(\x0e\x32\x1e.atomchat.v1.JoinRequestStatus\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"d\n\x18ListJoinRequestsResponse\x12/\n\rjoin_requests\x18\x01 \x03(\x0b\x32\x18.atomchat.v1.JoinRequest\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"r\n\x19ListMyJoinRequestsRequest\x12.\n\x06status\x18\x01 \x01(\x0e\x32\x1e.atomchat.v1.JoinRequestStatus\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"f\n\x1aListMyJoinRequestsResponse\x12/\n\rjoin_requests\x18\x01 \x03(\x0b\x32\x18.atomchat.v1.JoinRequest\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\".\n\x18\x41\x63\x63\x65ptJoinRequestRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\x03\"/\n\x19\x44\x65\x63lineJoinRequestRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\x03\x32\xcb\x06\n\x12JoinRequestService\x12\x88\x01\n\x11\x43reateJoinRequest\x12%.atomchat.v1.CreateJoinRequestRequest\x1a\x18.atomchat.v1.JoinRequest\"2\x82\xd3\xe4\x93\x02,\"\'/v1/channels/{channel_id}/join-requests:\x01*\x12v\n\x0eGetJoinRequest\x12\".atomchat.v1.GetJoinRequestRequest\x1a\x18.atomchat.v1.JoinRequest\"&\x82\xd3\xe4\x93\x02 \x12\x1e/v1/join-requests/{request_id}\x12\x90\x01\n\x10ListJoinRequests\x12$.atomchat.v1.ListJoinRequestsRequest\x1a%.atomchat.v1.ListJoinRequestsResponse\"/\x82\xd3\xe4\x93\x02)\x12\'/v1/channels/{channel_id}/join-requests\x12\x89\x01\n\x12ListMyJoinRequests\x12&.atomchat.v1.ListMyJoinRequestsRequest\x1a\'.atomchat.v1.ListMyJoinRequestsResponse\"\"\x82\xd3\xe4\x93\x02\x1c\x12\x1a/v1/users/me/join-requests\x12\x86\x01\n\x11\x41\x63\x63\x65ptJoinRequest\x12%.atomchat.v1.AcceptJoinRequestRequest\x1a\x18.atomchat.v1.JoinRequest\"0\x82\xd3\xe4\x93\x02*\"%/v1/join-requests/{request_id}:accept:\x01*\x12\x89\x01\n\x12\x44\x65\x63lineJoinRequest\x12&.atomchat.v1.DeclineJoinRequestRequest\x1a\x18.atomchat.v1.JoinRequest\"1\x82\xd3\xe4\x93\x02+\"&/v1/join-requests/{request_id}:decline:\x01*b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,6 +39,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_JOINREQUESTSERVICE'].methods_by_name['GetJoinRequest']._serialized_options = b'\202\323\344\223\002 \022\036/v1/join-requests/{request_id}'
   _globals['_JOINREQUESTSERVICE'].methods_by_name['ListJoinRequests']._loaded_options = None
   _globals['_JOINREQUESTSERVICE'].methods_by_name['ListJoinRequests']._serialized_options = b'\202\323\344\223\002)\022\'/v1/channels/{channel_id}/join-requests'
+  _globals['_JOINREQUESTSERVICE'].methods_by_name['ListMyJoinRequests']._loaded_options = None
+  _globals['_JOINREQUESTSERVICE'].methods_by_name['ListMyJoinRequests']._serialized_options = b'\202\323\344\223\002\034\022\032/v1/users/me/join-requests'
   _globals['_JOINREQUESTSERVICE'].methods_by_name['AcceptJoinRequest']._loaded_options = None
   _globals['_JOINREQUESTSERVICE'].methods_by_name['AcceptJoinRequest']._serialized_options = b'\202\323\344\223\002*\"%/v1/join-requests/{request_id}:accept:\001*'
   _globals['_JOINREQUESTSERVICE'].methods_by_name['DeclineJoinRequest']._loaded_options = None
@@ -51,10 +53,14 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTJOINREQUESTSREQUEST']._serialized_end=333
   _globals['_LISTJOINREQUESTSRESPONSE']._serialized_start=335
   _globals['_LISTJOINREQUESTSRESPONSE']._serialized_end=435
-  _globals['_ACCEPTJOINREQUESTREQUEST']._serialized_start=437
-  _globals['_ACCEPTJOINREQUESTREQUEST']._serialized_end=483
-  _globals['_DECLINEJOINREQUESTREQUEST']._serialized_start=485
-  _globals['_DECLINEJOINREQUESTREQUEST']._serialized_end=532
-  _globals['_JOINREQUESTSERVICE']._serialized_start=535
-  _globals['_JOINREQUESTSERVICE']._serialized_end=1238
+  _globals['_LISTMYJOINREQUESTSREQUEST']._serialized_start=437
+  _globals['_LISTMYJOINREQUESTSREQUEST']._serialized_end=551
+  _globals['_LISTMYJOINREQUESTSRESPONSE']._serialized_start=553
+  _globals['_LISTMYJOINREQUESTSRESPONSE']._serialized_end=655
+  _globals['_ACCEPTJOINREQUESTREQUEST']._serialized_start=657
+  _globals['_ACCEPTJOINREQUESTREQUEST']._serialized_end=703
+  _globals['_DECLINEJOINREQUESTREQUEST']._serialized_start=705
+  _globals['_DECLINEJOINREQUESTREQUEST']._serialized_end=752
+  _globals['_JOINREQUESTSERVICE']._serialized_start=755
+  _globals['_JOINREQUESTSERVICE']._serialized_end=1598
 # @@protoc_insertion_point(module_scope)

@@ -110,6 +110,55 @@ class ListJoinRequestsResponse(_message.Message):
 Global___ListJoinRequestsResponse: _TypeAlias = ListJoinRequestsResponse  # noqa: Y015
 
 @_typing.final
+class ListMyJoinRequestsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATUS_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    status: _resources_pb2.JoinRequestStatus.ValueType
+    """JOIN_REQUEST_STATUS_PENDING when unspecified."""
+    page_size: _builtins.int
+    page_token: _builtins.str
+    def __init__(
+        self,
+        *,
+        status: _resources_pb2.JoinRequestStatus.ValueType = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListMyJoinRequestsRequest: _TypeAlias = ListMyJoinRequestsRequest  # noqa: Y015
+
+@_typing.final
+class ListMyJoinRequestsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOIN_REQUESTS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    @_builtins.property
+    def join_requests(self) -> _containers.RepeatedCompositeFieldContainer[_resources_pb2.JoinRequest]: ...
+    def __init__(
+        self,
+        *,
+        join_requests: _abc.Iterable[_resources_pb2.JoinRequest] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["join_requests", b"join_requests", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListMyJoinRequestsResponse: _TypeAlias = ListMyJoinRequestsResponse  # noqa: Y015
+
+@_typing.final
 class AcceptJoinRequestRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

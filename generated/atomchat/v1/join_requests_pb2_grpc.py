@@ -51,6 +51,11 @@ class JoinRequestServiceStub:
                 request_serializer=atomchat_dot_v1_dot_join__requests__pb2.ListJoinRequestsRequest.SerializeToString,
                 response_deserializer=atomchat_dot_v1_dot_join__requests__pb2.ListJoinRequestsResponse.FromString,
                 _registered_method=True)
+        self.ListMyJoinRequests = channel.unary_unary(
+                '/atomchat.v1.JoinRequestService/ListMyJoinRequests',
+                request_serializer=atomchat_dot_v1_dot_join__requests__pb2.ListMyJoinRequestsRequest.SerializeToString,
+                response_deserializer=atomchat_dot_v1_dot_join__requests__pb2.ListMyJoinRequestsResponse.FromString,
+                _registered_method=True)
         self.AcceptJoinRequest = channel.unary_unary(
                 '/atomchat.v1.JoinRequestService/AcceptJoinRequest',
                 request_serializer=atomchat_dot_v1_dot_join__requests__pb2.AcceptJoinRequestRequest.SerializeToString,
@@ -88,6 +93,13 @@ class JoinRequestServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListMyJoinRequests(self, request, context):
+        """The caller's own requests with one status, oldest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def AcceptJoinRequest(self, request, context):
         """Accepts a pending request and adds the requester as a member.
         """
@@ -119,6 +131,11 @@ def add_JoinRequestServiceServicer_to_server(servicer, server):
                     servicer.ListJoinRequests,
                     request_deserializer=atomchat_dot_v1_dot_join__requests__pb2.ListJoinRequestsRequest.FromString,
                     response_serializer=atomchat_dot_v1_dot_join__requests__pb2.ListJoinRequestsResponse.SerializeToString,
+            ),
+            'ListMyJoinRequests': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListMyJoinRequests,
+                    request_deserializer=atomchat_dot_v1_dot_join__requests__pb2.ListMyJoinRequestsRequest.FromString,
+                    response_serializer=atomchat_dot_v1_dot_join__requests__pb2.ListMyJoinRequestsResponse.SerializeToString,
             ),
             'AcceptJoinRequest': grpc.unary_unary_rpc_method_handler(
                     servicer.AcceptJoinRequest,
@@ -213,6 +230,33 @@ class JoinRequestService:
             '/atomchat.v1.JoinRequestService/ListJoinRequests',
             atomchat_dot_v1_dot_join__requests__pb2.ListJoinRequestsRequest.SerializeToString,
             atomchat_dot_v1_dot_join__requests__pb2.ListJoinRequestsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListMyJoinRequests(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/atomchat.v1.JoinRequestService/ListMyJoinRequests',
+            atomchat_dot_v1_dot_join__requests__pb2.ListMyJoinRequestsRequest.SerializeToString,
+            atomchat_dot_v1_dot_join__requests__pb2.ListMyJoinRequestsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -40,6 +40,8 @@ class JoinRequestServiceStub:
     """One request: visible to the requester, the channel owner and moderators."""
     ListJoinRequests: _grpc.UnaryUnaryMultiCallable[_join_requests_pb2.ListJoinRequestsRequest, _join_requests_pb2.ListJoinRequestsResponse]
     """A channel's requests with one status, oldest first. Owner or moderator."""
+    ListMyJoinRequests: _grpc.UnaryUnaryMultiCallable[_join_requests_pb2.ListMyJoinRequestsRequest, _join_requests_pb2.ListMyJoinRequestsResponse]
+    """The caller's own requests with one status, oldest first."""
     AcceptJoinRequest: _grpc.UnaryUnaryMultiCallable[_join_requests_pb2.AcceptJoinRequestRequest, _resources_pb2.JoinRequest]
     """Accepts a pending request and adds the requester as a member."""
     DeclineJoinRequest: _grpc.UnaryUnaryMultiCallable[_join_requests_pb2.DeclineJoinRequestRequest, _resources_pb2.JoinRequest]
@@ -56,6 +58,8 @@ class JoinRequestServiceAsyncStub(JoinRequestServiceStub):
     """One request: visible to the requester, the channel owner and moderators."""
     ListJoinRequests: _aio.UnaryUnaryMultiCallable[_join_requests_pb2.ListJoinRequestsRequest, _join_requests_pb2.ListJoinRequestsResponse]  # type: ignore[assignment]
     """A channel's requests with one status, oldest first. Owner or moderator."""
+    ListMyJoinRequests: _aio.UnaryUnaryMultiCallable[_join_requests_pb2.ListMyJoinRequestsRequest, _join_requests_pb2.ListMyJoinRequestsResponse]  # type: ignore[assignment]
+    """The caller's own requests with one status, oldest first."""
     AcceptJoinRequest: _aio.UnaryUnaryMultiCallable[_join_requests_pb2.AcceptJoinRequestRequest, _resources_pb2.JoinRequest]  # type: ignore[assignment]
     """Accepts a pending request and adds the requester as a member."""
     DeclineJoinRequest: _aio.UnaryUnaryMultiCallable[_join_requests_pb2.DeclineJoinRequestRequest, _resources_pb2.JoinRequest]  # type: ignore[assignment]
@@ -87,6 +91,14 @@ class JoinRequestServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_join_requests_pb2.ListJoinRequestsResponse, _abc.Awaitable[_join_requests_pb2.ListJoinRequestsResponse]]:
         """A channel's requests with one status, oldest first. Owner or moderator."""
+
+    @_abc_1.abstractmethod
+    def ListMyJoinRequests(
+        self,
+        request: _join_requests_pb2.ListMyJoinRequestsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_join_requests_pb2.ListMyJoinRequestsResponse, _abc.Awaitable[_join_requests_pb2.ListMyJoinRequestsResponse]]:
+        """The caller's own requests with one status, oldest first."""
 
     @_abc_1.abstractmethod
     def AcceptJoinRequest(

@@ -234,12 +234,15 @@ class JoinRequest(_message.Message):
     CREATED_AT_FIELD_NUMBER: _builtins.int
     DECIDED_AT_FIELD_NUMBER: _builtins.int
     DECIDED_BY_FIELD_NUMBER: _builtins.int
+    USERNAME_FIELD_NUMBER: _builtins.int
     id: _builtins.int
     channel_id: _builtins.int
     user_id: _builtins.int
     status: Global___JoinRequestStatus.ValueType
     decided_by: _builtins.int
     """The user who decided; 0 while pending."""
+    username: _builtins.str
+    """The requester's username (the user of `user_id`)."""
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -256,10 +259,11 @@ class JoinRequest(_message.Message):
         created_at: _timestamp_pb2.Timestamp | None = ...,
         decided_at: _timestamp_pb2.Timestamp | None = ...,
         decided_by: _builtins.int = ...,
+        username: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "decided_at", b"decided_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel_id", b"channel_id", "created_at", b"created_at", "decided_at", b"decided_at", "decided_by", b"decided_by", "id", b"id", "status", b"status", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel_id", b"channel_id", "created_at", b"created_at", "decided_at", b"decided_at", "decided_by", b"decided_by", "id", b"id", "status", b"status", "user_id", b"user_id", "username", b"username"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -26,7 +26,7 @@ from atomchat.v1 import resources_pb2 as atomchat_dot_v1_dot_resources__pb2
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x61tomchat/v1/users.proto\x12\x0b\x61tomchat.v1\x1a\x1b\x61tomchat/v1/resources.proto\x1a\x1cgoogle/api/annotations.proto\"5\n\x0fRegisterRequest\x12\x10\n\x08username\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\"2\n\x0cLoginRequest\x12\x10\n\x08username\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\"n\n\rLoginResponse\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12\x12\n\ntoken_type\x18\x02 \x01(\t\x12\x12\n\nexpires_in\x18\x03 \x01(\x03\x12\x1f\n\x04user\x18\x04 \x01(\x0b\x32\x11.atomchat.v1.User\"\x0e\n\x0cGetMeRequest\"#\n\x10\x42lockUserRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\x03\"%\n\x12UnblockUserRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\x03\x32\xd8\x03\n\x0bUserService\x12Q\n\x08Register\x12\x1c.atomchat.v1.RegisterRequest\x1a\x11.atomchat.v1.User\"\x14\x82\xd3\xe4\x93\x02\x0e\"\t/v1/users:\x01*\x12Y\n\x05Login\x12\x19.atomchat.v1.LoginRequest\x1a\x1a.atomchat.v1.LoginResponse\"\x19\x82\xd3\xe4\x93\x02\x13\"\x0e/v1/auth/token:\x01*\x12K\n\x05GetMe\x12\x19.atomchat.v1.GetMeRequest\x1a\x11.atomchat.v1.User\"\x14\x82\xd3\xe4\x93\x02\x0e\x12\x0c/v1/users/me\x12\x63\n\tBlockUser\x12\x1d.atomchat.v1.BlockUserRequest\x1a\x11.atomchat.v1.User\"$\x82\xd3\xe4\x93\x02\x1e\"\x19/v1/users/{user_id}:block:\x01*\x12i\n\x0bUnblockUser\x12\x1f.atomchat.v1.UnblockUserRequest\x1a\x11.atomchat.v1.User\"&\x82\xd3\xe4\x93\x02 \"\x1b/v1/users/{user_id}:unblock:\x01*b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x61tomchat/v1/users.proto\x12\x0b\x61tomchat.v1\x1a\x1b\x61tomchat/v1/resources.proto\x1a\x1cgoogle/api/annotations.proto\"5\n\x0fRegisterRequest\x12\x10\n\x08username\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\"2\n\x0cLoginRequest\x12\x10\n\x08username\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\"n\n\rLoginResponse\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12\x12\n\ntoken_type\x18\x02 \x01(\t\x12\x12\n\nexpires_in\x18\x03 \x01(\x03\x12\x1f\n\x04user\x18\x04 \x01(\x0b\x32\x11.atomchat.v1.User\"\x0e\n\x0cGetMeRequest\"%\n\x11LookupUserRequest\x12\x10\n\x08username\x18\x01 \x01(\t\"#\n\x10\x42lockUserRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\x03\"%\n\x12UnblockUserRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\x03\x32\xb3\x04\n\x0bUserService\x12Q\n\x08Register\x12\x1c.atomchat.v1.RegisterRequest\x1a\x11.atomchat.v1.User\"\x14\x82\xd3\xe4\x93\x02\x0e\"\t/v1/users:\x01*\x12Y\n\x05Login\x12\x19.atomchat.v1.LoginRequest\x1a\x1a.atomchat.v1.LoginResponse\"\x19\x82\xd3\xe4\x93\x02\x13\"\x0e/v1/auth/token:\x01*\x12K\n\x05GetMe\x12\x19.atomchat.v1.GetMeRequest\x1a\x11.atomchat.v1.User\"\x14\x82\xd3\xe4\x93\x02\x0e\x12\x0c/v1/users/me\x12Y\n\nLookupUser\x12\x1e.atomchat.v1.LookupUserRequest\x1a\x11.atomchat.v1.User\"\x18\x82\xd3\xe4\x93\x02\x12\x12\x10/v1/users:lookup\x12\x63\n\tBlockUser\x12\x1d.atomchat.v1.BlockUserRequest\x1a\x11.atomchat.v1.User\"$\x82\xd3\xe4\x93\x02\x1e\"\x19/v1/users/{user_id}:block:\x01*\x12i\n\x0bUnblockUser\x12\x1f.atomchat.v1.UnblockUserRequest\x1a\x11.atomchat.v1.User\"&\x82\xd3\xe4\x93\x02 \"\x1b/v1/users/{user_id}:unblock:\x01*b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,6 +39,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_USERSERVICE'].methods_by_name['Login']._serialized_options = b'\202\323\344\223\002\023\"\016/v1/auth/token:\001*'
   _globals['_USERSERVICE'].methods_by_name['GetMe']._loaded_options = None
   _globals['_USERSERVICE'].methods_by_name['GetMe']._serialized_options = b'\202\323\344\223\002\016\022\014/v1/users/me'
+  _globals['_USERSERVICE'].methods_by_name['LookupUser']._loaded_options = None
+  _globals['_USERSERVICE'].methods_by_name['LookupUser']._serialized_options = b'\202\323\344\223\002\022\022\020/v1/users:lookup'
   _globals['_USERSERVICE'].methods_by_name['BlockUser']._loaded_options = None
   _globals['_USERSERVICE'].methods_by_name['BlockUser']._serialized_options = b'\202\323\344\223\002\036\"\031/v1/users/{user_id}:block:\001*'
   _globals['_USERSERVICE'].methods_by_name['UnblockUser']._loaded_options = None
@@ -51,10 +53,12 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LOGINRESPONSE']._serialized_end=316
   _globals['_GETMEREQUEST']._serialized_start=318
   _globals['_GETMEREQUEST']._serialized_end=332
-  _globals['_BLOCKUSERREQUEST']._serialized_start=334
-  _globals['_BLOCKUSERREQUEST']._serialized_end=369
-  _globals['_UNBLOCKUSERREQUEST']._serialized_start=371
-  _globals['_UNBLOCKUSERREQUEST']._serialized_end=408
-  _globals['_USERSERVICE']._serialized_start=411
-  _globals['_USERSERVICE']._serialized_end=883
+  _globals['_LOOKUPUSERREQUEST']._serialized_start=334
+  _globals['_LOOKUPUSERREQUEST']._serialized_end=371
+  _globals['_BLOCKUSERREQUEST']._serialized_start=373
+  _globals['_BLOCKUSERREQUEST']._serialized_end=408
+  _globals['_UNBLOCKUSERREQUEST']._serialized_start=410
+  _globals['_UNBLOCKUSERREQUEST']._serialized_end=447
+  _globals['_USERSERVICE']._serialized_start=450
+  _globals['_USERSERVICE']._serialized_end=1013
 # @@protoc_insertion_point(module_scope)

@@ -111,6 +111,25 @@ class GetMeRequest(_message.Message):
 Global___GetMeRequest: _TypeAlias = GetMeRequest  # noqa: Y015
 
 @_typing.final
+class LookupUserRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USERNAME_FIELD_NUMBER: _builtins.int
+    username: _builtins.str
+    def __init__(
+        self,
+        *,
+        username: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["username", b"username"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LookupUserRequest: _TypeAlias = LookupUserRequest  # noqa: Y015
+
+@_typing.final
 class BlockUserRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

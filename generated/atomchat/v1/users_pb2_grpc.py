@@ -51,6 +51,11 @@ class UserServiceStub:
                 request_serializer=atomchat_dot_v1_dot_users__pb2.GetMeRequest.SerializeToString,
                 response_deserializer=atomchat_dot_v1_dot_resources__pb2.User.FromString,
                 _registered_method=True)
+        self.LookupUser = channel.unary_unary(
+                '/atomchat.v1.UserService/LookupUser',
+                request_serializer=atomchat_dot_v1_dot_users__pb2.LookupUserRequest.SerializeToString,
+                response_deserializer=atomchat_dot_v1_dot_resources__pb2.User.FromString,
+                _registered_method=True)
         self.BlockUser = channel.unary_unary(
                 '/atomchat.v1.UserService/BlockUser',
                 request_serializer=atomchat_dot_v1_dot_users__pb2.BlockUserRequest.SerializeToString,
@@ -88,6 +93,15 @@ class UserServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def LookupUser(self, request, context):
+        """A user found by username, matched as logins and mentions are (case and
+        lookalike letters folded). Any user; blocked users are found by
+        moderators only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def BlockUser(self, request, context):
         """Blocks a user: they can no longer log in, their tokens stop working and
         their live streams end. Moderators only.
@@ -119,6 +133,11 @@ def add_UserServiceServicer_to_server(servicer, server):
             'GetMe': grpc.unary_unary_rpc_method_handler(
                     servicer.GetMe,
                     request_deserializer=atomchat_dot_v1_dot_users__pb2.GetMeRequest.FromString,
+                    response_serializer=atomchat_dot_v1_dot_resources__pb2.User.SerializeToString,
+            ),
+            'LookupUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.LookupUser,
+                    request_deserializer=atomchat_dot_v1_dot_users__pb2.LookupUserRequest.FromString,
                     response_serializer=atomchat_dot_v1_dot_resources__pb2.User.SerializeToString,
             ),
             'BlockUser': grpc.unary_unary_rpc_method_handler(
@@ -213,6 +232,33 @@ class UserService:
             target,
             '/atomchat.v1.UserService/GetMe',
             atomchat_dot_v1_dot_users__pb2.GetMeRequest.SerializeToString,
+            atomchat_dot_v1_dot_resources__pb2.User.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LookupUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/atomchat.v1.UserService/LookupUser',
+            atomchat_dot_v1_dot_users__pb2.LookupUserRequest.SerializeToString,
             atomchat_dot_v1_dot_resources__pb2.User.FromString,
             options,
             channel_credentials,

@@ -40,6 +40,11 @@ class UserServiceStub:
     """Exchanges a username and password for a bearer token. Anyone may call it."""
     GetMe: _grpc.UnaryUnaryMultiCallable[_users_pb2.GetMeRequest, _resources_pb2.User]
     """The caller's own profile."""
+    LookupUser: _grpc.UnaryUnaryMultiCallable[_users_pb2.LookupUserRequest, _resources_pb2.User]
+    """A user found by username, matched as logins and mentions are (case and
+    lookalike letters folded). Any user; blocked users are found by
+    moderators only.
+    """
     BlockUser: _grpc.UnaryUnaryMultiCallable[_users_pb2.BlockUserRequest, _resources_pb2.User]
     """Blocks a user: they can no longer log in, their tokens stop working and
     their live streams end. Moderators only.
@@ -58,6 +63,11 @@ class UserServiceAsyncStub(UserServiceStub):
     """Exchanges a username and password for a bearer token. Anyone may call it."""
     GetMe: _aio.UnaryUnaryMultiCallable[_users_pb2.GetMeRequest, _resources_pb2.User]  # type: ignore[assignment]
     """The caller's own profile."""
+    LookupUser: _aio.UnaryUnaryMultiCallable[_users_pb2.LookupUserRequest, _resources_pb2.User]  # type: ignore[assignment]
+    """A user found by username, matched as logins and mentions are (case and
+    lookalike letters folded). Any user; blocked users are found by
+    moderators only.
+    """
     BlockUser: _aio.UnaryUnaryMultiCallable[_users_pb2.BlockUserRequest, _resources_pb2.User]  # type: ignore[assignment]
     """Blocks a user: they can no longer log in, their tokens stop working and
     their live streams end. Moderators only.
@@ -91,6 +101,17 @@ class UserServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_resources_pb2.User, _abc.Awaitable[_resources_pb2.User]]:
         """The caller's own profile."""
+
+    @_abc_1.abstractmethod
+    def LookupUser(
+        self,
+        request: _users_pb2.LookupUserRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_resources_pb2.User, _abc.Awaitable[_resources_pb2.User]]:
+        """A user found by username, matched as logins and mentions are (case and
+        lookalike letters folded). Any user; blocked users are found by
+        moderators only.
+        """
 
     @_abc_1.abstractmethod
     def BlockUser(

@@ -59,10 +59,21 @@ async def test_ask_to_join_and_the_owner_accepts_live(open_page: OpenPage, peopl
     await expect(cards).to_have_count(1)
     await cards.get_by_role("button", name=f"Ask to join: {channel.name}").click()
     await expect(cards.get_by_role("status")).to_have_text("Request pending")
+    # The request is the server's, not the page's: it is still pending after a reload.
+    await requester_page.reload()
+    await requester_page.get_by_label("Search channels").fill(channel.description)
+    await expect(cards).to_have_count(1)
+    await expect(cards.get_by_role("status")).to_have_text("Request pending")
+    await expect(cards.get_by_role("button", name=f"Ask to join: {channel.name}")).to_have_count(0)
 
     requests = owner_page.get_by_role("list", name="Join requests")
     await expect(requests.get_by_role("listitem")).to_have_count(1)
+    await expect(requests.get_by_role("listitem")).to_contain_text(
+        f"{requester.username} asks to join {channel.name}"
+    )
     await expect(owner_page.get_by_role("link", name="Inbox")).to_contain_text("1")
+    notices = owner_page.get_by_role("list", name="Notifications")
+    await expect(notices).to_contain_text(f"{requester.username} asks to join {channel.name}")
     await requests.get_by_role("button", name="Accept").click()
     await expect(owner_page.get_by_text("No join requests waiting.")).to_be_visible()
 
@@ -86,7 +97,7 @@ async def test_the_owner_declines_a_request(open_page: OpenPage, people: People)
     await owner_page.goto("/#/inbox")
     await (
         owner_page.get_by_role("list", name="Join requests")
-        .get_by_role("button", name="Decline")
+        .get_by_role("button", name=f"Decline: {requester.username} asks to join {channel.name}")
         .click()
     )
     await expect(owner_page.get_by_text("No join requests waiting.")).to_be_visible()
@@ -136,9 +147,15 @@ async def test_members_panel_adds_removes_and_a_member_leaves(
     members = owner_page.get_by_role("list", name="Members").get_by_role("listitem")
     await expect(members).to_have_count(2)
 
-    await owner_page.get_by_label("Add a member").fill(str(guest.id))
+    # By name, matched as logins are: case does not matter; unknown names are said so.
+    await owner_page.get_by_label("Add a member").fill("no_such_person_here")
+    await owner_page.get_by_role("button", name="Add", exact=True).click()
+    await expect(owner_page.get_by_role("alert")).to_have_text("No user named no_such_person_here")
+    await owner_page.get_by_label("Add a member").fill(guest.username.upper())
     await owner_page.get_by_role("button", name="Add", exact=True).click()
     await expect(members.filter(has_text=guest.username)).to_have_count(1)
+    await expect(owner_page.get_by_label("Add a member")).to_have_value("")
+    await expect(owner_page.get_by_role("alert")).to_have_count(0)
     await owner_page.get_by_role("button", name=f"Remove {guest.username}").click()
     await expect(members.filter(has_text=guest.username)).to_have_count(0)
     await expect(owner_page.get_by_role("button", name="Leave channel")).to_have_count(0)
@@ -208,6 +225,25 @@ async def test_moderator_console_blocks_and_unblocks_and_reads_every_channel(
     again = await people.login(troll.username, troll.password)
     me = await again.api.users.GetMe(users_pb2.GetMeRequest())
     assert me.is_active
+
+    # Anyone by name, in no channel at all; blocked or not, as the server says.
+    loner = await people.user("loner")
+    await moderator.api.users.BlockUser(users_pb2.BlockUserRequest(user_id=loner.id))
+    finder = page.get_by_role("form", name="Find a user")
+    await finder.get_by_label("Username").fill(loner.username.upper())
+    await finder.get_by_role("button", name="Find").click()
+    found = page.get_by_role("region", name="Found user")
+    await expect(found).to_contain_text(loner.username)
+    await expect(found.get_by_role("status")).to_have_text("blocked")
+    await found.get_by_role("button", name=f"Unblock {loner.username}").click()
+    await expect(found.get_by_role("status")).to_have_text("active")
+    assert (await people.login(loner.username, loner.password)).id == loner.id
+    await found.get_by_role("button", name=f"Block {loner.username}").click()
+    await expect(found.get_by_role("status")).to_have_text("blocked")
+    await finder.get_by_label("Username").fill("nobody_by_that_name")
+    await finder.get_by_role("button", name="Find").click()
+    await expect(page.get_by_role("alert")).to_have_text("No user named nobody_by_that_name")
+    await expect(found).to_have_count(0)
 
     # Every channel, members or not: the moderator reads this one.
     channels = page.get_by_role("list", name="All channels")

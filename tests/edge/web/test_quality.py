@@ -252,10 +252,15 @@ async def test_main_screens_have_no_serious_accessibility_violations(
     await page.goto("/#/new")
     await check("new-channel")
     await page.goto("/#/inbox")
-    await expect(page.get_by_role("list", name="Join requests")).to_be_visible()
+    await expect(page.get_by_role("list", name="Join requests")).to_contain_text(
+        f"{asker.username} asks to join {channel.name}"
+    )
     await check("inbox")
     await page.goto("/#/moderation")
     await expect(page.get_by_role("row").filter(has_text=member.username)).to_be_visible()
+    await page.get_by_role("form", name="Find a user").get_by_label("Username").fill(asker.username)
+    await page.get_by_role("button", name="Find", exact=True).click()
+    await expect(page.get_by_role("region", name="Found user")).to_contain_text(asker.username)
     await check("moderation")
     await page.goto("/#/search?q=" + "привет")
     await expect(page.get_by_role("list", name="Results").locator("mark").first).to_be_visible()
