@@ -33,8 +33,11 @@ environment (flags win over it):
   DATABASE_URL                postgresql://user:password@host:port/db; without it an
                               embedded PostgreSQL runs in the data folder
   ATOMCHAT_HOST, ATOMCHAT_GRPC_PORT, ATOMCHAT_HTTP_PORT, ATOMCHAT_METRICS_PORT,
-  ATOMCHAT_DATA_DIR, ATOMCHAT_PORT_FILE
+  ATOMCHAT_DATA_DIR, ATOMCHAT_PORT_FILE, ATOMCHAT_REPLICAS
                               as the flags above
+  ATOMCHAT_REPLICA_RESTART_SECONDS
+                              first wait before a replica that exited is started
+                              again (1; doubles while it keeps exiting, up to 30)
   ATOMCHAT_JWT_SECRET         token signing key; without it a local run makes one in
                               the data folder, and a non-loopback --host refuses to start
   ATOMCHAT_ENV=production     requires ATOMCHAT_JWT_SECRET of 32+ characters
@@ -88,6 +91,12 @@ def _parser() -> argparse.ArgumentParser:
         help="serve Prometheus metrics on http://HOST:PORT/metrics (ATOMCHAT_METRICS_PORT; off)",
     )
     serve.add_argument("--data-dir", type=Path, help="embedded database folder (ATOMCHAT_DATA_DIR)")
+    serve.add_argument(
+        "--replicas",
+        type=int,
+        help="gRPC server processes behind Envoy, on --grpc-port and the ports after it "
+        "(ATOMCHAT_REPLICAS, 1)",
+    )
     serve.add_argument(
         "--no-envoy", dest="envoy", action="store_false", default=None, help="gRPC only"
     )
@@ -159,7 +168,7 @@ async def _seed(settings: Settings) -> int:
     return 0
 
 
-def write_port_file(path: Path, ports: dict[str, int]) -> None:
+def write_port_file(path: Path, ports: dict[str, Any]) -> None:
     """Write `ports` to `path` as JSON at once: a reader sees the whole file or none."""
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     temporary.write_text(json.dumps(ports) + "\n")
@@ -205,7 +214,6 @@ async def _serve_until(
     from atomchat_server.ports import ensure_free
     from atomchat_server.signing_key import with_signing_key
 
-    port_file: Path | None = options.port_file
     settings = await asyncio.to_thread(with_signing_key, settings)
     # Taken ports are found before anything starts.
     ensure_free(settings.host, settings.grpc_port, "gRPC")
@@ -215,49 +223,130 @@ async def _serve_until(
     preloading = asyncio.ensure_future(asyncio.to_thread(_preload))
     async with _database_url(settings) as url:
         await preloading
-        from atomchat_server.app import App
-
         await _prepare_database(settings, url, migrate=options.migrate)
-        app = App(settings, url)
-        envoy: Any = None
+        serving = _serve_here if settings.replicas == 1 else _serve_replicas
+        await serving(settings, url, options, stop, ready)
+    return 0
+
+
+async def _serve_here(
+    settings: Settings,
+    url: str,
+    options: argparse.Namespace,
+    stop: asyncio.Event,
+    ready: asyncio.Event,
+) -> None:
+    """One gRPC server in this process, and Envoy in front of it."""
+    from atomchat_server.app import App
+
+    port_file: Path | None = options.port_file
+    app = App(settings, url)
+    envoy: Any = None
+    try:
+        port = app.bind()
+        envoy = _envoy(settings, [port]) if settings.envoy else None
+        # Envoy starts while the server connects to the database and spawns its workers.
+        async with asyncio.TaskGroup() as starting:
+            starting.create_task(app.start())
+            started_envoy = starting.create_task(envoy.start()) if envoy else None
+        _settle_garbage_collector()
+        ports: dict[str, Any] = {"grpc": port}
+        print(f"gRPC      {settings.host}:{port}", flush=True)
+        if app.metrics_port is not None:
+            ports["metrics"] = app.metrics_port
+            print(f"metrics   http://{settings.host}:{app.metrics_port}/metrics", flush=True)
+        if started_envoy is not None:
+            ports["http"] = started_envoy.result()
+            _print_http(settings, ports["http"])
+        print("AtomChat is ready; Ctrl-C stops it", flush=True)
+        ready.set()
+        if port_file is not None:
+            ports["pid"] = os.getpid()
+            await asyncio.to_thread(write_port_file, port_file, ports)
+        await stop.wait()
+        log.info("shutting down")
+    finally:
+        if port_file is not None:
+            await asyncio.to_thread(port_file.unlink, missing_ok=True)
+        # The server first, so that its streams end with a status that
+        # reaches clients through Envoy; then Envoy.
         try:
-            port = app.bind()
-            envoy = _envoy(settings, port) if settings.envoy else None
-            # Envoy starts while the server connects to the database and spawns its workers.
-            async with asyncio.TaskGroup() as starting:
-                starting.create_task(app.start())
-                started_envoy = starting.create_task(envoy.start()) if envoy else None
-            _settle_garbage_collector()
-            ports = {"grpc": port}
-            print(f"gRPC      {settings.host}:{port}", flush=True)
-            if app.metrics_port is not None:
-                ports["metrics"] = app.metrics_port
-                print(f"metrics   http://{settings.host}:{app.metrics_port}/metrics", flush=True)
-            if started_envoy is not None:
-                http_port = started_envoy.result()
-                ports["http"] = http_port
+            await app.stop()
+        finally:
+            if envoy is not None:
+                await envoy.stop()
+
+
+async def _serve_replicas(
+    settings: Settings,
+    url: str,
+    options: argparse.Namespace,
+    stop: asyncio.Event,
+    ready: asyncio.Event,
+) -> None:
+    """`settings.replicas` gRPC servers as child processes (atomchat_server/replicas.py),
+    and Envoy in front of them all."""
+    from atomchat_server.replicas import Replicas
+
+    port_file: Path | None = options.port_file
+    ports: dict[str, Any] = {}
+
+    async def replica_restarted() -> None:
+        if port_file is not None and ports:
+            ports["replicas"] = replicas.describe()
+            await asyncio.to_thread(write_port_file, port_file, ports)
+
+    replicas = Replicas(
+        settings,
+        url,
+        log_level=options.log_level,
+        log_format=options.log_format,
+        on_restart=replica_restarted,
+    )
+    envoy: Any = None
+    try:
+        await replicas.start()
+        envoy = _envoy(settings, replicas.grpc_ports) if settings.envoy else None
+        http_port = await envoy.start() if envoy is not None else None
+        for replica in replicas.replicas:
+            print(
+                f"gRPC      {settings.host}:{replica.grpc_port}  "
+                f"(replica {replica.index + 1}, pid {replica.pid})",
+                flush=True,
+            )
+            if replica.metrics_port is not None:
                 print(
-                    f"HTTP      http://{settings.host}:{http_port}  (JSON, grpc-web, web client)",
+                    f"metrics   http://{settings.host}:{replica.metrics_port}/metrics  "
+                    f"(replica {replica.index + 1})",
                     flush=True,
                 )
-            print("AtomChat is ready; Ctrl-C stops it", flush=True)
-            ready.set()
-            if port_file is not None:
-                ports["pid"] = os.getpid()
-                await asyncio.to_thread(write_port_file, port_file, ports)
-            await stop.wait()
-            log.info("shutting down")
+        ports["grpc"] = replicas.grpc_ports[0]
+        if http_port is not None:
+            ports["http"] = http_port
+            _print_http(settings, http_port)
+        print("AtomChat is ready; Ctrl-C stops it", flush=True)
+        ready.set()
+        ports["pid"] = os.getpid()
+        ports["replicas"] = replicas.describe()
+        if port_file is not None:
+            await asyncio.to_thread(write_port_file, port_file, ports)
+        await stop.wait()
+        log.info("shutting down")
+    finally:
+        if port_file is not None:
+            await asyncio.to_thread(port_file.unlink, missing_ok=True)
+        try:
+            await replicas.stop()
         finally:
-            if port_file is not None:
-                await asyncio.to_thread(port_file.unlink, missing_ok=True)
-            # The server first, so that its streams end with a status that
-            # reaches clients through Envoy; then Envoy.
-            try:
-                await app.stop()
-            finally:
-                if envoy is not None:
-                    await envoy.stop()
-    return 0
+            if envoy is not None:
+                await envoy.stop()
+
+
+def _print_http(settings: Settings, http_port: int) -> None:
+    print(
+        f"HTTP      http://{settings.host}:{http_port}  (JSON, grpc-web, web client)",
+        flush=True,
+    )
 
 
 async def _prepare_database(settings: Settings, url: str, *, migrate: bool) -> None:
@@ -276,14 +365,16 @@ async def _prepare_database(settings: Settings, url: str, *, migrate: bool) -> N
             await seeder.dispose()
 
 
-def _envoy(settings: Settings, grpc_port: int) -> Any:
+def _envoy(settings: Settings, grpc_ports: Sequence[int]) -> Any:
+    from atomchat_server.edge.config import unary_timeout
     from atomchat_server.edge.envoy import Envoy
 
     return Envoy(
         listen_host=settings.host,
         http_port=settings.http_port,
-        grpc_port=grpc_port,
+        grpc_ports=grpc_ports,
         work_dir=settings.data_dir,
+        unary_timeout=unary_timeout(settings.database_timeout),
     )
 
 
@@ -323,6 +414,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             metrics_port=getattr(options, "metrics_port", None),
             data_dir=options.data_dir,
             envoy=getattr(options, "envoy", None),
+            replicas=getattr(options, "replicas", None),
         )
     except ConfigError as exc:
         print(f"atomchat: {exc}", file=sys.stderr)

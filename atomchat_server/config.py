@@ -25,6 +25,8 @@ Flags win over environment variables, which win over the defaults:
 | envoy              | --no-envoy     |                             | on                   |
 | metrics_port       | --metrics-port | ATOMCHAT_METRICS_PORT       | off                  |
 | database_wait_seconds |             | ATOMCHAT_DATABASE_WAIT_SECONDS | 30                |
+| replicas           | --replicas     | ATOMCHAT_REPLICAS           | 1                    |
+| replica_restart_seconds |           | ATOMCHAT_REPLICA_RESTART_SECONDS | 1               |
 """
 
 from __future__ import annotations
@@ -141,6 +143,10 @@ class Settings:
     envoy: bool = True
     metrics_port: int | None = None
     database_wait_seconds: float = 30.0
+    # gRPC server processes behind the one Envoy (atomchat_server/replicas.py), and
+    # the first wait before one that exited is started again.
+    replicas: int = 1
+    replica_restart_seconds: float = 1.0
 
     @classmethod
     def from_environment(
@@ -184,6 +190,10 @@ class Settings:
             database_wait_seconds=_float(
                 env, "ATOMCHAT_DATABASE_WAIT_SECONDS", defaults.database_wait_seconds
             ),
+            replicas=_int(env, "ATOMCHAT_REPLICAS", defaults.replicas, minimum=1),
+            replica_restart_seconds=_float(
+                env, "ATOMCHAT_REPLICA_RESTART_SECONDS", defaults.replica_restart_seconds
+            ),
         )
         given = {name: value for name, value in overrides.items() if value is not None}
         settings = replace(settings, **given)
@@ -199,6 +209,15 @@ class Settings:
             ("postgresql://", "postgres://", "postgresql+asyncpg://")
         ):
             raise ConfigError("DATABASE_URL must be a postgresql:// URL")
+        if self.replicas < 1:
+            raise ConfigError("replicas must be at least 1")
+        for name in ("grpc_port", "metrics_port"):
+            port = getattr(self, name)
+            if port and port + self.replicas - 1 > 65535:
+                raise ConfigError(
+                    f"{name} {port} leaves no room for {self.replicas} replicas "
+                    "(each listens on the next port)"
+                )
         if not self.jwt_secret:
             if self.production:
                 raise ConfigError(

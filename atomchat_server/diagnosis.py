@@ -14,6 +14,7 @@ from atomchat_server.db.errors import _causes  # the failure, its `orig` and `fr
 from atomchat_server.db.migrate import SchemaError
 from atomchat_server.db.waiting import DatabaseUnreachable
 from atomchat_server.ports import PortInUse
+from atomchat_server.replicas import ReplicaError
 from atomchat_server.seeding import SeedError
 
 # SQLSTATE -> what it means for someone starting AtomChat.
@@ -23,7 +24,15 @@ SQLSTATES = {
     "28000": "PostgreSQL refused the connection ({detail}): check DATABASE_URL and pg_hba.conf",
     "42P01": "the database has no AtomChat tables ({detail}): run `atomchat migrate` first",
 }
-OWN = (ConfigError, PortInUse, SchemaError, DatabaseUnreachable, EmbeddedUnavailable, SeedError)
+OWN = (
+    ConfigError,
+    PortInUse,
+    SchemaError,
+    DatabaseUnreachable,
+    EmbeddedUnavailable,
+    SeedError,
+    ReplicaError,
+)
 
 
 def explain(exc: BaseException) -> str | None:

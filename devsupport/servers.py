@@ -2,9 +2,11 @@
 ports in a port file, stopped with SIGTERM.
 
 `atomchat serve --port-file PATH` writes {"grpc": PORT, "http": PORT, "pid":
-PID} there once it is ready (http only with Envoy), renaming a finished file
-into place; bench.bare_server does the same. Their stdout and stderr go to a
-log file, so nothing has to read them while they run.
+PID} there once it is ready (http only with Envoy; with --replicas N, also
+"replicas": [{"grpc": PORT, "pid": PID}, …], rewritten when one is started
+again), renaming a finished file into place; bench.bare_server does the same.
+Their stdout and stderr go to a log file, so nothing has to read them while
+they run.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import tempfile
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from devsupport.processes import child_environment, tool
 
@@ -34,7 +37,7 @@ class Server:
     """A running child server: its process, the ports it reported, its output."""
 
     process: asyncio.subprocess.Process
-    ports: Mapping[str, int]
+    ports: Mapping[str, Any]
     port_file: Path
     log_path: Path
     final_output: str | None = None
@@ -45,12 +48,21 @@ class Server:
 
     @property
     def grpc_port(self) -> int:
-        return self.ports["grpc"]
+        port: int = self.ports["grpc"]
+        return port
 
     @property
     def http_port(self) -> int | None:
         """Envoy's port, when the server runs one."""
-        return self.ports.get("http")
+        port: int | None = self.ports.get("http")
+        return port
+
+    def replicas(self) -> list[dict[str, int]]:
+        """{"grpc": PORT, "pid": PID} of each replica, as the port file says now."""
+        ports = _ports_in(self.port_file)
+        assert ports is not None, "the server has removed its port file"
+        replicas: list[dict[str, int]] = ports["replicas"]
+        return replicas
 
     @property
     def address(self) -> str:
@@ -105,7 +117,7 @@ async def running(
 
 async def _reported_ports(
     process: asyncio.subprocess.Process, port_file: Path, log_path: Path
-) -> dict[str, int]:
+) -> dict[str, Any]:
     try:
         async with asyncio.timeout(START_TIMEOUT):
             # Written by another process: there is no event to wait on.
@@ -125,13 +137,13 @@ async def _reported_ports(
     return ports
 
 
-def _ports_in(port_file: Path) -> dict[str, int] | None:
+def _ports_in(port_file: Path) -> dict[str, Any] | None:
     """The port file's content, or None while there is none (it appears whole)."""
     try:
         text = port_file.read_text()
     except FileNotFoundError:
         return None
-    ports: dict[str, int] = json.loads(text)
+    ports: dict[str, Any] = json.loads(text)
     return ports
 
 

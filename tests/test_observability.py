@@ -174,8 +174,15 @@ async def test_an_unexpected_error_line_carries_the_calls_context(
     await server.start()
     caplog.set_level(logging.INFO, logger="atomchat.calls")
     records: list[logging.LogRecord] = []
+    call_logged = asyncio.Event()
+
+    def keep(record: logging.LogRecord) -> None:
+        records.append(record)
+        if record.name == "atomchat.calls":
+            call_logged.set()
+
     handler = logging.Handler()
-    handler.emit = records.append  # type: ignore[method-assign,assignment]
+    handler.emit = keep  # type: ignore[method-assign]
     handler.addFilter(CallContext())
     logging.getLogger().addHandler(handler)
     try:
@@ -183,6 +190,10 @@ async def test_an_unexpected_error_line_carries_the_calls_context(
             broken: Any = channel.unary_unary("/atomchat.v1.Broken/Call")
             with pytest.raises(grpc.aio.AioRpcError) as failed:
                 await broken(b"")
+        # The call's own line is written once its status is out: the client
+        # may hear the status first.
+        async with asyncio.timeout(10):
+            await call_logged.wait()
     finally:
         logging.getLogger().removeHandler(handler)
         await server.stop(None)

@@ -1,4 +1,5 @@
-"""Envoy's admin interface: is it ready, where does a listener listen, and its counters."""
+"""Envoy's admin interface: is it ready, where does a listener listen, its counters,
+and what it knows of each upstream host."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import asyncio
 import http.client
 import json
 from dataclasses import dataclass
+from typing import Any
 
 REQUEST_SECONDS = 5.0
 
@@ -53,6 +55,16 @@ class Admin:
                 return int(stat["value"])
         return 0
 
+    async def hosts(self, cluster: str) -> list[Host]:
+        """The hosts of `cluster`: their ports, health and request counts."""
+        status, body = await self._get("/clusters?format=json")
+        if status != 200:
+            raise OSError(f"Envoy admin /clusters answered {status}")
+        for found in json.loads(body)["cluster_statuses"]:
+            if found["name"] == cluster:
+                return [Host.parse(host) for host in found.get("host_statuses", [])]
+        raise LookupError(f"Envoy has no cluster {cluster!r}")
+
     async def _get(self, path: str) -> tuple[int, bytes]:
         return await asyncio.to_thread(self._get_blocking, path)
 
@@ -64,3 +76,30 @@ class Admin:
             return response.status, response.read()
         finally:
             connection.close()
+
+
+@dataclass(frozen=True, slots=True)
+class Host:
+    """One upstream host as Envoy's /clusters shows it."""
+
+    port: int
+    # Envoy routes new calls to it (it passed its last health checks).
+    healthy: bool
+    # Requests and connection attempts Envoy has sent it, failed ones included;
+    # requests under way (open streams among them).
+    requests: int
+    connect_failures: int
+    active: int
+
+    @classmethod
+    def parse(cls, status: dict[str, Any]) -> Host:
+        stats = {stat["name"]: int(stat.get("value", 0)) for stat in status.get("stats", [])}
+        health = status.get("health_status", {})
+        failed = any(value is True for key, value in health.items() if key.startswith("failed"))
+        return cls(
+            port=status["address"]["socket_address"]["port_value"],
+            healthy=health.get("eds_health_status") == "HEALTHY" and not failed,
+            requests=stats.get("rq_total", 0),
+            connect_failures=stats.get("cx_connect_fail", 0),
+            active=stats.get("rq_active", 0),
+        )

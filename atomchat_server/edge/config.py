@@ -3,9 +3,12 @@
 The repository's envoy.yaml is written for docker-compose (upstream `app:50051`,
 the descriptor in /etc/envoy, the web client in /srv/web). A local run loads
 the same file, shipped in this package, and changes only what differs here:
-the admin and listener addresses, the upstream address, the descriptor path
-in every transcoder config, the web client's files and, for tests, the
-stream idle timeout. Everything else stays as docker-compose runs it.
+the admin and listener addresses, the upstream addresses (one endpoint per
+replica; a STATIC cluster when they are addresses rather than names), the
+descriptor path in every transcoder config, the web client's files, the
+unary routes' timeout (derived from ATOMCHAT_DATABASE_TIMEOUT) and, for
+tests, the stream idle timeout. Everything else stays as docker-compose
+runs it.
 """
 
 from __future__ import annotations
@@ -29,6 +32,12 @@ TRANSCODER_TYPE = (
 )
 ADMIN_HOST = "127.0.0.1"
 DESCRIPTOR = "atomchat_descriptor.binpb"
+# Envoy's bound on a unary call is the server's own plus this: the server
+# answers within ATOMCHAT_DATABASE_TIMEOUT whatever the database does, so
+# Envoy's timeout fires only for a server that answers nothing at all.
+UNARY_TIMEOUT_MARGIN = 2.0
+# A route without a timeout: streams last as long as their clients want.
+NO_TIMEOUT = "0s"
 
 Config = dict[str, Any]
 
@@ -40,11 +49,14 @@ class Local:
     listen_host: str
     http_port: int
     upstream_host: str
-    grpc_port: int
+    # One endpoint per gRPC server process (replica), all on upstream_host.
+    grpc_ports: tuple[int, ...]
     descriptor: Path
     web_dir: Path | None
     admin_port: int = 0
     stream_idle_timeout: float | None = None
+    # Seconds: the unary routes' timeout (None keeps the template's).
+    unary_timeout: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +106,11 @@ def upstream_host(listen_host: str) -> str:
     return listen_host
 
 
+def unary_timeout(database_timeout: float) -> float:
+    """Envoy's timeout for unary calls to servers with this ATOMCHAT_DATABASE_TIMEOUT."""
+    return database_timeout + UNARY_TIMEOUT_MARGIN
+
+
 def render(template: Mapping[str, Any], local: Local) -> Rendered:
     config: Config = copy.deepcopy(dict(template))
     _set_address(config["admin"]["address"], ADMIN_HOST, local.admin_port)
@@ -105,10 +122,24 @@ def render(template: Mapping[str, Any], local: Local) -> Rendered:
     for transcoder in transcoders(config):
         transcoder["proto_descriptor"] = str(local.descriptor)
     missing = _serve_web(manager["route_config"], local.web_dir)
+    if local.unary_timeout is not None:
+        for route in forwarding_routes(config):
+            if route["route"]["timeout"] != NO_TIMEOUT:
+                route["route"]["timeout"] = f"{local.unary_timeout:.3f}s"
     cluster = _named(config["static_resources"]["clusters"], CLUSTER)
-    for group in cluster["load_assignment"]["endpoints"]:
-        for endpoint in group["lb_endpoints"]:
-            _set_address(endpoint["endpoint"]["address"], local.upstream_host, local.grpc_port)
+    group = cluster["load_assignment"]["endpoints"][0]
+    model = group["lb_endpoints"][0]
+    group["lb_endpoints"] = []
+    for port in local.grpc_ports:
+        endpoint = copy.deepcopy(model)
+        _set_address(endpoint["endpoint"]["address"], local.upstream_host, port)
+        group["lb_endpoints"].append(endpoint)
+    cluster["load_assignment"]["endpoints"] = [group]
+    if _is_address(local.upstream_host):
+        # Nothing to resolve: the replicas' addresses are known. (STRICT_DNS,
+        # re-resolving each endpoint's literal address every 5 s, was seen to send
+        # calls to a replica whose health checks had failed.)
+        cluster["type"] = "STATIC"
     return Rendered(config, missing)
 
 
@@ -125,6 +156,17 @@ def connection_manager(config: Mapping[str, Any]) -> Config:
                 manager: Config = network_filter["typed_config"]
                 return manager
     raise LookupError(f"listener {LISTENER!r} has no {CONNECTION_MANAGER}")
+
+
+def forwarding_routes(config: Mapping[str, Any]) -> list[Config]:
+    """The routes that forward to the gRPC servers (the others answer from disk)."""
+    route_config = connection_manager(config)["route_config"]
+    return [
+        route
+        for virtual_host in route_config["virtual_hosts"]
+        for route in virtual_host["routes"]
+        if "route" in route
+    ]
 
 
 def transcoders(node: Any) -> Iterator[Config]:
@@ -160,6 +202,14 @@ def _named(items: list[Config], name: str) -> Config:
         if item.get("name") == name:
             return item
     raise LookupError(f"envoy.yaml has no {name!r}")
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def _set_address(address: Config, host: str, port: int) -> None:

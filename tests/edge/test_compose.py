@@ -142,7 +142,22 @@ def test_envoy_forwards_to_the_app_service(compose: dict[str, Any]) -> None:
     listener = config.load_template()["static_resources"]["listeners"][0]["address"]
     port = listener["socket_address"]["port_value"]
     assert services["envoy"]["ports"] == [f"127.0.0.1:{port}:8080"]
-    assert app["ports"] == ["127.0.0.1:50051:50051"]
+    assert app["ports"] == ["127.0.0.1:50051-50060:50051"], "one host port per replica"
+
+
+def test_the_app_scales_behind_envoy(compose: dict[str, Any]) -> None:
+    """`docker compose up --scale app=N`: the service's name resolves to every container,
+    each a host of Envoy's cluster, health-checked; none publishes a fixed host port."""
+    cluster = config.load_template()["static_resources"]["clusters"][0]
+    assert cluster["type"] == "STRICT_DNS"
+    assert cluster["health_checks"][0]["grpc_health_check"] == {}
+    app = compose["services"]["app"]
+    assert "container_name" not in app
+    for published in app["ports"]:
+        host_ports = published.split(":")[-2]
+        first, _, last = host_ports.partition("-")
+        assert last, "a range, so that replicas do not collide"
+        assert int(last) > int(first)
 
 
 def test_the_app_believes_the_client_address_from_envoy_alone(compose: dict[str, Any]) -> None:
@@ -157,21 +172,25 @@ def test_the_app_believes_the_client_address_from_envoy_alone(compose: dict[str,
     assert not any(gateway in network for network in settings.trusted_proxies)
 
 
-def test_the_app_migrates_then_seeds_only_when_asked_then_serves(
+def test_migrations_and_the_demo_data_run_once_before_the_app_serves(
     compose: dict[str, Any],
 ) -> None:
     services = compose["services"]
-    app = services["app"]
-    script = " ".join(app["command"][2].split())
-    assert app["command"][:2] == ["sh", "-c"]
+    migrate, app = services["migrate"], services["app"]
+    script = " ".join(migrate["command"][2].split())
+    assert migrate["command"][:2] == ["sh", "-c"]
     assert script == (
         'atomchat migrate && if [ "${ATOMCHAT_SEED_DEMO:-0}" = 1 ]; then atomchat seed; fi'
-        " && exec atomchat serve --no-envoy"
     )
-    assert app["environment"]["ATOMCHAT_SEED_DEMO"] == "0"
-    assert app["environment"]["DATABASE_URL"].startswith("postgresql://")
-    assert "@postgres:5432/" in app["environment"]["DATABASE_URL"]
-    assert app["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert app["command"] == ["atomchat", "serve", "--no-envoy"]
+    assert migrate["environment"]["ATOMCHAT_SEED_DEMO"] == "0"
+    for service in (migrate, app):
+        assert service["environment"]["DATABASE_URL"].startswith("postgresql://")
+        assert "@postgres:5432/" in service["environment"]["DATABASE_URL"]
+    assert migrate["environment"]["DATABASE_URL"] == app["environment"]["DATABASE_URL"]
+    assert migrate["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert app["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    assert "restart" not in migrate, "it runs once"
     assert services["envoy"]["depends_on"]["app"]["condition"] == "service_healthy"
     for name in ("postgres", "app", "envoy"):
         assert services[name]["restart"] == "unless-stopped"
@@ -209,10 +228,13 @@ async def test_the_postgres_health_check_asks_over_tcp(
     assert checked.returncode == 0, checked.output
 
 
-def app_environment(compose: dict[str, Any], database_url: str, **changes: str) -> dict[str, str]:
-    """The app container's environment, pointed at a local database and free ports."""
+def app_environment(
+    compose: dict[str, Any], database_url: str, *, service: str = "app", **changes: str
+) -> dict[str, str]:
+    """A container's environment (the app's unless told), pointed at a local database
+    and free ports."""
     environment = {
-        key: str(value) for key, value in compose["services"]["app"]["environment"].items()
+        key: str(value) for key, value in compose["services"][service]["environment"].items()
     }
     environment.update(
         DATABASE_URL=database_url, ATOMCHAT_HOST="127.0.0.1", ATOMCHAT_GRPC_PORT="0", **changes
@@ -248,6 +270,12 @@ async def test_the_app_containers_commands_run_in_order_on_an_empty_database(
     )
     port_file = tmp_path / "ports.json"
     async with fresh_database(postgres_server_url, migrated=False) as url:
+        migrated = await run(
+            *rendered["services"]["migrate"]["command"],
+            env=app_environment(rendered, url, service="migrate"),
+            merge_output=True,
+        )
+        assert migrated.returncode == 0, migrated.output
         environment = app_environment(rendered, url, ATOMCHAT_PORT_FILE=str(port_file))
         async with running(
             rendered["services"]["app"]["command"], environment=environment, port_file=port_file
@@ -296,7 +324,7 @@ async def test_migrate_waits_for_a_database_that_is_still_starting(
         migrate = await asyncio.create_subprocess_exec(
             tool("atomchat"),
             "migrate",
-            env=app_environment(compose, late_url),
+            env=app_environment(compose, late_url, service="migrate"),
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
         )

@@ -3,6 +3,7 @@ valid Envoy configurations, and rendering changes only what differs locally."""
 
 from __future__ import annotations
 
+import re
 import shutil
 from importlib import resources
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from atomchat_server.config import Settings
 from atomchat_server.edge import config
 from atomchat_server.edge.envoy import envoy_binary
 from devsupport import run
@@ -41,7 +43,7 @@ def local(tmp_path: Path, **changes: Any) -> config.Local:
         "listen_host": "127.0.0.1",
         "http_port": 0,
         "upstream_host": "127.0.0.1",
-        "grpc_port": 50123,
+        "grpc_ports": (50123,),
         "descriptor": config.packaged_descriptor(),
         "web_dir": web_dir(tmp_path / "web"),
     }
@@ -101,7 +103,7 @@ def test_rendering_changes_only_the_local_fields(tmp_path: Path) -> None:
         listen_host="0.0.0.0",
         http_port=8080,
         upstream_host="app",
-        grpc_port=50051,
+        grpc_ports=(50051,),
         descriptor=Path(COMPOSE_DESCRIPTOR),
         web_dir=web,
         admin_port=9901,
@@ -120,7 +122,7 @@ def test_rendering_sets_addresses_descriptor_web_files_and_idle_timeout(tmp_path
         listen_host="127.0.0.2",
         http_port=18080,
         upstream_host="127.0.0.3",
-        grpc_port=15051,
+        grpc_ports=(15051,),
         descriptor=descriptor,
         stream_idle_timeout=2,
     )
@@ -152,7 +154,14 @@ def test_a_missing_web_client_leaves_the_api_routes(tmp_path: Path) -> None:
         rendered = config.render(config.load_template(), local(tmp_path, web_dir=web))
         assert rendered.missing_web_files == WEB_FILES
         routes = config.connection_manager(rendered.config)["route_config"]["virtual_hosts"][0]
-        assert [route["name"] for route in routes["routes"]] == ["too-large", "events", "api"]
+        template = config.connection_manager(config.load_template())["route_config"]
+        kept = [
+            route["name"]
+            for route in template["virtual_hosts"][0]["routes"]
+            if "filename" not in route.get("direct_response", {}).get("body", {})
+        ]
+        assert [route["name"] for route in routes["routes"]] == kept
+        assert {"too-large", "events", "stream-chat", "api"} <= set(kept)
 
 
 @pytest.mark.parametrize(
@@ -169,12 +178,112 @@ def test_envoy_reaches_the_grpc_server_where_it_listens(listen_host: str, upstre
     assert config.upstream_host(listen_host) == upstream
 
 
-def test_long_lived_streams_are_not_cut_by_route_timeouts() -> None:
+def test_an_upstream_name_is_resolved(tmp_path: Path) -> None:
+    rendered = config.render(config.load_template(), local(tmp_path, upstream_host="localhost"))
+    assert rendered.config["static_resources"]["clusters"][0]["type"] == "STRICT_DNS"
+
+
+STREAMING_PATHS = (
+    "/atomchat.v1.ChatService/ChatStream",
+    "/atomchat.v1.ChatService/Subscribe",
+    "/atomchat.v1.InboxService/StreamInbox",
+    "/grpc.health.v1.Health/Watch",
+    "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+    "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+)
+UNARY_PATHS = (
+    "/atomchat.v1.ChatService/SendMessage",
+    "/atomchat.v1.UserService/Login",
+    "/grpc.health.v1.Health/Check",
+)
+
+
+def route_for(routes: list[dict[str, Any]], path: str) -> dict[str, Any]:
+    """The first route whose match takes a request for `path` with no special headers
+    (the matches envoy.yaml uses)."""
+    for route in routes:
+        match = route["match"]
+        if "headers" in match:
+            continue
+        if (
+            match.get("path") == path
+            or ("prefix" in match and path.startswith(match["prefix"]))
+            or ("safe_regex" in match and re.fullmatch(match["safe_regex"]["regex"], path))
+        ):
+            return route
+    raise LookupError(path)
+
+
+def seconds(duration: str) -> float:
+    assert duration.endswith("s")
+    return float(duration[:-1])
+
+
+def test_long_lived_streams_are_not_cut_by_route_timeouts_or_retried() -> None:
     manager = config.connection_manager(config.load_template())
     assert manager["stream_idle_timeout"] == "300s"
     routes = manager["route_config"]["virtual_hosts"][0]["routes"]
-    forwarded = [route["route"] for route in routes if "route" in route]
-    assert forwarded
-    for route in forwarded:
-        assert route["timeout"] == "0s"
+    for path in (*STREAMING_PATHS, "/v1/channels/1/events", "/v1/users/me/events"):
+        route = route_for(routes, path)["route"]
+        assert route["timeout"] == "0s", path
         assert "max_stream_duration" not in route
+        assert "retry_policy" not in route, "a stream is resumed by its client, never replayed"
+
+
+def test_unary_calls_are_bounded_a_little_above_the_servers_database_timeout() -> None:
+    routes = config.forwarding_routes(config.load_template())
+    default = Settings().database_timeout
+    for path in UNARY_PATHS:
+        route = route_for(routes, path)["route"]
+        assert seconds(route["timeout"]) == config.unary_timeout(default), path
+        assert default < config.unary_timeout(default) <= default + 5
+
+
+def test_a_local_run_bounds_unary_calls_by_its_own_database_timeout(tmp_path: Path) -> None:
+    rendered = config.render(config.load_template(), local(tmp_path, unary_timeout=4.5)).config
+    routes = config.forwarding_routes(rendered)
+    for path in UNARY_PATHS:
+        assert route_for(routes, path)["route"]["timeout"] == "4.500s"
+    for path in STREAMING_PATHS:
+        assert route_for(routes, path)["route"]["timeout"] == "0s"
+
+
+def test_unary_calls_are_retried_elsewhere_only_when_no_server_can_have_run_them() -> None:
+    routes = config.forwarding_routes(config.load_template())
+    for path in UNARY_PATHS:
+        policy = route_for(routes, path)["route"]["retry_policy"]
+        assert set(policy["retry_on"].split(",")) == {
+            "connect-failure",
+            "refused-stream",
+            "reset-before-request",
+        }
+        assert policy["num_retries"] >= 1
+        predicates = [p["name"] for p in policy["retry_host_predicate"]]
+        assert predicates == ["envoy.retry_host_predicates.previous_hosts"]
+
+
+def test_replicas_are_health_checked_with_grpc_health_every_second() -> None:
+    cluster = config.load_template()["static_resources"]["clusters"][0]
+    assert cluster["type"] == "STRICT_DNS", "every container `app` resolves to is a host"
+    [check] = cluster["health_checks"]
+    assert check["grpc_health_check"] == {}
+    assert seconds(check["interval"]) == seconds(check["no_traffic_interval"]) == 1
+    assert check["unhealthy_threshold"] == 2
+    assert check["healthy_threshold"] == 1
+
+
+async def test_a_local_run_renders_one_endpoint_per_replica(tmp_path: Path) -> None:
+    ports = (15051, 15052, 15053)
+    rendered = config.render(config.load_template(), local(tmp_path, grpc_ports=ports)).config
+    cluster = rendered["static_resources"]["clusters"][0]
+    [group] = cluster["load_assignment"]["endpoints"]
+    addresses = [e["endpoint"]["address"]["socket_address"] for e in group["lb_endpoints"]]
+    assert addresses == [{"address": "127.0.0.1", "port_value": port} for port in ports]
+    assert cluster["type"] == "STATIC", "addresses: nothing to resolve"
+    assert (
+        cluster["health_checks"]
+        == config.load_template()["static_resources"]["clusters"][0]["health_checks"]
+    )
+    path = tmp_path / "envoy.yaml"
+    path.write_text(config.dump(rendered))
+    assert "OK" in await envoy_validate(path)

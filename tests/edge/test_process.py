@@ -30,7 +30,7 @@ def gone(pid: int) -> bool:
 async def test_port_zero_picks_a_free_port_and_stop_ends_the_process(
     app: App, tmp_path: Path
 ) -> None:
-    envoy = Envoy(listen_host="127.0.0.1", http_port=0, grpc_port=app.port, work_dir=tmp_path)
+    envoy = Envoy(listen_host="127.0.0.1", http_port=0, grpc_ports=[app.port], work_dir=tmp_path)
     port = await envoy.start()
     pid = envoy.pid
     assert pid is not None
@@ -58,7 +58,7 @@ async def test_a_port_in_use_fails_with_envoys_reason(app: App, tmp_path: Path) 
         envoy = Envoy(
             listen_host="127.0.0.1",
             http_port=taken.getsockname()[1],
-            grpc_port=app.port,
+            grpc_ports=[app.port],
             work_dir=tmp_path,
         )
         with pytest.raises(EnvoyError, match=r"(?i)address already in use"):
@@ -75,7 +75,7 @@ async def test_envoy_dies_with_a_killed_parent(tmp_path: Path) -> None:
 
         async def main() -> None:
             envoy = Envoy(
-                listen_host="127.0.0.1", http_port=0, grpc_port=9, work_dir=Path(sys.argv[1])
+                listen_host="127.0.0.1", http_port=0, grpc_ports=[9], work_dir=Path(sys.argv[1])
             )
             await envoy.start()
             print(envoy.pid, flush=True)
