@@ -65,6 +65,13 @@ def _parser() -> argparse.ArgumentParser:
         "--logins", type=int, default=20, help="login storm clients beside s500 (20; 0 skips)"
     )
     parser.add_argument(
+        "--timeline-share",
+        type=float,
+        default=0.0,
+        help="also run AtomChat flat and paced with this share of every sender's events"
+        " edits and reactions (0.1 = 10%%; 0 skips)",
+    )
+    parser.add_argument(
         "--bar-copies",
         type=float,
         default=52000,
@@ -123,6 +130,8 @@ def _options(argv: list[str]) -> Options:
     if unknown:
         raise SystemExit(f"unknown scenarios: {', '.join(unknown)}")
     quick = args.quick
+    if not 0.0 <= args.timeline_share <= 0.5:
+        raise SystemExit("--timeline-share must be between 0 and 0.5")
     return Options(
         scenarios=[SCENARIOS[name] for name in names],
         modes=[int(mode) for mode in args.modes.split(",")],
@@ -138,6 +147,7 @@ def _options(argv: list[str]) -> Options:
         max_other=args.max_other,
         quiet_cpu=args.quiet_cpu,
         logins=args.logins,
+        timeline_share=args.timeline_share,
         bar_copies=args.bar_copies,
         memory_streams=args.memory_streams,
         memory_rounds=args.memory_rounds or (1 if quick else 3),

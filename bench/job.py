@@ -46,6 +46,8 @@ class Job:
     logins: LoginJob | None = None
     # Soak: report every this many seconds of the window (0: one window, no reports).
     report_every: float = 0.0
+    # Share of each sender's events that are edits and reactions (bench/senders.py).
+    timeline_share: float = 0.0
 
     def dumps(self) -> str:
         return json.dumps(asdict(self))
@@ -65,8 +67,10 @@ class Result:
     """One run's figures; latencies in milliseconds, CPU in percent of one core."""
 
     seconds: float = 0.0
+    # Copies of every seq (messages and updates), and of the updates alone.
     copies: int = 0
     frames: int = 0
+    update_copies: int = 0
     # Copies divided by the streams of a channel: messages delivered.
     messages: float = 0.0
     latency_samples: int = 0
@@ -74,6 +78,14 @@ class Result:
     p95: float = 0.0
     p99: float = 0.0
     max: float = 0.0
+    # Edits' own latency (they are in the percentiles above too).
+    edit_samples: int = 0
+    edit_p50: float = 0.0
+    edit_p99: float = 0.0
+    # Edits and reactions the senders made; calls that failed, by status.
+    edits: int = 0
+    reactions: int = 0
+    call_errors: dict[str, int] = field(default_factory=dict)
     loss: int = 0
     duplicates: int = 0
     leaks: int = 0

@@ -70,6 +70,9 @@ class Run:
                             window=self.job.window,
                             ack_window=self.job.ack_window,
                             size=self.job.payload,
+                            connection=connection,
+                            token=token,
+                            timeline_share=self.job.timeline_share,
                         )
                     )
                     self.paces.append(self._pace(index, channel.senders))
@@ -128,6 +131,7 @@ class Run:
         result.seconds = time.monotonic() - started
         result.copies = self.window.copies_inside
         result.frames = self.window.frames_inside
+        result.update_copies = self.window.updates_inside
         result.messages = result.copies * len(self.trackers) / len(self.streams)
         if storm is not None:
             storm.closed_ns = self.window.close_ns
@@ -226,6 +230,10 @@ class Run:
             result.latency_samples = len(latencies)
             for name, fraction in (("p50", 0.50), ("p95", 0.95), ("p99", 0.99), ("max", 1.0)):
                 setattr(result, name, stats.percentile(latencies, fraction) / 1e6)
+            edits = sorted(self.window.edit_latencies)
+            result.edit_samples = len(edits)
+            result.edit_p50 = stats.percentile(edits, 0.50) / 1e6
+            result.edit_p99 = stats.percentile(edits, 0.99) / 1e6
         for stream in self.streams:
             # What a channel committed: the last seq acked, or seen by any stream.
             stream.tracker.last_seq = max(stream.tracker.last_seq, stream.next_seq - 1)
@@ -243,11 +251,16 @@ class Run:
             result.duplicates += max(0, tracker.last_seq - tracker.acked)
             result.window_stalls += tracker.stalls
         result.send_errors = sum(sender.errors for sender in self.senders)
+        result.edits = sum(sender.edits for sender in self.senders)
+        result.reactions = sum(sender.reactions for sender in self.senders)
+        result.call_errors = dict(sum((sender.call_errors for sender in self.senders), Counter()))
         result.unacked = sum(sender.unacked for sender in self.senders)
         result.stream_errors = dict(errors)
         result.failure = self.window.failure
 
     async def close(self) -> None:
+        for sender in self.senders:
+            sender.close()
         for stream in self.streams:
             stream.closing = True
             stream.call.cancel()

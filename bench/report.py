@@ -15,7 +15,9 @@ from bench.suite import (
     ATOMCHAT,
     BARE,
     FLAT,
+    FLAT_TIMELINE,
     PACED,
+    PACED_TIMELINE,
     PACED_WITH_LOGINS,
     Options,
     Outcome,
@@ -87,8 +89,17 @@ def _notes(row: Row) -> list[str]:
         notes.append(f"{r.out_of_order} messages out of order")
     if row.attempts > 1:
         notes.append(f"measured {row.attempts} times (other jobs' CPU); the quietest is shown")
-    if row.kind != FLAT and r.window_stalls:
+    if row.kind not in (FLAT, FLAT_TIMELINE) and r.window_stalls:
         notes.append(f"paced senders waited for the window {r.window_stalls} times")
+    if r.edits or r.reactions:
+        share = r.update_copies / r.copies if r.copies else 0.0
+        notes.append(
+            f"{r.edits} edits and {r.reactions} reactions made; updates {share:.1%} of copies;"
+            f" edits alone p50 {r.edit_p50:.1f} / p99 {r.edit_p99:.1f} ms"
+            f" ({r.edit_samples} copies)"
+        )
+    for error, count in r.call_errors.items():
+        notes.append(f"{count} edits or reactions failed: {error}")
     return notes
 
 
@@ -123,6 +134,7 @@ def render(options: Options, outcome: Outcome) -> str:
                 )
     if fractions:
         out += ["", "Flat out, AtomChat as a share of the bare grpc.aio fan-out:", *fractions]
+    out += _timeline(options, outcome, names)
     storms = []
     for max_batch in options.modes:
         quiet = _find(outcome, FEATURED, ATOMCHAT, max_batch, PACED)
@@ -152,6 +164,31 @@ def render(options: Options, outcome: Outcome) -> str:
         out += ["", f"Server hot spots under {label} flat out (own% / total% of samples):"]
         out += [f"  {s.own:5.1f}  {s.total:5.1f}  {s.function}" for s in spots]
     return "\n".join(out)
+
+
+def _timeline(options: Options, outcome: Outcome, names: list[str]) -> list[str]:
+    """Each timeline-mix run beside the plain run of the same scenario and mode."""
+    lines = []
+    for name in names:
+        for max_batch in options.modes:
+            for plain_kind, mixed_kind in ((FLAT, FLAT_TIMELINE), (PACED, PACED_TIMELINE)):
+                plain = _find(outcome, name, ATOMCHAT, max_batch, plain_kind)
+                mixed = _find(outcome, name, ATOMCHAT, max_batch, mixed_kind)
+                if plain is None or mixed is None:
+                    continue
+                p, m = plain.result, mixed.result
+                lines.append(
+                    f"  {plain.scenario.describe():14} mb={max_batch:<3} {plain_kind:5}"
+                    f" copies/s {p.copies_per_second:8.0f} -> {m.copies_per_second:8.0f}"
+                    f"  p50 {p.p50:7.1f} -> {m.p50:7.1f} ms  p99 {p.p99:7.1f} -> {m.p99:7.1f} ms"
+                )
+    if not lines:
+        return []
+    title = (
+        f"Timeline mix ({options.timeline_share:.0%} of events edits and reactions),"
+        " plain -> mixed:"
+    )
+    return ["", title, *lines]
 
 
 def _verdict(ok: bool) -> str:

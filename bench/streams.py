@@ -1,8 +1,9 @@
 """One chat stream of the load generator: join, then receive and check every frame.
 
-Each stream checks that it gets every message of its channel exactly once,
-in seq order, and nothing of any other channel; it records the latency of
-every copy sent inside the measurement window. The loop is kept lean: the
+Each stream checks that it gets every seq of its channel exactly once, in
+order, messages and updates (edits, reactions) alike, and nothing of any
+other channel; it records the latency of every copy of a message or an edit
+made inside the measurement window. The loop is kept lean: the
 generator shares the machine with the server it measures.
 """
 
@@ -114,6 +115,9 @@ class Stream:
                 batch = frame.messages.messages  # type: ignore[assignment]  # a repeated field
             elif kind == "message":
                 batch = [frame.message]
+            elif kind == "update":
+                self._update(frame.update, now)
+                continue
             else:
                 self._control(frame, kind)
                 continue
@@ -136,6 +140,33 @@ class Stream:
                     latencies.append(now - sent)
             window.copies += good
             window.frames += 1
+
+    def _update(self, update: chat_pb2.ChatUpdate, now: int) -> None:
+        """An edit or a reaction: a seq of the same gap-free order as messages.
+
+        An edit's content carries the time it was made; a reaction's is the
+        message's (sent earlier), so reactions are counted but not timed.
+        """
+        tracker = self.tracker
+        window = self.window
+        message = update.message
+        text = message.content
+        if message.channel_id != tracker.channel_id or text[: payload.TAG_END] != tracker.tag:
+            self.leaks += 1
+            return
+        seq = update.seq
+        window.frames += 1
+        if seq != self.next_seq and not self._unexpected(seq):
+            return
+        self.next_seq = seq + 1
+        tracker.received(seq)
+        window.copies += 1
+        window.updates += 1
+        if update.kind == chat_pb2.UPDATE_KIND_EDITED:
+            sent = payload.sent_ns(text)
+            if window.open_ns <= sent < window.close_ns:
+                window.latencies.append(now - sent)
+                window.edit_latencies.append(now - sent)
 
     def _unexpected(self, seq: int) -> bool:
         """A seq other than the next one: True if it still counts as received."""

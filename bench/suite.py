@@ -30,6 +30,9 @@ BARE = "bare"
 FLAT = "flat"
 PACED = "paced"
 PACED_WITH_LOGINS = "paced+logins"
+# The same runs with a share of every sender's events edits and reactions.
+FLAT_TIMELINE = "flat+tl"
+PACED_TIMELINE = "paced+tl"
 AT_BAR = "paced@bar"
 QUIET_PATIENCE = 120.0
 # The server's default (ATOMCHAT_HEARTBEAT_SECONDS).
@@ -58,6 +61,9 @@ class Options:
     max_other: float
     quiet_cpu: float
     logins: int
+    # Share of each sender's events that are edits and reactions in the
+    # flat+tl / paced+tl runs beside AtomChat's plain ones (0: no such runs).
+    timeline_share: float
     # The product's bar for the featured scenario, in copies/s flat out; a
     # run paced at half of it checks the latency promised there (0 skips).
     bar_copies: float
@@ -154,6 +160,7 @@ class Suite:
         rate: float | None,
         duration: float,
         logins: bool = False,
+        timeline: bool = False,
     ) -> Job:
         size = scenario.subscribers
         members = [self.users[i * size : (i + 1) * size] for i in range(scenario.channels)]
@@ -180,6 +187,7 @@ class Suite:
             payload=options.payload,
             streams_per_connection=options.streams_per_connection,
             logins=storm,
+            timeline_share=options.timeline_share if timeline else 0.0,
         )
 
     async def _attempt(
@@ -214,6 +222,7 @@ class Suite:
                 rate=rate,
                 duration=self.options.duration,
                 logins=kind == PACED_WITH_LOGINS,
+                timeline=kind in (FLAT_TIMELINE, PACED_TIMELINE),
             )
 
         label = f"{scenario.name}-{target}-{max_batch}-{kind}"
@@ -237,7 +246,18 @@ class Suite:
             return
         rate = flat.messages_per_second / scenario.channels / 2
         await self._run(server, scenario, target, max_batch, kind=PACED, rate=rate)
-        if target != ATOMCHAT or scenario.name != FEATURED:
+        if target != ATOMCHAT:
+            return
+        if self.options.timeline_share:
+            mixed = await self._run(
+                server, scenario, target, max_batch, kind=FLAT_TIMELINE, rate=None
+            )
+            if not mixed.failure and mixed.messages:
+                mixed_rate = mixed.messages_per_second / scenario.channels / 2
+                await self._run(
+                    server, scenario, target, max_batch, kind=PACED_TIMELINE, rate=mixed_rate
+                )
+        if scenario.name != FEATURED:
             return
         if self.options.logins:
             await self._run(server, scenario, target, max_batch, kind=PACED_WITH_LOGINS, rate=rate)

@@ -1,8 +1,10 @@
 """What a channel's streams have received, and the send window that follows from it.
 
-A message is delivered once every stream of its channel has received it.
-Senders may have at most `window` messages sent but not yet delivered, so
-no stream's server-side buffer can pass that many messages (plus its acks).
+A seq is delivered once every stream of its channel has received it: a
+message, or an update (an edit or a reaction, which takes the channel's next
+seq like a message). Senders may have at most `window` events sent but not
+yet delivered, so no stream's server-side buffer can pass that many frames
+(plus its acks).
 """
 
 from __future__ import annotations
@@ -20,22 +22,26 @@ class Window:
 
     open_ns: int = 1 << 62
     close_ns: int = 1 << 62
-    # Running totals of message copies received and of frames that carried them.
+    # Running totals of copies received (messages and updates alike, one per
+    # seq and stream), of the frames that carried them, and of update copies.
     copies: int = 0
     frames: int = 0
+    updates: int = 0
+    # Send-to-receipt latencies of messages and edits; edits' also on their own.
     latencies: list[int] = field(default_factory=list)
+    edit_latencies: list[int] = field(default_factory=list)
     failure: str = ""
     failed: asyncio.Event = field(default_factory=asyncio.Event)
-    _opened: tuple[int, int] = (0, 0)
-    _closed: tuple[int, int] = (0, 0)
+    _opened: tuple[int, int, int] = (0, 0, 0)
+    _closed: tuple[int, int, int] = (0, 0, 0)
 
     def open(self) -> None:
         self.open_ns = time.monotonic_ns()
-        self._opened = (self.copies, self.frames)
+        self._opened = (self.copies, self.frames, self.updates)
 
     def close(self) -> None:
         self.close_ns = time.monotonic_ns()
-        self._closed = (self.copies, self.frames)
+        self._closed = (self.copies, self.frames, self.updates)
 
     @property
     def copies_inside(self) -> int:
@@ -44,6 +50,10 @@ class Window:
     @property
     def frames_inside(self) -> int:
         return self._closed[1] - self._opened[1]
+
+    @property
+    def updates_inside(self) -> int:
+        return self._closed[2] - self._opened[2]
 
     def fail(self, reason: str) -> None:
         if not self.failure:
@@ -56,7 +66,8 @@ class ChannelTracker:
         self.channel_id = channel_id
         self.tag = payload.tag(channel_id)
         self.streams = streams
-        # Sends written and not refused; seqs 1..delivered reached every stream.
+        # Events (sends, edits, reactions) issued and not refused; seqs
+        # 1..delivered reached every stream; events the server answered.
         self.sent = 0
         self.delivered = 0
         self.acked = 0
@@ -81,8 +92,14 @@ class ChannelTracker:
         self.wake()
 
     def acknowledged(self, seq: int) -> None:
+        """A send acked with its message's seq."""
         self.acked += 1
         self.last_seq = max(self.last_seq, seq)
+
+    def applied(self) -> None:
+        """An edit or reaction answered: it took a seq its answer does not name."""
+        self.acked += 1
+        self.wake()
 
     def refused(self) -> None:
         self.sent -= 1
