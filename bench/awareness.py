@@ -28,7 +28,6 @@ import asyncio
 import contextlib
 import json
 import random
-import statistics
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -48,6 +47,7 @@ from atomchat.v1 import (
 from atomchat_server.domain import channel_rows
 from bench.database import JWT_SECRET, TOKEN_MINUTES, BenchDatabase, BenchUser, server_url
 from bench.memory import rss_mib
+from bench.stats import summary
 from devsupport import Server, fresh_database, serve_atomchat
 
 RESULTS = Path("bench/results")
@@ -55,19 +55,6 @@ MY_CHANNELS = 200
 MESSAGES_PER_CHANNEL = 500
 CHANNEL_SIZE = 20
 STREAMS_PER_CONNECTION = 100
-
-
-def summary(samples: list[float]) -> dict[str, float]:
-    if not samples:
-        return {"n": 0}
-    ordered = sorted(samples)
-    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
-    return {
-        "p50_ms": round(statistics.median(ordered) * 1000, 2),
-        "p99_ms": round(p99 * 1000, 2),
-        "max_ms": round(ordered[-1] * 1000, 2),
-        "n": len(ordered),
-    }
 
 
 def metadata(user: BenchUser) -> tuple[tuple[str, str], ...]:

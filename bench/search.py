@@ -18,7 +18,6 @@ import argparse
 import asyncio
 import json
 import random
-import statistics
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -38,6 +37,7 @@ from bench.database import (
     BenchDatabase,
     server_url,
 )
+from bench.stats import summary
 from devsupport import fresh_database, serve_atomchat
 
 CHANNELS = 200
@@ -235,17 +235,6 @@ async def measure(port: int, token: str, rounds: int) -> dict[str, list[float]]:
                     )
                     timings[kind].append(time.perf_counter() - started)
     return timings
-
-
-def summary(samples: list[float]) -> dict[str, float]:
-    ordered = sorted(samples)
-    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
-    return {
-        "p50_ms": round(statistics.median(ordered) * 1000, 2),
-        "p99_ms": round(p99 * 1000, 2),
-        "max_ms": round(ordered[-1] * 1000, 2),
-        "n": len(ordered),
-    }
 
 
 async def main(messages: int, rounds: int, seed: int) -> dict[str, object]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import statistics
 import time
 from dataclasses import dataclass
 
@@ -16,6 +17,20 @@ def percentile(ordered: list[int], fraction: float) -> int:
         return 0
     index = min(len(ordered) - 1, max(0, round(fraction * len(ordered)) - 1))
     return ordered[index]
+
+
+def summary(samples: list[float]) -> dict[str, float]:
+    """p50, p99 and max in milliseconds of durations in seconds, and their number."""
+    if not samples:
+        return {"n": 0}
+    ordered = sorted(samples)
+    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+    return {
+        "p50_ms": round(statistics.median(ordered) * 1000, 2),
+        "p99_ms": round(p99 * 1000, 2),
+        "max_ms": round(ordered[-1] * 1000, 2),
+        "n": len(ordered),
+    }
 
 
 def _cpu_seconds(process: psutil.Process) -> float:

@@ -332,32 +332,30 @@ class Suite:
         options = self.options
         people = self.users[: options.idle_streams]
         (channel_id,) = await self.database.add_channels([people])
-        log = self._logs / "server-idle.log"
+        tokens = [user.token for user in people]
         heartbeat = options.idle_heartbeat
-        async with self._atomchat(log, heartbeat_seconds=heartbeat) as server:
-            self.outcome.idle = await idle.measure(
+
+        async def hold(server: Server, *, beats: bool) -> idle.IdleFigure:
+            return await idle.measure(
                 server,
                 channel_id,
-                [user.token for user in people],
+                tokens,
                 per_connection=options.streams_per_connection,
                 heartbeat_seconds=heartbeat,
                 hold=max(3 * heartbeat, 10.0),
+                beats=beats,
             )
+
+        log = self._logs / "server-idle.log"
+        async with self._atomchat(log, heartbeat_seconds=heartbeat) as server:
+            self.outcome.idle = await hold(server, beats=True)
         print(self.outcome.idle.describe(), flush=True)
         if not options.bare:
             return
         async with running(
             BARE_COMMAND, environment=child_environment(), log_path=self._logs / "bare-idle.log"
         ) as server:
-            self.outcome.idle_bare = await idle.measure(
-                server,
-                channel_id,
-                [user.token for user in people],
-                per_connection=options.streams_per_connection,
-                heartbeat_seconds=heartbeat,
-                hold=max(3 * heartbeat, 10.0),
-                beats=False,
-            )
+            self.outcome.idle_bare = await hold(server, beats=False)
         print(f"Bare server: {self.outcome.idle_bare.describe()}", flush=True)
 
     async def soak(self) -> soak.SoakFigure:
