@@ -14,22 +14,11 @@ from pathlib import Path
 
 import pytest
 from atomchat.v1 import chat_pb2, resources_pb2
-from playwright.async_api import Browser, Page, Request, Route, async_playwright, expect
+from playwright.async_api import Browser, Page, Request, Route, expect
 
 from tests.support import People, Person, unique
 
 ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = Path("/usr/bin/chromium")
-# Without the background-networking flags Chromium keeps calling home.
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 SCREENSHOT = ROOT / "test-artifacts" / "browser-chat.png"
 TIMEOUT_MS = 15_000
 SUBSCRIBE = "**/atomchat.v1.ChatService/Subscribe"
@@ -41,25 +30,6 @@ SEEDED_HISTORY = [
 ]
 
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture(scope="session")
-def chromium() -> Path:
-    assert CHROMIUM.exists(), (
-        f"Chromium is missing at {CHROMIUM}: `apt-get install chromium` (scripts/test does)"
-    )
-    return CHROMIUM
-
-
-@pytest.fixture(scope="module")
-async def browser(chromium: Path) -> AsyncIterator[Browser]:
-    expect.set_options(timeout=TIMEOUT_MS)
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(
-            executable_path=str(chromium), headless=True, args=CHROMIUM_ARGS
-        )
-        yield browser
-        await browser.close()
 
 
 @pytest.fixture

@@ -7,15 +7,13 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from google.api import annotations_pb2
 from google.protobuf import descriptor_pb2
-from playwright.async_api import Browser, async_playwright, expect
+from playwright.async_api import Browser, expect
 
 from atomchat_server.edge.config import packaged_descriptor
 from tests.edge.edge_support import ROOT, json_error
@@ -23,8 +21,6 @@ from tests.support import People
 
 OPENAPI = ROOT / "generated" / "openapi.json"
 HTTP: Any = annotations_pb2.http
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]
 
 
 PUBLIC = {("post", "/v1/users"), ("post", "/v1/auth/token")}
@@ -90,16 +86,6 @@ async def test_public_operations_need_no_token(http: httpx.AsyncClient) -> None:
     assert public == PUBLIC
     response = await http.post("/v1/auth/token", json={"username": "user_program", "password": "1"})
     assert json_error(response)[1] == "Invalid authentication credentials"
-
-
-@pytest.fixture(scope="module")
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
-        )
-        yield browser
-        await browser.close()
 
 
 @pytest.mark.browser

@@ -19,24 +19,12 @@ from playwright.async_api import (
     BrowserContext,
     Page,
     ViewportSize,
-    async_playwright,
     expect,
 )
 
 from tests.edge.edge_support import ROOT
 from tests.support import Person
 
-CHROMIUM = Path("/usr/bin/chromium")
-# Without the background-networking flags Chromium keeps calling home.
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 ARTIFACTS = ROOT / "test-artifacts"
 AXE = ROOT / "web" / "node_modules" / "axe-core" / "axe.min.js"
 TIMEOUT_MS = 15_000
@@ -46,25 +34,6 @@ NARROW: ViewportSize = {"width": 390, "height": 844}
 pytestmark = pytest.mark.browser
 
 OpenPage = Callable[..., Awaitable[Page]]
-
-
-@pytest.fixture(scope="session")
-def chromium() -> Path:
-    assert CHROMIUM.exists(), (
-        f"Chromium is missing at {CHROMIUM}: `apt-get install chromium` (scripts/test does)"
-    )
-    return CHROMIUM
-
-
-@pytest.fixture(scope="session")
-async def browser(chromium: Path) -> AsyncIterator[Browser]:
-    expect.set_options(timeout=TIMEOUT_MS)
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(
-            executable_path=str(chromium), headless=True, args=CHROMIUM_ARGS
-        )
-        yield browser
-        await browser.close()
 
 
 @pytest.fixture
