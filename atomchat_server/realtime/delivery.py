@@ -129,18 +129,19 @@ class Delivery:
             else:
                 frame, part = item.frame, item.part
             if not batchable or part is None:
-                await self._flush(pending)
+                if pending:
+                    await self._flush(pending)
                 await self._write(frame)
                 continue
             pending.append((frame, part))
             if len(pending) == self._max_batch:
                 await self._flush(pending)
-        await self._flush(pending)
+        if pending:
+            await self._flush(pending)
 
     async def _flush(self, pending: list[tuple[bytes, bytes]]) -> None:
-        """Write the messages gathered so far: one as its own frame, more as a batch."""
-        if not pending:
-            return
+        """Write the messages gathered so far (at least one): one as its own frame,
+        more as a batch."""
         if len(pending) == 1:
             await self._write(pending[0][0])
         else:
