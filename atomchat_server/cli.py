@@ -258,13 +258,7 @@ async def _serve_here(
         if started_envoy is not None:
             ports["http"] = started_envoy.result()
             _print_http(settings, ports["http"])
-        print("AtomChat is ready; Ctrl-C stops it", flush=True)
-        ready.set()
-        if port_file is not None:
-            ports["pid"] = os.getpid()
-            await asyncio.to_thread(write_port_file, port_file, ports)
-        await stop.wait()
-        log.info("shutting down")
+        await _ready_until_stopped(ports, port_file, ready, stop)
     finally:
         if port_file is not None:
             await asyncio.to_thread(port_file.unlink, missing_ok=True)
@@ -324,14 +318,8 @@ async def _serve_replicas(
         if http_port is not None:
             ports["http"] = http_port
             _print_http(settings, http_port)
-        print("AtomChat is ready; Ctrl-C stops it", flush=True)
-        ready.set()
-        ports["pid"] = os.getpid()
         ports["replicas"] = replicas.describe()
-        if port_file is not None:
-            await asyncio.to_thread(write_port_file, port_file, ports)
-        await stop.wait()
-        log.info("shutting down")
+        await _ready_until_stopped(ports, port_file, ready, stop)
     finally:
         if port_file is not None:
             await asyncio.to_thread(port_file.unlink, missing_ok=True)
@@ -340,6 +328,19 @@ async def _serve_replicas(
         finally:
             if envoy is not None:
                 await envoy.stop()
+
+
+async def _ready_until_stopped(
+    ports: dict[str, Any], port_file: Path | None, ready: asyncio.Event, stop: asyncio.Event
+) -> None:
+    """Say so, write the port file (the caller removes it), and wait to be stopped."""
+    print("AtomChat is ready; Ctrl-C stops it", flush=True)
+    ready.set()
+    if port_file is not None:
+        ports["pid"] = os.getpid()
+        await asyncio.to_thread(write_port_file, port_file, ports)
+    await stop.wait()
+    log.info("shutting down")
 
 
 def _print_http(settings: Settings, http_port: int) -> None:
