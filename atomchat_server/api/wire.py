@@ -62,19 +62,20 @@ def _field(number: int, payload: bytes) -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class EncodedEntry:
-    """A timeline entry encoded once for every stream: as a whole frame, and (for
-    messages) as a part of a batch. An entry with reactions also has the frames of
-    each user who reacted (`me` differs for them), in `personal`."""
+    """A timeline entry encoded once for every stream: as a whole frame, and as a part
+    of a batch when everyone sees it alike (`part` is None for an update, and for an
+    entry with reactions: each user who reacted sees `me` set, from `personal`)."""
 
     seq: int
     frame: bytes
     part: bytes | None
-    personal: Mapping[int, tuple[bytes, bytes | None]] | None = None
+    personal: Mapping[int, bytes] | None = None
 
-    def as_seen_by(self, user_id: int) -> tuple[bytes, bytes | None]:
-        if self.personal is not None and user_id in self.personal:
-            return self.personal[user_id]
-        return self.frame, self.part
+    def frame_for(self, user_id: int) -> bytes:
+        personal = self.personal
+        if personal is None:
+            return self.frame
+        return personal.get(user_id, self.frame)
 
 
 def _frames(entry: TimelineEntry, viewer: int | None) -> tuple[bytes, bytes | None]:
@@ -96,8 +97,10 @@ def encode_entry(entry: TimelineEntry) -> EncodedEntry:
     """Encoded for everyone: each frame once, plus one per user who reacted."""
     frame, part = _frames(entry, None)
     reactors = _reactors(entry)
-    personal = {user: _frames(entry, user) for user in reactors} if reactors else None
-    return EncodedEntry(seq=entry.seq, frame=frame, part=part, personal=personal)
+    if not reactors:
+        return EncodedEntry(seq=entry.seq, frame=frame, part=part)
+    personal = {user: _frames(entry, user)[0] for user in reactors}
+    return EncodedEntry(seq=entry.seq, frame=frame, part=None, personal=personal)
 
 
 def encode_for(entry: TimelineEntry, viewer: int) -> EncodedEntry:

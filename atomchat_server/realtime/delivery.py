@@ -14,17 +14,16 @@ reconnected) is filled from the database before the entry is sent.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, cast
 
 from atomchat_server.realtime.hub import Subscriber
 
 
 class Encoded(Protocol):
     """A timeline entry encoded once for every stream: as a whole frame and, for a
-    message, as a batch part; `personal` holds the frames of users who see it
-    differently (their own reactions)."""
+    message everyone sees alike, as a batch part (None: it goes in a frame of its own)."""
 
     @property
     def seq(self) -> int: ...
@@ -35,8 +34,9 @@ class Encoded(Protocol):
     @property
     def part(self) -> bytes | None: ...
 
-    @property
-    def personal(self) -> Mapping[int, tuple[bytes, bytes | None]] | None: ...
+    def frame_for(self, user_id: int) -> bytes:
+        """The frame as this user sees it (their own reactions differ)."""
+        ...
 
 
 # fetch(first_seq, last_seq): up to a page of the messages in that inclusive range.
@@ -119,31 +119,37 @@ class Delivery:
     async def _send(self, items: Sequence[Encoded]) -> None:
         """Each entry as this stream's reader sees it; consecutive messages in batches
         of up to max_batch when the reader asked for batches."""
-        user_id = self._subscriber.user_id
-        batchable = self._max_batch > 1
-        pending: list[tuple[bytes, bytes]] = []
-        for item in items:
-            personal = item.personal
-            if personal is not None and user_id in personal:
-                frame, part = personal[user_id]
+        size = self._max_batch
+        if size == 1:
+            user_id = self._subscriber.user_id
+            for item in items:
+                await self._write(item.frame_for(user_id))
+            return
+        for start in range(0, len(items), size):
+            chunk = items[start : start + size]
+            parts = [item.part for item in chunk]
+            if None in parts:
+                await self._send_mixed(chunk)
+            elif len(parts) == 1:
+                await self._write(chunk[0].frame)
             else:
-                frame, part = item.frame, item.part
-            if not batchable or part is None:
-                if pending:
-                    await self._flush(pending)
-                await self._write(frame)
-                continue
-            pending.append((frame, part))
-            if len(pending) == self._max_batch:
-                await self._flush(pending)
-        if pending:
-            await self._flush(pending)
+                await self._write(self._framing.batch(cast("list[bytes]", parts)))
 
-    async def _flush(self, pending: list[tuple[bytes, bytes]]) -> None:
-        """Write the messages gathered so far (at least one): one as its own frame,
-        more as a batch."""
-        if len(pending) == 1:
-            await self._write(pending[0][0])
-        else:
-            await self._write(self._framing.batch([part for _, part in pending]))
-        pending.clear()
+    async def _send_mixed(self, chunk: Sequence[Encoded]) -> None:
+        """Entries that go alone in their own frames, the messages between them in batches."""
+        user_id = self._subscriber.user_id
+        run: list[Encoded] = []
+        for item in chunk:
+            if item.part is not None:
+                run.append(item)
+                continue
+            await self._send_run(run)
+            run = []
+            await self._write(item.frame_for(user_id))
+        await self._send_run(run)
+
+    async def _send_run(self, run: Sequence[Encoded]) -> None:
+        if len(run) == 1:
+            await self._write(run[0].frame)
+        elif run:
+            await self._write(self._framing.batch([i.part for i in run if i.part is not None]))
