@@ -10,7 +10,7 @@ import pytest
 
 from atomchat_server.api.wire import EncodedEntry
 from atomchat_server.domain import errors
-from atomchat_server.realtime.delivery import Delivery, Framing
+from atomchat_server.realtime.delivery import Delivery, Encoded, Framing
 from atomchat_server.realtime.hub import Subscriber
 
 READER = 7
@@ -35,7 +35,7 @@ def _batch(parts: Sequence[bytes]) -> bytes:
 
 
 async def _frames(entries: Sequence[EncodedEntry], max_batch: int) -> list[bytes]:
-    subscriber: Subscriber[EncodedEntry] = Subscriber(1, READER, is_moderator=False, limit=100)
+    subscriber: Subscriber[Encoded] = Subscriber(1, READER, is_moderator=False, limit=100)
     subscriber.close(errors.ResourceExhausted("done", reason=errors.Reason.SUBSCRIBER_TOO_SLOW))
     written: list[bytes] = []
 

@@ -245,14 +245,20 @@ async def test_the_models_match_the_migrations(shared_database: str) -> None:
     assert found == []
 
 
-async def test_unread_counts_read_the_seq_index_only(shared_database: str) -> None:
+async def test_unread_and_mention_counts_each_read_one_index_only(shared_database: str) -> None:
     rows = await sql(
         shared_database,
-        "SELECT indexdef FROM pg_indexes WHERE indexname = 'uq_messages_channel_id_seq'",
+        "SELECT indexname, indexdef FROM pg_indexes WHERE indexname IN"
+        " ('uq_messages_channel_id_seq', 'ix_messages_mentions') ORDER BY indexname",
     )
-    assert rows[0]["indexdef"].endswith(
-        "(channel_id, seq) INCLUDE (sender_id, deleted_at, mention_user_ids)"
-    )
+    assert [(row["indexname"], row["indexdef"].rpartition(" USING ")[2]) for row in rows] == [
+        (
+            "ix_messages_mentions",
+            "btree (channel_id, seq) INCLUDE (sender_id, deleted_at, mention_user_ids)"
+            " WHERE (mention_user_ids <> '{}'::bigint[])",
+        ),
+        ("uq_messages_channel_id_seq", "btree (channel_id, seq) INCLUDE (sender_id, deleted_at)"),
+    ]
 
 
 async def test_join_requests_are_indexed_by_channel_and_by_requester(

@@ -158,11 +158,15 @@ class Message(Base):
     __tablename__ = "messages"
     __table_args__ = (
         # With what unread counts read (domain/channel_rows.py), so that counting a
-        # member's unread messages reads this index only.
-        UniqueConstraint(
+        # member's unread messages reads this index only; mention counts read the
+        # messages that mention anyone, from an index of their own.
+        UniqueConstraint("channel_id", "seq", postgresql_include=["sender_id", "deleted_at"]),
+        Index(
+            "ix_messages_mentions",
             "channel_id",
             "seq",
             postgresql_include=["sender_id", "deleted_at", "mention_user_ids"],
+            postgresql_where=text("mention_user_ids <> '{}'"),
         ),
         Index(
             "uq_messages_client_message_id",

@@ -4,9 +4,10 @@ where a member stands in their channels (SPEC §8).
 
 Read states are derived, never kept: unread = messages by others, not
 deleted, after the member's marker; mentions = those of them that mention
-the member. One statement reads the state of any number of channels: a
-lateral count per channel over the (channel_id, seq) index, which reads only
-the messages after the marker.
+the member. One statement reads the state of any number of channels: two
+lateral counts per channel, each reading one index from the marker on (the
+(channel_id, seq) index for unread messages, the partial index of messages
+that mention someone for mentions).
 """
 
 from __future__ import annotations
@@ -41,16 +42,19 @@ def channel_view(row: asyncpg.Record, read_state: ReadStateView | None = None) -
     )
 
 
-# `cm` is the member's row: the counts of the messages after its marker.
-_COUNTED = (
-    " CROSS JOIN LATERAL ("
-    "  SELECT count(*) AS unread,"
-    "   count(*) FILTER (WHERE $1 = ANY(m.mention_user_ids)) AS mentions"
-    "  FROM messages m WHERE m.channel_id = cm.channel_id AND m.seq > cm.last_read_seq"
-    "  AND m.sender_id <> $1 AND m.deleted_at IS NULL"
-    " ) counted"
+# `cm` is the member's row: the counts of the messages after its marker, each from
+# an index only (unread from the (channel_id, seq) index, mentions from the index
+# of the messages that mention someone).
+_AFTER_MARKER = (
+    "FROM messages m WHERE m.channel_id = cm.channel_id AND m.seq > cm.last_read_seq"
+    " AND m.sender_id <> $1 AND m.deleted_at IS NULL"
 )
-_STATE_COLUMNS = "cm.channel_id, c.last_seq, cm.last_read_seq, counted.unread, counted.mentions"
+_COUNTED = (
+    f" CROSS JOIN LATERAL (SELECT count(*) AS unread {_AFTER_MARKER}) counted"
+    f" CROSS JOIN LATERAL (SELECT count(*) AS mentions {_AFTER_MARKER}"
+    "  AND m.mention_user_ids <> '{}' AND $1 = ANY(m.mention_user_ids)) mentioned"
+)
+_STATE_COLUMNS = "cm.channel_id, c.last_seq, cm.last_read_seq, counted.unread, mentioned.mentions"
 _ACTIVITY = (
     f"SELECT {_STATE_COLUMNS} FROM channel_members cm"  # noqa: S608 - constants only
     f" JOIN channels c ON c.id = cm.channel_id{_COUNTED}"
