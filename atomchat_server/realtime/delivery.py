@@ -90,7 +90,7 @@ class Delivery:
                     await self._write(self._framing.heartbeat())
                 subscriber.heartbeat_due = False
             while subscriber.control:
-                await self._write(subscriber.control.popleft())
+                await self._write(subscriber.control.pop(0))
             if subscriber.ends_with is not None:
                 raise subscriber.ends_with
 
