@@ -45,10 +45,8 @@ from atomchat_server.api.members import MemberServicer
 from atomchat_server.api.status import ErrorInterceptor
 from atomchat_server.api.users import UserServicer
 from atomchat_server.auth.interceptor import (
-    PUBLIC_METHODS,
     Authenticator,
     AuthInterceptor,
-    current_actor,
 )
 from atomchat_server.auth.passwords import Passwords
 from atomchat_server.auth.tokens import Tokens
@@ -60,7 +58,7 @@ from atomchat_server.domain import errors, events, messages
 from atomchat_server.domain.posting import MessagePoster
 from atomchat_server.limits import Limit, Limits
 from atomchat_server.observability import metrics
-from atomchat_server.observability.calls import CallerNote, CallObserver
+from atomchat_server.observability.calls import CallObserver, note_caller
 from atomchat_server.ports import PortInUse, ensure_free
 from atomchat_server.realtime.awareness import Awareness, AwarenessFrames
 from atomchat_server.realtime.bus import Bus
@@ -165,8 +163,7 @@ class App:
                 CallObserver(),
                 ErrorInterceptor(),
                 AdmissionInterceptor(self.admission),
-                AuthInterceptor(self.authenticator),
-                CallerNote(lambda: current_actor().user_id, PUBLIC_METHODS),
+                AuthInterceptor(self.authenticator, lambda actor: note_caller(actor.user_id)),
             ],
             options=SERVER_OPTIONS,
         )

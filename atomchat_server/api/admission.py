@@ -31,6 +31,7 @@ is gRPC's own accept loop, which takes one call per turn of the event loop
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from typing import Any, cast
@@ -143,21 +144,19 @@ class AdmissionInterceptor(grpc.aio.ServerInterceptor):
             or not is_own_method(handler_call_details.method)
         ):
             return handler
-        if handler.request_streaming:
-            return wrap_handler(handler, self._admitted_after_first)
-        return wrap_handler(handler, self._admitted)
+        return wrap_handler(
+            handler, functools.partial(self._admitted, after_first=handler.request_streaming)
+        )
 
-    async def _admitted_after_first(
-        self, behaviour: Behaviour, requests: AsyncIterator[Any], context: Context
+    async def _admitted(
+        self, behaviour: Behaviour, request: Any, context: Context, *, after_first: bool
     ) -> Any:
-        try:
-            first = await anext(requests)
-
-        except StopAsyncIteration:
-            return await behaviour(requests, context)
-        return await self._admitted(behaviour, _replayed(first, requests), context)
-
-    async def _admitted(self, behaviour: Behaviour, request: Any, context: Context) -> Any:
+        if after_first:
+            try:
+                first = await anext(request)
+            except StopAsyncIteration:
+                return await behaviour(request, context)
+            request = _replayed(first, request)
         admission = self._admission
         await admission.enter()
         holding = True

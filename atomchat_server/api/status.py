@@ -12,6 +12,7 @@ Anything else is a bug: it is logged, and the client gets INTERNAL
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -129,9 +130,8 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
         handler: grpc.RpcMethodHandler[Any, Any] = await continuation(handler_call_details)
         if handler is None or not is_own_method(handler_call_details.method):
             return handler
-        if handler.request_streaming:
-            return wrap_handler(handler, _mapped_stream, deserializer=_tolerant)
-        return wrap_handler(handler, _mapped, deserializer=_tolerant)
+        mapped = functools.partial(_mapped, streamed=handler.request_streaming)
+        return wrap_handler(handler, mapped, deserializer=_tolerant)
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,13 +168,11 @@ async def _checked(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
         yield request
 
 
-async def _mapped_stream(behaviour: Behaviour, requests: Any, context: Context) -> Any:
-    return await _mapped(behaviour, _checked(requests), context)
-
-
-async def _mapped(behaviour: Behaviour, request: Any, context: Context) -> Any:
+async def _mapped(behaviour: Behaviour, request: Any, context: Context, *, streamed: bool) -> Any:
     try:
-        if isinstance(request, _Malformed):
+        if streamed:
+            request = _checked(request)
+        elif isinstance(request, _Malformed):
             raise request.error()
         return await behaviour(request, context)
     except grpc.aio.AbortError:

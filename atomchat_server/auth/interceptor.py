@@ -99,8 +99,14 @@ class Authenticator:
 
 
 class AuthInterceptor(grpc.aio.ServerInterceptor):
-    def __init__(self, authenticator: Authenticator) -> None:
+    """Authenticates every call of the project's own methods but the public ones;
+    `on_caller` is told of each caller (the call's log line names them)."""
+
+    def __init__(
+        self, authenticator: Authenticator, on_caller: Callable[[Actor], None] = lambda _: None
+    ) -> None:
         self._authenticator = authenticator
+        self._on_caller = on_caller
 
     async def intercept_service(
         self,
@@ -115,6 +121,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
 
     async def _authenticated(self, behaviour: Behaviour, request: Any, context: Context) -> Any:
         actor = await self._authenticator.actor(context.invocation_metadata())
+        self._on_caller(actor)
         token = _actor.set(actor)
         try:
             return await behaviour(request, context)

@@ -5,8 +5,8 @@
 context variable, so that every log line written while the call runs (the
 errors interceptor's "unexpected error" lines included) carries them; it
 counts the call in the gRPC metrics and, when it ends, writes one line with
-its status code and duration. `CallerNote`, the innermost interceptor,
-writes the authenticated caller's id into the call.
+its status code and duration. Authentication writes the caller's id into
+the call (`note_caller`).
 
 Each method keeps its shape (unary or streaming, coroutine or async
 generator): see interception.py for why that matters.
@@ -26,7 +26,7 @@ from typing import Any
 
 import grpc
 
-from atomchat_server.interception import Context, is_own_method, wrap_handler
+from atomchat_server.interception import Context
 from atomchat_server.observability import metrics
 
 log = logging.getLogger("atomchat.calls")
@@ -191,25 +191,8 @@ def _wrap(
     )
 
 
-class CallerNote(grpc.aio.ServerInterceptor):
-    """Innermost: the authenticated caller's id, into the current call."""
-
-    def __init__(self, user_id: Callable[[], int], public: frozenset[str]) -> None:
-        self._user_id = user_id
-        self._public = public
-
-    async def intercept_service(
-        self, continuation: Any, handler_call_details: grpc.HandlerCallDetails
-    ) -> grpc.RpcMethodHandler[Any, Any]:
-        handler: grpc.RpcMethodHandler[Any, Any] = await continuation(handler_call_details)
-        method = handler_call_details.method
-        if handler is None or not is_own_method(method) or method in self._public:
-            return handler
-
-        return wrap_handler(handler, self._note)
-
-    async def _note(self, behaviour: Any, request: Any, context: Context) -> Any:
-        call = _current.get()
-        if call is not None:
-            call.user_id = self._user_id()
-        return await behaviour(request, context)
+def note_caller(user_id: int) -> None:
+    """The authenticated caller's id, into the current call (and so its log line)."""
+    call = _current.get()
+    if call is not None:
+        call.user_id = user_id
