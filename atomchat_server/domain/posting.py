@@ -241,7 +241,7 @@ class MessagePoster:
         post = _Post(
             actor=actor,
             channel_id=channel_id,
-            future=asyncio.get_running_loop().create_future(),
+            future=self._committer.caller.create_future(),
             content=clean_content(content),
             client_message_id=clean_client_message_id(client_message_id),
             reply_to_id=_reply_target(reply_to_id),
@@ -262,7 +262,7 @@ class MessagePoster:
         work = _Change(
             actor=actor,
             channel_id=channel_id,
-            future=asyncio.get_running_loop().create_future(),
+            future=self._committer.caller.create_future(),
             change=change,
             message_id=message_id,
             value=value,
