@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench import report
+from bench import charts, report
 from bench.database import BenchDatabase, server_url
 from bench.scenarios import FEATURED, SCENARIOS
 from bench.suite import Options, Suite
@@ -229,7 +229,10 @@ async def _main(options: Options) -> bool:
     print()
     print(report.render(options, suite.outcome))
     print(f"\nload average after: {os.getloadavg()}")
-    print(f"results: {report.save(options, suite.outcome, started)}")
+    saved = report.save(options, suite.outcome, started)
+    print(f"results: {saved}")
+    for picture in charts.draw(saved):
+        print(f"picture: {picture}")
     return suite.outcome.soak is None or suite.outcome.soak.ok
 
 

@@ -307,6 +307,7 @@ def save(options: Options, outcome: Outcome, started: float) -> Path:
             {
                 "scenario": row.scenario.name,
                 "shape": row.scenario.describe(),
+                "ingestion": row.scenario.ingestion,
                 "target": row.target,
                 "max_batch": row.max_batch,
                 "run": row.kind,
