@@ -9,9 +9,9 @@ import sys
 import time
 from pathlib import Path
 
-from bench import report
+from bench import charts, report
 from bench.database import BenchDatabase, server_url
-from bench.scenarios import SCENARIOS
+from bench.scenarios import FEATURED, SCENARIOS
 from bench.suite import Options, Suite
 from devsupport import fresh_database
 
@@ -45,6 +45,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--streams-per-connection", type=int, default=50, help="streams per HTTP/2 connection (50)"
     )
+    parser.add_argument(
+        "--message-rate",
+        type=float,
+        default=100_000.0,
+        help="the server's send limit per user and channel, messages/s (100000)",
+    )
+    parser.add_argument("--message-burst", type=int, default=10_000, help="and its burst (10000)")
     parser.add_argument("--no-bare", dest="bare", action="store_false", help="skip the ceiling")
     parser.add_argument(
         "--attempts", type=int, default=3, help="measure a disturbed run again, up to (3) in all"
@@ -119,6 +126,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--profile-seconds", type=float, help="py-spy under s500 flat out (20; quick 0 = skip)"
     )
+    parser.add_argument(
+        "--profile-scenario",
+        default=FEATURED,
+        choices=list(SCENARIOS),
+        help=f"the scenario profiled flat out ({FEATURED})",
+    )
     parser.add_argument("--results", type=Path, default=RESULTS, help="output folder")
     return parser
 
@@ -142,6 +155,8 @@ def _options(argv: list[str]) -> Options:
         ack_window=args.ack_window,
         payload=args.payload,
         streams_per_connection=args.streams_per_connection,
+        message_rate=args.message_rate,
+        message_burst=args.message_burst,
         bare=args.bare,
         attempts=max(1, args.attempts),
         max_other=args.max_other,
@@ -167,6 +182,7 @@ def _options(argv: list[str]) -> Options:
         profile_seconds=(
             args.profile_seconds if args.profile_seconds is not None else (0 if quick else 20)
         ),
+        profile_scenario=args.profile_scenario,
         results=args.results,
     )
 
@@ -213,7 +229,10 @@ async def _main(options: Options) -> bool:
     print()
     print(report.render(options, suite.outcome))
     print(f"\nload average after: {os.getloadavg()}")
-    print(f"results: {report.save(options, suite.outcome, started)}")
+    saved = report.save(options, suite.outcome, started)
+    print(f"results: {saved}")
+    for picture in charts.draw(saved):
+        print(f"picture: {picture}")
     return suite.outcome.soak is None or suite.outcome.soak.ok
 
 

@@ -48,6 +48,8 @@ class Job:
     report_every: float = 0.0
     # Share of each sender's events that are edits and reactions (bench/senders.py).
     timeline_share: float = 0.0
+    # The database to count the run's messages in (bench/persisted.py); "" counts none.
+    database_url: str = ""
 
     def dumps(self) -> str:
         return json.dumps(asdict(self))
@@ -86,6 +88,21 @@ class Result:
     edits: int = 0
     reactions: int = 0
     call_errors: dict[str, int] = field(default_factory=dict)
+    # Acks received inside the window, and their send-to-ack latency.
+    acks: int = 0
+    ack_samples: int = 0
+    ack_p50: float = 0.0
+    ack_p99: float = 0.0
+    # Latencies (copies, and acks) at stats.CDF_FRACTIONS, for the CDF pictures.
+    cdf: list[float] = field(default_factory=list)
+    ack_cdf: list[float] = field(default_factory=list)
+    # Rows counted in the database (when the job names it): committed inside
+    # the window, and in all after every send was answered, beside the sends
+    # acked in all (each stored one message; edits and reactions store none).
+    rows_counted: bool = False
+    persisted: int = 0
+    rows_after: int = 0
+    acked_total: int = 0
     loss: int = 0
     duplicates: int = 0
     leaks: int = 0
@@ -120,6 +137,14 @@ class Result:
         return self.messages / self.seconds if self.seconds else 0.0
 
     @property
+    def acks_per_second(self) -> float:
+        return self.acks / self.seconds if self.seconds else 0.0
+
+    @property
+    def persisted_per_second(self) -> float:
+        return self.persisted / self.seconds if self.seconds else 0.0
+
+    @property
     def logins_per_second(self) -> float:
         return self.logins / self.seconds if self.seconds else 0.0
 
@@ -129,6 +154,8 @@ class Result:
         data["messages_per_second"] = round(self.messages_per_second, 1)
         data["copies_per_frame"] = round(self.copies_per_frame, 2)
         data["logins_per_second"] = round(self.logins_per_second, 2)
+        data["acks_per_second"] = round(self.acks_per_second, 1)
+        data["persisted_per_second"] = round(self.persisted_per_second, 1)
         return data
 
     @classmethod

@@ -31,6 +31,7 @@ import uvloop
 from bench import stats
 from bench.job import Job, Result
 from bench.logins import LoginStorm
+from bench.persisted import RowCounter
 from bench.senders import Sender
 from bench.streams import JOIN_CONCURRENCY, Stream, connect, open_call
 from bench.tracking import ChannelTracker, Window
@@ -53,8 +54,15 @@ class Run:
         # (interval, offset) of each sender: its share of its channel's rate.
         self.paces: list[tuple[float | None, float]] = []
         self.receivers: list[asyncio.Task[None]] = []
+        self.rows = (
+            RowCounter(job.database_url, [c.channel_id for c in job.channels])
+            if job.database_url
+            else None
+        )
 
     async def open(self) -> None:
+        if self.rows is not None:
+            await self.rows.open()
         gate = asyncio.Semaphore(JOIN_CONCURRENCY)
         pending: list[Coroutine[Any, Any, None]] = []
         for channel, tracker in zip(self.job.channels, self.trackers, strict=True):
@@ -114,6 +122,7 @@ class Run:
         database = stats.CpuMeter(stats.database_backends(job.database))
         generator = stats.CpuMeter(stats.process_tree(os.getpid()))
         machine = stats.MachineMeter()
+        rows_before = await self.rows.count() if self.rows is not None else 0
         for meter in (server, database, generator, machine):
             meter.start()
         print("measuring", flush=True)
@@ -132,6 +141,7 @@ class Run:
         result.copies = self.window.copies_inside
         result.frames = self.window.frames_inside
         result.update_copies = self.window.updates_inside
+        result.acks = self.window.acks_inside
         result.messages = result.copies * len(self.trackers) / len(self.streams)
         if storm is not None:
             storm.closed_ns = self.window.close_ns
@@ -150,7 +160,12 @@ class Run:
             await storm.stop()
             result.logins = storm.logins
             result.login_errors = dict(storm.errors)
+        if self.rows is not None:
+            result.persisted = await self.rows.count() - rows_before
         await self._settle(sending)
+        if self.rows is not None:
+            result.rows_counted = True
+            result.rows_after = await self.rows.count()
         self._check(result)
         return result
 
@@ -230,10 +245,16 @@ class Run:
             result.latency_samples = len(latencies)
             for name, fraction in (("p50", 0.50), ("p95", 0.95), ("p99", 0.99), ("max", 1.0)):
                 setattr(result, name, stats.percentile(latencies, fraction) / 1e6)
+            result.cdf = stats.cdf(latencies)
             edits = sorted(self.window.edit_latencies)
             result.edit_samples = len(edits)
             result.edit_p50 = stats.percentile(edits, 0.50) / 1e6
             result.edit_p99 = stats.percentile(edits, 0.99) / 1e6
+            acks = sorted(self.window.ack_latencies)
+            result.ack_samples = len(acks)
+            result.ack_p50 = stats.percentile(acks, 0.50) / 1e6
+            result.ack_p99 = stats.percentile(acks, 0.99) / 1e6
+            result.ack_cdf = stats.cdf(acks)
         for stream in self.streams:
             # What a channel committed: the last seq acked, or seen by any stream.
             stream.tracker.last_seq = max(stream.tracker.last_seq, stream.next_seq - 1)
@@ -247,6 +268,7 @@ class Run:
                 errors[stream.error] += 1
         for tracker in self.trackers:
             result.sends += tracker.sent
+            result.acked_total += tracker.acked_sends
             # More messages committed than sends acknowledged: posted twice.
             result.duplicates += max(0, tracker.last_seq - tracker.acked)
             result.window_stalls += tracker.stalls
@@ -268,6 +290,8 @@ class Run:
         await asyncio.gather(*self.receivers, return_exceptions=True)
         for connection in self.connections:
             await connection.close()
+        if self.rows is not None:
+            await self.rows.close()
 
 
 async def main() -> None:

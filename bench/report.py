@@ -45,6 +45,24 @@ COLUMNS = (
 )
 
 
+INGESTION_COLUMNS = (
+    ("scenario", 14),
+    ("mode", 14),
+    ("run", 12),
+    ("acked/s", 8),
+    ("stored/s", 8),
+    ("ack p50", 8),
+    ("ack p99", 8),
+    ("copy p99", 8),
+    ("rows", 8),
+    ("acked", 8),
+    ("server%", 7),
+    ("db%", 5),
+    ("gen%", 5),
+    ("other%", 6),
+)
+
+
 def _mode(row: Row) -> str:
     return BARE if row.target == BARE else f"{ATOMCHAT} mb={row.max_batch}"
 
@@ -72,8 +90,50 @@ def _cells(row: Row) -> list[str]:
     ]
 
 
-def _line(cells: list[str]) -> str:
-    return "  ".join(cell.rjust(width) for cell, (_, width) in zip(cells, COLUMNS, strict=True))
+def _line(cells: list[str], columns: tuple[tuple[str, int], ...] = COLUMNS) -> str:
+    return "  ".join(cell.rjust(width) for cell, (_, width) in zip(cells, columns, strict=True))
+
+
+def _ingestion_cells(row: Row) -> list[str]:
+    r = row.result
+    counted = r.rows_counted
+    return [
+        row.scenario.describe(),
+        _mode(row),
+        row.kind,
+        f"{r.acks_per_second:.0f}",
+        f"{r.persisted_per_second:.0f}" if counted else "-",
+        f"{r.ack_p50:.1f}",
+        f"{r.ack_p99:.1f}",
+        f"{r.p99:.1f}",
+        str(r.rows_after) if counted else "-",
+        str(r.acked_total),
+        f"{r.server_cpu:.0f}",
+        f"{r.database_cpu:.0f}",
+        f"{r.generator_cpu:.0f}",
+        f"{r.other_cpu:.0f}",
+    ]
+
+
+def _ingestion(outcome: Outcome) -> list[str]:
+    """Where every stream sends: messages acked and stored per second, and ack latency."""
+    rows = [row for row in outcome.rows if row.scenario.ingestion]
+    if not rows:
+        return []
+    columns = INGESTION_COLUMNS
+    out = [
+        "",
+        "Ingestion (every stream sends): acks and rows stored per second in the window,"
+        " send-to-ack ms, rows in the database after the run beside the sends acked:",
+        _line([name for name, _ in columns], columns),
+        "-" * len(_line([""] * len(columns), columns)),
+    ]
+    for row in rows:
+        out.append(_line(_ingestion_cells(row), columns))
+        r = row.result
+        if r.rows_counted and r.rows_after != r.acked_total:
+            out.append(f"{'':>14}  ^ ROWS {r.rows_after} != sends acked {r.acked_total}")
+    return out
 
 
 def _notes(row: Row) -> list[str]:
@@ -134,6 +194,7 @@ def render(options: Options, outcome: Outcome) -> str:
                 )
     if fractions:
         out += ["", "Flat out, AtomChat as a share of the bare grpc.aio fan-out:", *fractions]
+    out += _ingestion(outcome)
     out += _timeline(options, outcome, names)
     storms = []
     for max_batch in options.modes:
@@ -246,6 +307,7 @@ def save(options: Options, outcome: Outcome, started: float) -> Path:
             {
                 "scenario": row.scenario.name,
                 "shape": row.scenario.describe(),
+                "ingestion": row.scenario.ingestion,
                 "target": row.target,
                 "max_batch": row.max_batch,
                 "run": row.kind,

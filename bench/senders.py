@@ -96,9 +96,15 @@ class Sender:
         self.stopping = False
         stream.acks = self
 
-    def acknowledged(self, ack: chat_pb2.ChatAck) -> None:
+    def acknowledged(self, ack: chat_pb2.ChatAck, now: int) -> None:
+        """A send answered at `now`: its latency counts if it was sent inside the window."""
         self.unacked -= 1
         self._tracker.acknowledged(ack.message.seq)
+        window = self._stream.window
+        window.acks += 1
+        sent = payload.sent_ns(ack.message.content)
+        if window.open_ns <= sent < window.close_ns:
+            window.ack_latencies.append(now - sent)
         if self._share:
             self._recent.append(ack.message.id)
             self._unreacted.append(ack.message.id)

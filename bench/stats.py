@@ -19,6 +19,22 @@ def percentile(ordered: list[int], fraction: float) -> int:
     return ordered[index]
 
 
+# Where a latency CDF is sampled: every percent, then finer up to the maximum.
+CDF_FRACTIONS = (
+    *(i / 100 for i in range(1, 100)),
+    *(0.99 + i / 1000 for i in range(1, 10)),
+    *(0.999 + i / 10000 for i in range(1, 10)),
+    1.0,
+)
+
+
+def cdf(ordered: list[int]) -> list[float]:
+    """Sorted nanoseconds as milliseconds at CDF_FRACTIONS (empty without samples)."""
+    if not ordered:
+        return []
+    return [round(percentile(ordered, fraction) / 1e6, 3) for fraction in CDF_FRACTIONS]
+
+
 def summary(samples: list[float]) -> dict[str, float]:
     """p50, p99 and max in milliseconds of durations in seconds, and their number."""
     if not samples:

@@ -33,7 +33,7 @@ def connect(target: str) -> grpc.aio.Channel:
 
 
 class AckHandler(Protocol):
-    def acknowledged(self, ack: chat_pb2.ChatAck) -> None: ...
+    def acknowledged(self, ack: chat_pb2.ChatAck, now: int) -> None: ...
 
     def refused(self, error: chat_pb2.ChatError) -> None: ...
 
@@ -119,7 +119,7 @@ class Stream:
                 self._update(frame.update, now)
                 continue
             else:
-                self._control(frame, kind)
+                self._control(frame, kind, now)
                 continue
             opened = window.open_ns
             closed = window.close_ns
@@ -182,10 +182,10 @@ class Stream:
             self.duplicates += 1
         return False
 
-    def _control(self, frame: chat_pb2.ChatStreamResponse, kind: str | None) -> None:
+    def _control(self, frame: chat_pb2.ChatStreamResponse, kind: str | None, now: int) -> None:
         if self.acks is None:
             return
         if kind == "ack":
-            self.acks.acknowledged(frame.ack)
+            self.acks.acknowledged(frame.ack, now)
         elif kind == "error":
             self.acks.refused(frame.error)

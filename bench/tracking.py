@@ -23,25 +23,29 @@ class Window:
     open_ns: int = 1 << 62
     close_ns: int = 1 << 62
     # Running totals of copies received (messages and updates alike, one per
-    # seq and stream), of the frames that carried them, and of update copies.
+    # seq and stream), of the frames that carried them, of update copies, and
+    # of the acks the senders got.
     copies: int = 0
     frames: int = 0
     updates: int = 0
-    # Send-to-receipt latencies of messages and edits; edits' also on their own.
+    acks: int = 0
+    # Send-to-receipt latencies of messages and edits; edits' also on their own;
+    # send-to-ack latencies of the sends.
     latencies: list[int] = field(default_factory=list)
     edit_latencies: list[int] = field(default_factory=list)
+    ack_latencies: list[int] = field(default_factory=list)
     failure: str = ""
     failed: asyncio.Event = field(default_factory=asyncio.Event)
-    _opened: tuple[int, int, int] = (0, 0, 0)
-    _closed: tuple[int, int, int] = (0, 0, 0)
+    _opened: tuple[int, int, int, int] = (0, 0, 0, 0)
+    _closed: tuple[int, int, int, int] = (0, 0, 0, 0)
 
     def open(self) -> None:
         self.open_ns = time.monotonic_ns()
-        self._opened = (self.copies, self.frames, self.updates)
+        self._opened = (self.copies, self.frames, self.updates, self.acks)
 
     def close(self) -> None:
         self.close_ns = time.monotonic_ns()
-        self._closed = (self.copies, self.frames, self.updates)
+        self._closed = (self.copies, self.frames, self.updates, self.acks)
 
     @property
     def copies_inside(self) -> int:
@@ -54,6 +58,10 @@ class Window:
     @property
     def updates_inside(self) -> int:
         return self._closed[2] - self._opened[2]
+
+    @property
+    def acks_inside(self) -> int:
+        return self._closed[3] - self._opened[3]
 
     def fail(self, reason: str) -> None:
         if not self.failure:
@@ -71,6 +79,8 @@ class ChannelTracker:
         self.sent = 0
         self.delivered = 0
         self.acked = 0
+        # Of those, the sends (each stored one message).
+        self.acked_sends = 0
         self.last_seq = 0
         self.stalls = 0
         self.released = False
@@ -94,6 +104,7 @@ class ChannelTracker:
     def acknowledged(self, seq: int) -> None:
         """A send acked with its message's seq."""
         self.acked += 1
+        self.acked_sends += 1
         self.last_seq = max(self.last_seq, seq)
 
     def applied(self) -> None:

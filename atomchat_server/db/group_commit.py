@@ -119,6 +119,17 @@ class GroupCommitter(Generic[W]):
         self._signal()
         await asyncio.to_thread(self._thread.join)
 
+    @property
+    def caller(self) -> asyncio.AbstractEventLoop:
+        """The loop work is submitted from (and answered on): the one `start` ran on.
+
+        Submitters make their answers' futures on it without asking asyncio
+        which loop is running, which costs a system call (getpid) per post.
+        """
+        if self._caller is None:
+            raise errors.shutting_down()
+        return self._caller
+
     def submit(self, work: W) -> None:
         """Queue work; batches keep the order of submission."""
         if not self.accepting:

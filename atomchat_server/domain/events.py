@@ -241,35 +241,43 @@ def _dumps(data: dict[str, Any]) -> str:
     return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
 
 
-def _fits(payload: str) -> bool:
-    return len(payload.encode()) <= MAX_PAYLOAD_BYTES
+def _size(text: str) -> int:
+    """Bytes of `text` in UTF-8 (what PostgreSQL's payload limit counts)."""
+    return len(text) if text.isascii() else len(text.encode())
 
 
 def encode(origin: str, event: Event) -> list[str]:
-    """The notification payloads for one event (several for a large batch)."""
+    """The notification payloads for one event (several for a large batch).
+
+    Each entry is serialised once: a payload is its event's head, then the
+    entries' JSON joined by commas, as json.dumps would write the whole.
+    """
     if not isinstance(event, TimelineAppended):
         fields = {name: getattr(event, name) for name in event.__dataclass_fields__}
         return [_dumps({"o": origin, "t": type(event).__name__, **fields})]
+    head = _dumps({"o": origin, "t": "TimelineAppended", "c": event.channel_id, "e": []})[:-2]
+    tail = "]}"
+    room = MAX_PAYLOAD_BYTES - _size(head) - len(tail)
     payloads: list[str] = []
-    chunk: list[list[Any]] = []
-
-    def appended(rows: list[list[Any]]) -> str:
-        return _dumps({"o": origin, "t": "TimelineAppended", "c": event.channel_id, "e": rows})
-
+    chunk: list[str] = []
+    used = 0
     for entry in event.entries:
-        row = _entry_fields(entry)
-        if _fits(appended([*chunk, row])):
+        row = json.dumps(_entry_fields(entry), ensure_ascii=False, separators=(",", ":"))
+        size = _size(row)
+        if chunk and used + 1 + size <= room:
             chunk.append(row)
+            used += 1 + size
             continue
         if chunk:
-            payloads.append(appended(chunk))
-        chunk = [row]
-        if not _fits(appended(chunk)):
+            payloads.append(head + ",".join(chunk) + tail)
+            chunk, used = [], 0
+        if size <= room:
+            chunk, used = [row], size
+        else:
             single = TimelineCommitted(event.channel_id, entry.seq, entry.seq)
             payloads.extend(encode(origin, single))
-            chunk = []
     if chunk:
-        payloads.append(appended(chunk))
+        payloads.append(head + ",".join(chunk) + tail)
     return payloads
 
 

@@ -62,7 +62,7 @@ MESSAGES_POSTED = Counter("atomchat_messages_posted_total", "Messages committed.
 POST_BATCH_SIZE = Histogram(
     "atomchat_post_batch_size",
     "Posts written by one group commit.",
-    buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500),
+    buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000),
 )
 COMMIT_SECONDS = Histogram(
     "atomchat_commit_seconds",

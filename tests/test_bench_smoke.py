@@ -1,0 +1,58 @@
+"""The benchmark end to end on a small shape: `python -m bench` starts its servers
+(AtomChat's and the bare one), drives them flat out and paced, checks every
+stream, counts the rows stored, and writes its JSON and pictures. No timing is
+asserted: only that nothing was lost, duplicated or leaked."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+
+from devsupport import child_environment, run
+
+
+async def test_a_short_run_loses_duplicates_and_leaks_nothing(
+    postgres_server_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    results = tmp_path_factory.mktemp("bench")
+    completed = await run(
+        sys.executable,
+        "-m",
+        "bench",
+        # 50 channels of 2 streams, both sending: fan-out and posting at once.
+        "--scenarios=in50x2",
+        "--modes=0",
+        "--warmup=0.5",
+        "--duration=1",
+        "--memory-streams=0",
+        "--idle-streams=0",
+        "--burst-streams=0",
+        "--logins=0",
+        "--bar-copies=0",
+        "--profile-seconds=0",
+        "--attempts=1",
+        "--quiet-cpu=100",
+        f"--results={results}",
+        env=child_environment(DATABASE_URL=postgres_server_url),
+        timeout=90,
+        merge_output=True,
+    )
+    assert completed.returncode == 0, completed.output
+    (saved,) = results.glob("bench-*.json")
+    runs = json.loads(saved.read_text())["runs"]
+    assert {(r["target"], r["run"]) for r in runs} == {
+        (target, kind) for target in ("atomchat", "bare") for kind in ("flat", "paced")
+    }
+    for r in runs:
+        assert r["failure"] == "", r
+        assert (r["loss"], r["duplicates"], r["leaks"]) == (0, 0, 0), r
+        assert r["copies"] > 0, r
+        assert r["send_errors"] == r["unacked"] == 0, r
+        if r["target"] == "atomchat":
+            # Every send acknowledged was stored, once.
+            assert r["rows_counted"], r
+            assert r["rows_after"] == r["acked_total"] > 0, r
+    pictures = {path.name.removeprefix(saved.stem) for path in results.glob("*.png")}
+    assert pictures == {"-throughput.png", "-cdf-in50x2.png"}
