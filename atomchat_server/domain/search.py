@@ -12,13 +12,22 @@ caller's permission is part of the query itself (members read their
 channels, moderators every channel), never a filter over someone else's page.
 Snippets are the content HTML-escaped first, with each match then wrapped in
 `<mark>`…`</mark>`.
+
+The newest matches are found in at most three steps, each a statement whose
+plan its shape fixes (see `newest_matches`): backwards through the latest
+messages by id; further back by id while the matches found so far say that
+the rest lies near; otherwise the GIN index over all older messages, where a
+phrase is first looked up as its words ANDed (no word positions needed) and
+tested as a phrase only on the caller's readable messages that have them all.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 
+import asyncpg
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from atomchat_server.domain import errors, pagination, timeline_store
@@ -29,7 +38,6 @@ QUERY_MAX = 256
 # Relevance ranks the newest matches, at most this many: a word in one message
 # in ten costs as little as a rare one, however long the history.
 CANDIDATES = 200
-RECENT_WINDOW = 50_000
 # A short message is its own snippet; a long one is cut to the fragments around
 # its matches.
 _WHOLE_OPTIONS = "StartSel=<mark>, StopSel=</mark>, HighlightAll=true"
@@ -43,29 +51,37 @@ _ESCAPED = (
     "replace(replace(replace(replace(replace(m.content,"
     " '&', '&amp;'), '<', '&lt;'), '>', '&gt;'), '\"', '&quot;'), '''', '&#39;')"
 )
-_READABLE = (
-    "SELECT coalesce(array_agg(c.id), '{}') FROM channels c WHERE c.is_active AND ($2 OR EXISTS ("
-    " SELECT 1 FROM channel_members cm WHERE cm.channel_id = c.id AND cm.user_id = $1))"
-    " AND ($3::bigint IS NULL OR c.id = $3)"
+# In one round trip: the channels the caller may read, the newest message id,
+# the query as a tsquery and its part that the GIN index can answer.
+_PLAN = (
+    "SELECT (SELECT coalesce(array_agg(c.id), '{}') FROM channels c"
+    " WHERE c.is_active AND ($2 OR EXISTS (SELECT 1 FROM channel_members cm"
+    " WHERE cm.channel_id = c.id AND cm.user_id = $1))"
+    " AND ($3::bigint IS NULL OR c.id = $3)) AS readable,"
+    " (SELECT coalesce(max(id), 0) FROM messages) AS top,"
+    " websearch_to_tsquery('russian', $4)::text AS tsquery,"
+    " querytree(websearch_to_tsquery('russian', $4)) AS indexable"
 )
-# The newest matches among the latest RECENT_WINDOW messages: whichever way
-# the planner takes (backwards by id for a common word, the GIN index for a
-# rarer one), it reads at most that window.
-_RECENT_MATCHES = (
+# Backwards by id through (low, high], testing each message: the match is a
+# function call rather than the @@ operator, so that no index but the primary
+# key's can serve it, whatever the planner guesses of how many rows match.
+_NEWEST_BETWEEN = (
     "SELECT m.id FROM messages m"
-    " WHERE m.search @@ websearch_to_tsquery('russian', $1) AND m.deleted_at IS NULL"
-    " AND m.channel_id = ANY($2::bigint[])"
-    " AND m.id > (SELECT coalesce(max(id), 0) FROM messages) - $3"
-    " ORDER BY m.id DESC LIMIT $4"
+    " WHERE ts_match_vq(m.search, $1::tsquery) AND m.deleted_at IS NULL"
+    " AND m.channel_id = ANY($2::bigint[]) AND m.id > $3 AND m.id <= $4"
+    " ORDER BY m.id DESC LIMIT $5"
 )
-# Older matches when the window held too few: they are sparse then, so through
-# the GIN index only (`id + 0` keeps the planner off a backwards scan of everything).
-_OLDER_MATCHES = (
-    "SELECT m.id FROM messages m"
-    " WHERE m.search @@ websearch_to_tsquery('russian', $1) AND m.deleted_at IS NULL"
-    " AND m.channel_id = ANY($2::bigint[])"
-    " AND m.id <= (SELECT coalesce(max(id), 0) FROM messages) - $3"
-    " ORDER BY m.id + 0 DESC LIMIT $4"
+# Every match at or below `high` through the GIN index ($5, the query with its
+# phrases loosened to ANDs, needs no recheck of word positions), the channels
+# through their index when the planner finds that cheaper; `id + 0` keeps the
+# primary key out (a bitmap of most of the table costs more than it saves). The
+# subquery is kept whole (OFFSET 0), so the exact query is tested only on the
+# rows that passed every other condition.
+_NEWEST_AT_OR_BELOW = (
+    "SELECT c.id FROM (SELECT m.id, m.search FROM messages m"
+    " WHERE m.search @@ $5::tsquery AND m.deleted_at IS NULL"
+    " AND m.channel_id = ANY($2::bigint[]) AND m.id + 0 <= $3 OFFSET 0) c"
+    " WHERE c.search @@ $1::tsquery ORDER BY c.id DESC LIMIT $4"
 )
 _RANKED = (
     f"SELECT {timeline_store.MESSAGE_COLUMNS},"  # noqa: S608 - made of constants only
@@ -80,12 +96,60 @@ _RANKED = (
     " m.created_at DESC, m.id DESC"
     " LIMIT $3 OFFSET $4"
 )
+# A quoted lexeme (kept whole, whatever it holds), a phrase operator, a negation.
+_TSQUERY_TOKEN = re.compile(r"'(?:[^']|'')*'|<(?:-|\d+)>|!")
 
 
 @dataclass(frozen=True, slots=True)
 class Found:
     message: MessageView
     snippet: str
+
+
+@dataclass(frozen=True, slots=True)
+class Reach:
+    """How far back by id the newest matches are walked to before the GIN index.
+
+    A walk costs the same for each message it passes, match or not; the GIN
+    index costs for each message matching the query's words anywhere in the
+    history, whoever may read it. So the latest messages are always walked
+    (cheap, and how many of them match tells how far back the rest lies), and
+    the walk goes on only as far as `walk_max`.
+    """
+
+    latest: int = 20_000
+    walk_max: int = 150_000
+
+    def further(self, missing: int, found: int, walked: int) -> int:
+        """How far to walk on for `missing` matches at the rate of `found` in `walked`,
+        with a quarter to spare."""
+        return max(self.latest, missing * walked * 5 // (found * 4))
+
+
+REACH = Reach()
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedQuery:
+    """A query as PostgreSQL parsed it: the tsquery and the part of it that the
+    GIN index can answer (querytree's, without the negations), both as text."""
+
+    tsquery: str
+    indexable: str
+
+    @property
+    def loosened(self) -> str:
+        """A tsquery that every match of this one matches too, answered by the
+        GIN index alone: the indexable part with each phrase operator made an
+        AND (a phrase needs word positions, which only the rows hold). The
+        tsquery itself when nothing in it is indexable or a negation is left."""
+        if self.indexable in ("", "T") or "!" in _TSQUERY_TOKEN.findall(self.indexable):
+            return self.tsquery
+        return _TSQUERY_TOKEN.sub(_phrase_to_and, self.indexable)
+
+
+def _phrase_to_and(token: re.Match[str]) -> str:
+    return "&" if token.group().startswith("<") else token.group()
 
 
 def _clean_query(query: str) -> str:
@@ -97,6 +161,49 @@ def _clean_query(query: str) -> str:
             field="query",
         )
     return cleaned
+
+
+async def _walk(
+    connection: asyncpg.Connection,
+    query: ParsedQuery,
+    readable: list[int],
+    *,
+    low: int,
+    high: int,
+    limit: int,
+) -> list[int]:
+    rows = await connection.fetch(_NEWEST_BETWEEN, query.tsquery, readable, low, high, limit)
+    return [row["id"] for row in rows]
+
+
+async def newest_matches(
+    connection: asyncpg.Connection,
+    query: ParsedQuery,
+    readable: list[int],
+    top: int,
+    *,
+    limit: int = CANDIDATES,
+    reach: Reach = REACH,
+) -> list[int]:
+    """The ids of the newest `limit` undeleted messages with ids up to `top` in the
+    `readable` channels that match `query`, newest first."""
+    if not query.tsquery:  # stop words only
+        return []
+    low = max(0, top - reach.latest)
+    found = await _walk(connection, query, readable, low=low, high=top, limit=limit)
+    if found and len(found) < limit and low > 0:
+        further = reach.further(limit - len(found), len(found), top - low)
+        if further <= reach.walk_max:
+            high, low = low, max(0, low - further)
+            found += await _walk(
+                connection, query, readable, low=low, high=high, limit=limit - len(found)
+            )
+    if len(found) == limit or low == 0:
+        return found
+    rows = await connection.fetch(
+        _NEWEST_AT_OR_BELOW, query.tsquery, readable, low, limit - len(found), query.loosened
+    )
+    return found + [row["id"] for row in rows]
 
 
 async def search_messages(
@@ -115,20 +222,13 @@ async def search_messages(
     cursor = pagination.Cursor.read(f"search:{fingerprint}", page_size, page_token)
     offset = cursor.position or 0
     connection = await timeline_store.raw_connection(session)
-    readable = await connection.fetchval(_READABLE, actor.user_id, actor.is_moderator, channel_id)
-    candidates = [
-        row["id"]
-        for row in await connection.fetch(
-            _RECENT_MATCHES, cleaned, readable, RECENT_WINDOW, CANDIDATES
-        )
-    ]
-    if len(candidates) < CANDIDATES:
-        candidates += [
-            row["id"]
-            for row in await connection.fetch(
-                _OLDER_MATCHES, cleaned, readable, RECENT_WINDOW, CANDIDATES - len(candidates)
-            )
-        ]
+    (plan,) = await connection.fetch(_PLAN, actor.user_id, actor.is_moderator, channel_id, cleaned)
+    candidates = await newest_matches(
+        connection,
+        ParsedQuery(plan["tsquery"], plan["indexable"]),
+        plan["readable"],
+        plan["top"],
+    )
     rows = await connection.fetch(_RANKED, cleaned, candidates, cursor.fetch, offset)
     # The position after a result is how many results come up to it.
     numbered = [
