@@ -329,3 +329,42 @@ async def test_the_timeline_revision_upgrades_a_populated_database_and_downgrade
         assert tombstone[0]["content"] == "[deleted]"
         await upgrade(url)
         assert await public_tables(url) == TABLES | {"alembic_version"}
+
+
+async def test_the_word_pairs_revision_indexes_a_populated_database_and_downgrades_cleanly(
+    postgres_server_url: str,
+) -> None:
+    async with fresh_database(postgres_server_url, migrated=False) as url:
+        await upgrade(url, "0006")
+        await migrated_with_data(url)
+        await sql(
+            url,
+            "INSERT INTO messages (channel_id, seq, sender_id, content)"
+            " SELECT 1, 1 + n, 1,"
+            " CASE WHEN n % 2 = 0 THEN 'we run tests ' ELSE 'tests run ' END || n"
+            " FROM generate_series(1, 5000) AS n",
+        )
+
+        await upgrade(url)
+        indexes = await sql(
+            url, "SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_messages_search_pairs'"
+        )
+        assert indexes[0]["indexdef"].endswith("USING gin (search_word_pairs(search))")
+        found = await sql(
+            url,
+            "SELECT count(*) AS n FROM messages WHERE search_word_pairs(search) @@ $1::tsquery",
+            "'run test'",
+        )
+        assert found[0]["n"] == 2500
+        alone = await sql(url, "SELECT search_word_pairs(to_tsvector('russian', 'hi')) AS pairs")
+        assert alone[0]["pairs"] == ""
+
+        await downgrade(url, "0006")
+        gone = await sql(
+            url,
+            "SELECT (SELECT count(*) FROM pg_indexes WHERE indexname = 'ix_messages_search_pairs')"
+            " + (SELECT count(*) FROM pg_proc WHERE proname = 'search_word_pairs') AS n",
+        )
+        assert gone[0]["n"] == 0
+        await upgrade(url)
+        assert await public_tables(url) == TABLES | {"alembic_version"}

@@ -1,7 +1,7 @@
 """The newest matches, found in steps (domain/search.py's newest_matches), are
 exactly those of one plain query over the whole history, whichever steps a
-query and a caller take; and the query that the GIN index answers alone lets
-no match through its net."""
+query and a caller take; and the queries that the GIN indexes answer alone
+(words, pairs of adjacent words) let no match through their net."""
 
 from __future__ import annotations
 
@@ -21,6 +21,8 @@ from devsupport import fresh_database
 MESSAGES = 6000
 # One message in this many is deleted.
 DELETED_EVERY = 17
+# Among this many latest messages, every third says "run tests".
+CLUSTERED = 150
 QUERIES = [
     "программистов",
     "running",
@@ -35,6 +37,9 @@ QUERIES = [
     '"разработка базы"',
     '"run tests"',
     '"run the tests"',
+    '"run tests" -bug',
+    '"программисты программист"',
+    '"deploy tests" review',
     "программист -сервер",
     "review -bug",
     'run -"deploy tests"',
@@ -44,7 +49,12 @@ QUERIES = [
     "нетакогослова",
 ]
 # Steps of every kind: the latest messages enough, a further walk, the GIN index.
-REACHES = [Reach(), Reach(latest=100, walk_max=800), Reach(latest=400, walk_max=100_000)]
+REACHES = [
+    Reach(),
+    Reach(latest=100, walk_max=800, walk_max_by_pairs=300),
+    Reach(latest=400, walk_max=100_000, walk_max_by_pairs=2000),
+    Reach(latest=100, walk_max=100_000, walk_max_by_pairs=100_000),
+]
 _PARSE = (
     "SELECT websearch_to_tsquery('russian', $1)::text AS tsquery,"
     " querytree(websearch_to_tsquery('russian', $1)) AS indexable"
@@ -65,7 +75,8 @@ class History:
 
 @pytest.fixture(scope="module")
 async def history(postgres_server_url: str) -> AsyncIterator[History]:
-    """The search benchmark's kind of messages over 200 channels, some deleted."""
+    """The search benchmark's kind of messages over 200 channels, some deleted,
+    some edited."""
     async with fresh_database(postgres_server_url) as url:
         member_channels, _, _ = await fill(url, MESSAGES, random.Random(12))
         connection = await asyncpg.connect(url)
@@ -77,6 +88,14 @@ async def history(postgres_server_url: str) -> AsyncIterator[History]:
             )
             every = await connection.fetchval("SELECT array_agg(id ORDER BY id) FROM channels")
             top = await connection.fetchval("SELECT max(id) FROM messages")
+            # A phrase frequent among the latest messages only: the walk, judging by
+            # them, stops short, and the index finds the rest (edited rows also
+            # move, so ids and places in the table part ways).
+            await connection.execute(
+                "UPDATE messages SET content = content || ' run tests'"
+                " WHERE deleted_at IS NULL AND id > $1 AND id % 3 = 0",
+                top - CLUSTERED,
+            )
             callers = {
                 "member": member_channels,
                 "moderator": every,
@@ -92,7 +111,7 @@ async def parse(connection: asyncpg.Connection, query: str) -> ParsedQuery:
     return ParsedQuery(row["tsquery"], row["indexable"])
 
 
-@pytest.mark.parametrize("reach", REACHES, ids=["default", "short", "long"])
+@pytest.mark.parametrize("reach", REACHES, ids=["default", "short", "long", "longest"])
 @pytest.mark.parametrize("limit", [10, 200])
 @pytest.mark.parametrize("caller", ["member", "moderator", "one channel"])
 async def test_the_steps_find_what_one_query_over_everything_finds(
@@ -118,7 +137,11 @@ class RecordingConnection:
         self.steps: list[str] = []
 
     async def fetch(self, statement: str, *arguments: object) -> list[asyncpg.Record]:
-        names = {search._NEWEST_BETWEEN: "walk", search._NEWEST_AT_OR_BELOW: "index"}
+        names = {
+            search._NEWEST_BETWEEN: "walk",
+            search._NEWEST_BY_WORDS: "words",
+            search._NEWEST_BY_WORD_PAIRS: "pairs",
+        }
         self.steps.append(names[statement])
         return await self._connection.fetch(statement, *arguments)
 
@@ -140,7 +163,14 @@ async def test_the_comparison_takes_every_sequence_of_steps(history: History) ->
                         reach=reach,
                     )
                     taken.add(tuple(recording.steps))
-    assert taken >= {("walk",), ("walk", "walk"), ("walk", "index"), ("walk", "walk", "index")}
+    assert taken >= {
+        ("walk",),
+        ("walk", "walk"),
+        ("walk", "words"),
+        ("walk", "walk", "words"),
+        ("walk", "pairs"),
+        ("walk", "walk", "pairs"),
+    }
 
 
 async def test_the_loosened_query_matches_every_message_the_query_matches(
@@ -155,6 +185,23 @@ async def test_the_loosened_query_matches_every_message_the_query_matches(
             parsed.loosened,
         )
         assert missed == 0, query
+
+
+async def test_the_word_pairs_are_in_every_message_the_query_matches(history: History) -> None:
+    checked = 0
+    for query in QUERIES:
+        parsed = await parse(history.connection, query)
+        if parsed.word_pairs is None:
+            continue
+        missed = await history.connection.fetchval(
+            "SELECT count(*) FROM messages"
+            " WHERE search @@ $1::tsquery AND NOT search_word_pairs(search) @@ $2::tsquery",
+            parsed.tsquery,
+            parsed.word_pairs,
+        )
+        assert missed == 0, query
+        checked += 1
+    assert checked >= 3
 
 
 @pytest.mark.parametrize(
@@ -173,3 +220,25 @@ def test_a_query_is_loosened_only_where_that_cannot_lose_a_match(
     tsquery: str, indexable: str, loosened: str
 ) -> None:
     assert ParsedQuery(tsquery, indexable).loosened == loosened
+
+
+@pytest.mark.parametrize(
+    ("indexable", "pairs"),
+    [
+        ("'run' <-> 'test'", "'run test'"),
+        ("'o' <-> 'neil' <-> 'test' & 'bug'", "'o neil' & 'neil test'"),
+        ("'run' <2> 'test'", None),
+        ("'run' <2> 'fast' <-> 'test'", "'fast test'"),
+        ("'a' <-> ( 'b' & 'c' )", None),
+        ("'a' <-> ( 'b' <-> 'c' )", "'b c'"),
+        ("'run' <-> 'test' | 'deploy'", None),
+        ("'run' & 'test'", None),
+        ("'it''s' <-> 'x<->y'", "'it''s x<->y'"),
+        ("T", None),
+        ("", None),
+    ],
+)
+def test_a_phrase_is_looked_up_by_its_adjacent_words_only_where_all_must_match(
+    indexable: str, pairs: str | None
+) -> None:
+    assert ParsedQuery(indexable, indexable).word_pairs == pairs

@@ -177,6 +177,12 @@ class Message(Base):
             postgresql_where=text("client_message_id IS NOT NULL"),
         ),
         Index("ix_messages_search", "search", postgresql_using="gin"),
+        # Adjacent words, for phrases (migration 0007 defines the function).
+        Index(
+            "ix_messages_search_pairs",
+            text("search_word_pairs(search)"),
+            postgresql_using="gin",
+        ),
         CheckConstraint("seq > 0", name="seq_positive"),
         # A tombstone keeps no content; a message has 1-4000 characters.
         CheckConstraint(

@@ -16,9 +16,11 @@ Snippets are the content HTML-escaped first, with each match then wrapped in
 The newest matches are found in at most three steps, each a statement whose
 plan its shape fixes (see `newest_matches`): backwards through the latest
 messages by id; further back by id while the matches found so far say that
-the rest lies near; otherwise the GIN index over all older messages, where a
-phrase is first looked up as its words ANDed (no word positions needed) and
-tested as a phrase only on the caller's readable messages that have them all.
+the rest lies near; otherwise a GIN index over all older messages. A phrase
+is looked up there by the pairs of adjacent words it holds (an index of
+search_word_pairs(search)), or as its words ANDed when its words do not
+stand next to each other; either way no word positions are needed, and the
+phrase itself is tested only on the caller's readable messages found so.
 """
 
 from __future__ import annotations
@@ -71,18 +73,27 @@ _NEWEST_BETWEEN = (
     " AND m.channel_id = ANY($2::bigint[]) AND m.id > $3 AND m.id <= $4"
     " ORDER BY m.id DESC LIMIT $5"
 )
-# Every match at or below `high` through the GIN index ($5, the query with its
-# phrases loosened to ANDs, needs no recheck of word positions), the channels
-# through their index when the planner finds that cheaper; `id + 0` keeps the
-# primary key out (a bitmap of most of the table costs more than it saves). The
-# subquery is kept whole (OFFSET 0), so the exact query is tested only on the
-# rows that passed every other condition.
-_NEWEST_AT_OR_BELOW = (
-    "SELECT c.id FROM (SELECT m.id, m.search FROM messages m"
-    " WHERE m.search @@ $5::tsquery AND m.deleted_at IS NULL"
-    " AND m.channel_id = ANY($2::bigint[]) AND m.id + 0 <= $3 OFFSET 0) c"
-    " WHERE c.search @@ $1::tsquery ORDER BY c.id DESC LIMIT $4"
-)
+
+
+def _newest_at_or_below(index_condition: str) -> str:
+    """Every match at or below `high` that `index_condition` ($5, answered by a
+    GIN index with no recheck of word positions) lets through, the channels
+    through their index when the planner finds that cheaper; `id + 0` keeps the
+    primary key out (a bitmap of most of the table costs more than it saves).
+    The subquery is kept whole (OFFSET 0), so the exact query is tested only
+    on the rows that passed every other condition."""
+    return (
+        "SELECT c.id FROM (SELECT m.id, m.search FROM messages m"  # noqa: S608 - made of constants only
+        f" WHERE {index_condition} AND m.deleted_at IS NULL"
+        " AND m.channel_id = ANY($2::bigint[]) AND m.id + 0 <= $3 OFFSET 0) c"
+        " WHERE c.search @@ $1::tsquery ORDER BY c.id DESC LIMIT $4"
+    )
+
+
+# The query's words (its phrases loosened to ANDs), or the pairs of adjacent
+# words its phrases hold (ix_messages_search_pairs).
+_NEWEST_BY_WORDS = _newest_at_or_below("m.search @@ $5::tsquery")
+_NEWEST_BY_WORD_PAIRS = _newest_at_or_below("search_word_pairs(m.search) @@ $5::tsquery")
 _RANKED = (
     f"SELECT {timeline_store.MESSAGE_COLUMNS},"  # noqa: S608 - made of constants only
     " CASE WHEN char_length(m.content) <= 300"
@@ -96,8 +107,9 @@ _RANKED = (
     " m.created_at DESC, m.id DESC"
     " LIMIT $3 OFFSET $4"
 )
-# A quoted lexeme (kept whole, whatever it holds), a phrase operator, a negation.
-_TSQUERY_TOKEN = re.compile(r"'(?:[^']|'')*'|<(?:-|\d+)>|!")
+# A quoted lexeme (kept whole, whatever it holds), a phrase operator, a negation,
+# an OR, an AND, a parenthesis.
+_TSQUERY_TOKEN = re.compile(r"'(?:[^']|'')*'|<(?:-|\d+)>|[!|&()]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +131,10 @@ class Reach:
 
     latest: int = 20_000
     walk_max: int = 150_000
+    # A query with a phrase whose words stand next to each other: the index of
+    # word pairs finds about as many rows as there are matches, so walking on
+    # pays only when the rest is near.
+    walk_max_by_pairs: int = 50_000
 
     def further(self, missing: int, found: int, walked: int) -> int:
         """How far to walk on for `missing` matches at the rate of `found` in `walked`,
@@ -146,6 +162,21 @@ class ParsedQuery:
         if self.indexable in ("", "T") or "!" in _TSQUERY_TOKEN.findall(self.indexable):
             return self.tsquery
         return _TSQUERY_TOKEN.sub(_phrase_to_and, self.indexable)
+
+    @property
+    def word_pairs(self) -> str | None:
+        """The adjacent words that every match holds, as a tsquery of
+        search_word_pairs' lexemes ANDed: each `'a' <-> 'b'` of the indexable
+        part, when that part is ANDs only. None when there is no such pair."""
+        tokens = _TSQUERY_TOKEN.findall(self.indexable)
+        if self.indexable == "T" or "!" in tokens or "|" in tokens:
+            return None
+        pairs = [
+            f"'{left[1:-1]} {right[1:-1]}'"
+            for left, operator, right in zip(tokens, tokens[1:], tokens[2:], strict=False)
+            if operator == "<->" and left.startswith("'") and right.startswith("'")
+        ]
+        return " & ".join(pairs) or None
 
 
 def _phrase_to_and(token: re.Match[str]) -> str:
@@ -189,19 +220,23 @@ async def newest_matches(
     `readable` channels that match `query`, newest first."""
     if not query.tsquery:  # stop words only
         return []
+    pairs = query.word_pairs
     low = max(0, top - reach.latest)
     found = await _walk(connection, query, readable, low=low, high=top, limit=limit)
     if found and len(found) < limit and low > 0:
         further = reach.further(limit - len(found), len(found), top - low)
-        if further <= reach.walk_max:
+        if further <= (reach.walk_max if pairs is None else reach.walk_max_by_pairs):
             high, low = low, max(0, low - further)
             found += await _walk(
                 connection, query, readable, low=low, high=high, limit=limit - len(found)
             )
     if len(found) == limit or low == 0:
         return found
+    statement, index_query = (
+        (_NEWEST_BY_WORDS, query.loosened) if pairs is None else (_NEWEST_BY_WORD_PAIRS, pairs)
+    )
     rows = await connection.fetch(
-        _NEWEST_AT_OR_BELOW, query.tsquery, readable, low, limit - len(found), query.loosened
+        statement, query.tsquery, readable, low, limit - len(found), index_query
     )
     return found + [row["id"] for row in rows]
 
