@@ -68,6 +68,7 @@ async def test_typing_reaches_the_others_streams_once_per_two_seconds_and_never_
         await post(owner, channel.id, "done typing")
         await set_typing(owner, channel.id)
         await reader.feed.until(lambda f: len(f.messages()) == 1 and len(f.of("typing")) == 2)
+        await other_device.until(lambda f: len(f.messages()) == 1 and len(f.of("typing")) == 2)
         await typist.feed.until(lambda f: len(f.messages()) == 1)
     assert typists(reader.feed.of("typing")) == [owner.id, owner.id]
     assert typists(other_device.of("typing")) == [owner.id, owner.id]
