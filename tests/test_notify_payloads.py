@@ -123,3 +123,21 @@ def test_each_entry_is_serialised_once(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(json, "dumps", counting)
     payloads = events.encode(ORIGIN, events.TimelineAppended(CHANNEL, tuple(_entries(500))))
     assert written < 1.5 * sum(len(payload) for payload in payloads)
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        events.TimelineAppended(CHANNEL, tuple(_entries(40))),
+        events.TimelineAppended(CHANNEL, (_message(2, "ы" * 5000),)),
+        events.UserBlocked(5),
+        events.PresenceAlive("somewhere-else"),
+        events.TypingStarted(CHANNEL, 5, 'quote " and \\ backslash', 1_700_000_000_000),
+    ],
+)
+def test_a_process_knows_its_own_payloads_by_how_they_begin(event: events.Event) -> None:
+    for origin, other in [(ORIGIN, "origin-12"), ("origin-12", ORIGIN), ('a"b', "a")]:
+        for payload in events.encode(origin, event):
+            assert payload.startswith(events.origin_prefix(origin))
+            assert not payload.startswith(events.origin_prefix(other))
+            assert events.decode(payload)[0] == origin

@@ -281,6 +281,12 @@ def encode(origin: str, event: Event) -> list[str]:
     return payloads
 
 
+def origin_prefix(origin: str) -> str:
+    """How every payload `encode` writes for `origin` begins: a process recognises
+    its own notifications by it without decoding them."""
+    return _dumps({"o": origin})[:-1] + ","
+
+
 def decode(payload: str) -> tuple[str, Event]:
     """(origin, event) from a notification payload; ValueError if malformed."""
     try:

@@ -56,6 +56,7 @@ class Bus:
         self._dsn = dsn
         self._timeouts = timeouts or Timeouts()
         self._origin = origin
+        self._own = events.origin_prefix(origin)
         self._on_event = on_event
         self._on_reconnect = on_reconnect
         self._keepalive = keepalive_seconds
@@ -95,8 +96,11 @@ class Bus:
         self._outbox_ready.set()
 
     def _receive(self, _connection: object, _pid: int, _channel: str, payload: object) -> None:
+        text = str(payload)
+        if text.startswith(self._own):
+            return
         try:
-            origin, event = events.decode(str(payload))
+            origin, event = events.decode(text)
         except ValueError:
             log.exception("ignoring a malformed notification")
             return
