@@ -26,6 +26,9 @@ _MESSAGE_FIELD = chat_pb2.ChatStreamResponse.MESSAGE_FIELD_NUMBER
 _BATCH_FIELD = chat_pb2.ChatStreamResponse.MESSAGES_FIELD_NUMBER
 _BATCH_ENTRY_FIELD = chat_pb2.MessageBatch.MESSAGES_FIELD_NUMBER
 _UPDATE_FIELD = chat_pb2.ChatStreamResponse.UPDATE_FIELD_NUMBER
+_ACK_FIELD = chat_pb2.ChatStreamResponse.ACK_FIELD_NUMBER
+_ACK_KEY_FIELD = chat_pb2.ChatAck.CLIENT_MESSAGE_ID_FIELD_NUMBER
+_ACK_MESSAGE_FIELD = chat_pb2.ChatAck.MESSAGE_FIELD_NUMBER
 UPDATE_KINDS = {
     UpdateKind.EDITED: chat_pb2.UPDATE_KIND_EDITED,
     UpdateKind.DELETED: chat_pb2.UPDATE_KIND_DELETED,
@@ -138,10 +141,12 @@ def presence_frame(user_id: int, username: str, online: bool) -> bytes:
 
 
 def ack_frame(client_message_id: str, message: MessageView, viewer: int) -> bytes:
-    ack = chat_pb2.ChatAck(
-        client_message_id=client_message_id, message=convert.message(message, viewer)
-    )
-    return chat_pb2.ChatStreamResponse(ack=ack).SerializeToString()
+    """The ack's bytes put together around the message's own, as protobuf would write them
+    (without copying the message into a ChatAck and that into a ChatStreamResponse)."""
+    ack = _field(_ACK_MESSAGE_FIELD, convert.message(message, viewer).SerializeToString())
+    if client_message_id:
+        ack = _field(_ACK_KEY_FIELD, client_message_id.encode()) + ack
+    return _field(_ACK_FIELD, ack)
 
 
 def error_frame(
