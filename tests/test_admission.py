@@ -16,7 +16,7 @@ import grpc
 import pytest
 from atomchat.v1 import chat_pb2, chat_pb2_grpc
 
-from atomchat_server.api.admission import Admission, AdmissionInterceptor
+from atomchat_server.api.admission import Admission, AdmissionInterceptor, _Replayed
 from atomchat_server.api.status import ErrorInterceptor
 from atomchat_server.app import App
 from atomchat_server.auth.tokens import Tokens
@@ -95,6 +95,24 @@ class Gate:
         await context.write(b"opened")
         async for _ in requests:
             pass
+
+
+async def _numbers(*values: int) -> AsyncIterator[int]:
+    for value in values:
+        yield value
+
+
+async def test_the_first_request_read_is_put_back_in_front_of_the_rest() -> None:
+    assert [request async for request in _Replayed(1, _numbers(2, 3))] == [1, 2, 3]
+    assert [request async for request in _Replayed(1, _numbers())] == [1]
+
+
+async def test_once_the_first_is_taken_the_rest_is_read_with_no_layer_between() -> None:
+    rest = _numbers(2, 3)
+    requests = _Replayed(1, rest)
+    assert await anext(requests) == 1
+    assert aiter(requests) is rest
+    assert [request async for request in requests] == [2, 3]
 
 
 @contextlib.asynccontextmanager

@@ -117,10 +117,29 @@ class _Opening:
         await self._context.send_initial_metadata(metadata)
 
 
-async def _replayed(first: Any, rest: AsyncIterator[Any]) -> AsyncIterator[Any]:
-    yield first
-    async for request in rest:
-        yield request
+class _Replayed:
+    """A stream's requests with the first, already read, put back in front.
+
+    Once the first has been taken, iterating again goes straight to the
+    rest: `async for` over what is left adds no layer per request.
+    """
+
+    __slots__ = ("_first", "_pending", "_rest")
+
+    def __init__(self, first: Any, rest: AsyncIterator[Any]) -> None:
+        self._first = first
+        self._pending = True
+        self._rest = rest
+
+    def __aiter__(self) -> AsyncIterator[Any]:
+        return self if self._pending else self._rest
+
+    async def __anext__(self) -> Any:
+        if self._pending:
+            self._pending = False
+            first, self._first = self._first, None
+            return first
+        return await anext(self._rest)
 
 
 class AdmissionInterceptor(grpc.aio.ServerInterceptor):
@@ -156,7 +175,7 @@ class AdmissionInterceptor(grpc.aio.ServerInterceptor):
                 first = await anext(request)
             except StopAsyncIteration:
                 return await behaviour(request, context)
-            request = _replayed(first, request)
+            request = _Replayed(first, request)
         admission = self._admission
         await admission.enter()
         holding = True
