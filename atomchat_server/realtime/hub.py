@@ -51,13 +51,28 @@ class Clock(Protocol):
 
 
 class LoopClock:
-    """The running event loop's clock."""
+    """The clock of the event loop it is first used on.
+
+    The loop is kept: asking asyncio for the running loop costs a system
+    call (getpid) each time, and the hub asks on every post.
+    """
+
+    __slots__ = ("_loop",)
+
+    def __init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _bound(self) -> asyncio.AbstractEventLoop:
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        return loop
 
     def time(self) -> float:
-        return asyncio.get_running_loop().time()
+        return self._bound().time()
 
     def call_at(self, when: float, callback: Callable[[], None]) -> Timer:
-        return asyncio.get_running_loop().call_at(when, callback)
+        return self._bound().call_at(when, callback)
 
 
 # How long the writer of a stream that fell behind may stay stuck in one write.
