@@ -308,10 +308,22 @@ class ChatServicer:
                 framing=FRAMING,
                 max_batch=max(1, min(max_batch, 1000)),
             )
-            await delivery.run(
-                history=[wire.encode_for(message, viewer) for message in stream.history],
-                catch_up_to=stream.last_seq,
+            # The writer is a task of its own: each write it waits for resumes it
+            # alone, not the call's whole chain of interceptors and handlers.
+            # Cancelling the call cancels it (a task waiting on a task passes
+            # its cancellation on).
+            writer = asyncio.create_task(
+                delivery.run(
+                    history=[wire.encode_for(message, viewer) for message in stream.history],
+                    catch_up_to=stream.last_seq,
+                )
             )
+            try:
+                await writer
+            finally:
+                if not writer.done():
+                    writer.cancel()
+                    await asyncio.wait({writer})
         finally:
             presence.leave(channel_id, viewer)
             self._hub.unsubscribe(stream.subscriber)

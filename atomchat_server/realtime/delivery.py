@@ -79,12 +79,15 @@ class Delivery:
         subscriber.writer = asyncio.current_task()
         await self._send(history)
         await self._fill(catch_up_to)
+        single = self._max_batch == 1
         while True:
             await subscriber.wait()
             subscriber.active = True
             if subscriber.ends_with is None:
                 items = subscriber.take(self._max_batch * 8)
-                if items:
+                if single and items:
+                    await self._send_frames(items)
+                elif items:
                     await self._send_live(items)
                 elif subscriber.heartbeat_due and not subscriber.control:
                     await self._write(self._framing.heartbeat())
@@ -93,6 +96,19 @@ class Delivery:
                 await self._write(subscriber.control.pop(0))
             if subscriber.ends_with is not None:
                 raise subscriber.ends_with
+
+    async def _send_frames(self, items: Sequence[Encoded]) -> None:
+        """`_send_live` one frame per entry, without a coroutine per entry or per run."""
+        write = self._write
+        user_id = self._subscriber.user_id
+        for item in items:
+            seq = item.seq
+            if seq <= self._last:
+                continue
+            if seq > self._last + 1:
+                await self._fill(seq - 1)
+            self._last = seq
+            await write(item.frame_for(user_id))
 
     async def _send_live(self, items: Sequence[Encoded]) -> None:
         pending: list[Encoded] = []
