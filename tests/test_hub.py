@@ -84,8 +84,8 @@ async def receive(subscriber: Subscriber[Item], count: int) -> list[int]:
 
 async def test_messages_are_handed_out_once_in_seq_order() -> None:
     hub = make_hub(Store(last=3))
-    first = hub.subscribe(CHANNEL, 1, is_moderator=False)
-    second = hub.subscribe(CHANNEL, 2, is_moderator=False)
+    first = hub.subscribe(CHANNEL, 1, is_moderator=False, batches=True)
+    second = hub.subscribe(CHANNEL, 2, is_moderator=False, batches=True)
     hub.publish(CHANNEL, [message(1), message(2)])
     hub.publish(CHANNEL, [message(2), message(3)])
     assert await receive(first, 3) == [1, 2, 3]
@@ -95,7 +95,7 @@ async def test_messages_are_handed_out_once_in_seq_order() -> None:
 async def test_an_early_message_waits_for_the_missing_one_read_once_for_all() -> None:
     store = Store(last=4)
     hub = make_hub(store)
-    subscribers = [hub.subscribe(CHANNEL, n, is_moderator=False) for n in range(50)]
+    subscribers = [hub.subscribe(CHANNEL, n, is_moderator=False, batches=True) for n in range(50)]
     hub.publish(CHANNEL, [message(1)])
     hub.publish(CHANNEL, [message(4)])
     for subscriber in subscribers:
@@ -109,7 +109,7 @@ async def test_an_early_message_waits_for_the_missing_one_read_once_for_all() ->
 async def test_the_missing_message_arriving_by_itself_releases_the_held_ones() -> None:
     store = Store(last=0)
     hub = make_hub(store)
-    subscriber = hub.subscribe(CHANNEL, 1, is_moderator=False)
+    subscriber = hub.subscribe(CHANNEL, 1, is_moderator=False, batches=True)
     hub.publish(CHANNEL, [message(1)])
     hub.publish(CHANNEL, [message(3)])
     hub.publish(CHANNEL, [message(2)])
@@ -120,7 +120,7 @@ async def test_the_missing_message_arriving_by_itself_releases_the_held_ones() -
 async def test_advance_reads_what_the_channel_has_not_seen() -> None:
     store = Store(last=6)
     hub = make_hub(store)
-    subscriber = hub.subscribe(CHANNEL, 1, is_moderator=False)
+    subscriber = hub.subscribe(CHANNEL, 1, is_moderator=False, batches=True)
     hub.publish(CHANNEL, [message(1)])
     assert taken(subscriber) == [1]
     hub.advance_to(CHANNEL, 6)
@@ -130,8 +130,8 @@ async def test_advance_reads_what_the_channel_has_not_seen() -> None:
 
 async def test_a_full_buffer_closes_only_that_subscriber() -> None:
     hub = make_hub(Store(last=0), buffer_limit=3)
-    slow = hub.subscribe(CHANNEL, 1, is_moderator=False)
-    fast = hub.subscribe(CHANNEL, 2, is_moderator=False)
+    slow = hub.subscribe(CHANNEL, 1, is_moderator=False, batches=True)
+    fast = hub.subscribe(CHANNEL, 2, is_moderator=False, batches=True)
     for seq in range(1, 6):
         hub.publish(CHANNEL, [message(seq)])
         assert await receive(fast, 1) == [seq]
@@ -141,10 +141,10 @@ async def test_a_full_buffer_closes_only_that_subscriber() -> None:
 
 async def test_closing_the_chosen_subscribers_of_a_channel_by_user_and_by_channel() -> None:
     hub = make_hub(Store(last=0))
-    alice_here = hub.subscribe(CHANNEL, 1, is_moderator=False)
-    alice_there = hub.subscribe(CHANNEL + 1, 1, is_moderator=False)
-    moderator = hub.subscribe(CHANNEL, 3, is_moderator=True)
-    bob = hub.subscribe(CHANNEL, 2, is_moderator=False)
+    alice_here = hub.subscribe(CHANNEL, 1, is_moderator=False, batches=True)
+    alice_there = hub.subscribe(CHANNEL + 1, 1, is_moderator=False, batches=True)
+    moderator = hub.subscribe(CHANNEL, 3, is_moderator=True, batches=True)
+    bob = hub.subscribe(CHANNEL, 2, is_moderator=False, batches=True)
     hub.close_where(CHANNEL, errors.not_a_member(), lambda s: not s.is_moderator and s.user_id == 3)
     assert moderator.ends_with is None
     hub.close_where(CHANNEL, errors.not_a_member(), lambda s: s.is_moderator)
@@ -161,7 +161,7 @@ async def test_closing_the_chosen_subscribers_of_a_channel_by_user_and_by_channe
 async def test_a_message_known_only_by_its_seq_is_read_even_before_any_other() -> None:
     store = Store(last=9)
     hub = make_hub(store)
-    subscriber = hub.subscribe(CHANNEL, 1, is_moderator=False)
+    subscriber = hub.subscribe(CHANNEL, 1, is_moderator=False, batches=True)
     hub.advance_to(CHANNEL, 9, first_seq=9)
     assert await receive(subscriber, 1) == [9]
     await hub.close()
@@ -178,7 +178,7 @@ async def test_what_becomes_known_while_reading_is_read_too() -> None:
 
     store.fetch = slow_fetch  # type: ignore[method-assign]
     hub = make_hub(store)
-    subscriber = hub.subscribe(CHANNEL, 1, is_moderator=False)
+    subscriber = hub.subscribe(CHANNEL, 1, is_moderator=False, batches=True)
     hub.publish(CHANNEL, [message(1)])
     hub.advance_to(CHANNEL, 3)
     await asyncio.sleep(0)
@@ -191,7 +191,7 @@ async def test_what_becomes_known_while_reading_is_read_too() -> None:
 async def test_messages_arriving_between_rounds_share_the_next_round() -> None:
     clock = ManualClock()
     hub = make_hub(Store(last=0), clock=clock, round_cost=ROUND_SECONDS_PER_SUBSCRIBER)
-    subscribers = [hub.subscribe(CHANNEL, n, is_moderator=False) for n in range(100)]
+    subscribers = [hub.subscribe(CHANNEL, n, is_moderator=False, batches=True) for n in range(100)]
     hub.publish(CHANNEL, [message(1)])
     assert all(taken(s) == [1] for s in subscribers), "a quiet channel's round goes out at once"
     hub.publish(CHANNEL, [message(2)])
@@ -207,8 +207,8 @@ async def test_messages_arriving_between_rounds_share_the_next_round() -> None:
 async def test_busy_channels_share_the_fan_out_time() -> None:
     clock = ManualClock()
     hub = make_hub(Store(last=0), clock=clock, round_cost=ROUND_SECONDS_PER_SUBSCRIBER)
-    here = [hub.subscribe(CHANNEL, n, is_moderator=False) for n in range(100)]
-    there = [hub.subscribe(CHANNEL + 1, n, is_moderator=False) for n in range(100)]
+    here = [hub.subscribe(CHANNEL, n, is_moderator=False, batches=True) for n in range(100)]
+    there = [hub.subscribe(CHANNEL + 1, n, is_moderator=False, batches=True) for n in range(100)]
     hub.publish(CHANNEL, [message(1)])
     assert all(taken(s) == [1] for s in here)
     hub.publish(CHANNEL + 1, [message(1)])
@@ -220,7 +220,7 @@ async def test_busy_channels_share_the_fan_out_time() -> None:
 async def test_a_quiet_loop_sends_a_round_at_once_whatever_came_before() -> None:
     clock = ManualClock()
     hub = make_hub(Store(last=0), clock=clock, round_cost=ROUND_SECONDS_PER_SUBSCRIBER)
-    subscriber = hub.subscribe(CHANNEL, 1, is_moderator=False)
+    subscriber = hub.subscribe(CHANNEL, 1, is_moderator=False, batches=True)
     hub.publish(CHANNEL, [message(1)])
     clock.advance(ROUND_SECONDS_PER_SUBSCRIBER)
     hub.publish(CHANNEL, [message(2)])
@@ -231,8 +231,8 @@ async def test_heartbeats_go_to_subscribers_that_sent_nothing_for_a_whole_sweep(
     clock = ManualClock()
     hub = make_hub(Store(last=0), clock=clock)
     hub.start()
-    quiet = hub.subscribe(CHANNEL, 1, is_moderator=False)
-    busy = hub.subscribe(CHANNEL, 2, is_moderator=False)
+    quiet = hub.subscribe(CHANNEL, 1, is_moderator=False, batches=True)
+    busy = hub.subscribe(CHANNEL, 2, is_moderator=False, batches=True)
     clock.advance(HEARTBEAT_SECONDS)
     # The first sweep only marks both: each may have sent just before it.
     assert not quiet.heartbeat_due
@@ -252,10 +252,53 @@ async def test_advance_on_a_channel_that_handed_out_nothing_yet_hands_out_the_la
     stream reads what it lacks before it from the database."""
     store = Store(last=4)
     hub = make_hub(store)
-    subscriber = hub.subscribe(CHANNEL, 1, is_moderator=False)
+    subscriber = hub.subscribe(CHANNEL, 1, is_moderator=False, batches=True)
     hub.advance_to(CHANNEL, 0)
     assert taken(subscriber) == []
     hub.advance_to(CHANNEL, 4)
     assert await receive(subscriber, 1) == [4]
     assert store.reads == [(4, 4)]
     await hub.close()
+
+
+async def test_a_channel_whose_streams_take_a_frame_per_copy_goes_out_at_once() -> None:
+    """Their copies cost one write each whatever the wait: a round waits for nothing."""
+    clock = ManualClock()
+    hub = make_hub(Store(last=0), clock=clock, round_cost=ROUND_SECONDS_PER_SUBSCRIBER)
+    subscribers = [hub.subscribe(CHANNEL, n, is_moderator=False, batches=False) for n in range(100)]
+    for seq in (1, 2, 3):
+        hub.publish(CHANNEL, [message(seq)])
+        assert all(taken(s) == [seq] for s in subscribers)
+
+
+async def test_only_streams_that_batch_reserve_fan_out_time() -> None:
+    clock = ManualClock()
+    hub = make_hub(Store(last=0), clock=clock, round_cost=ROUND_SECONDS_PER_SUBSCRIBER)
+    single = [hub.subscribe(CHANNEL, n, is_moderator=False, batches=False) for n in range(100)]
+    batching = [hub.subscribe(CHANNEL + 1, n, is_moderator=False, batches=True) for n in range(100)]
+    hub.publish(CHANNEL, [message(1)])
+    hub.publish(CHANNEL + 1, [message(1)])
+    assert all(taken(s) == [1] for s in single + batching), "nothing was reserved before"
+    hub.publish(CHANNEL + 1, [message(2)])
+    assert all(taken(s) == [] for s in batching), "the batching channel's next round waits"
+    hub.publish(CHANNEL, [message(2)])
+    assert all(taken(s) == [2] for s in single), "the other does not"
+    clock.advance(100 * ROUND_SECONDS_PER_SUBSCRIBER)
+    assert all(taken(s) == [2] for s in batching)
+
+
+async def test_once_the_last_stream_that_batches_leaves_rounds_go_out_at_once() -> None:
+    clock = ManualClock()
+    hub = make_hub(Store(last=0), clock=clock, round_cost=ROUND_SECONDS_PER_SUBSCRIBER)
+    single = hub.subscribe(CHANNEL, 1, is_moderator=False, batches=False)
+    batching = hub.subscribe(CHANNEL, 2, is_moderator=False, batches=True)
+    hub.publish(CHANNEL, [message(1)])
+    hub.publish(CHANNEL, [message(2)])
+    assert taken(single) == [1], "a mixed channel's round waits its turn"
+    clock.advance(ROUND_SECONDS_PER_SUBSCRIBER)
+    assert taken(single) == [2]
+    hub.unsubscribe(batching)
+    hub.unsubscribe(batching)
+    hub.publish(CHANNEL, [message(3)])
+    hub.publish(CHANNEL, [message(4)])
+    assert taken(single) == [3, 4]

@@ -134,6 +134,7 @@ class ChatServicer:
             join.channel_id,
             after_seq=join.after_seq if join.HasField("after_seq") else None,
             history_limit=join.history_limit if join.HasField("history_limit") else None,
+            max_batch=join.max_batch,
         )
         reader = asyncio.create_task(self._read_sends(requests, actor, stream))
         reader.add_done_callback(functools.partial(_end_on_failure, stream.subscriber))
@@ -150,6 +151,7 @@ class ChatServicer:
             request.channel_id,
             after_seq=request.after_seq if request.HasField("after_seq") else None,
             history_limit=request.history_limit if request.HasField("history_limit") else None,
+            max_batch=request.max_batch,
         )
         await self._deliver(stream, context, max_batch=request.max_batch)
 
@@ -258,13 +260,21 @@ class ChatServicer:
         return empty_pb2.Empty()
 
     async def _open(
-        self, actor: Actor, channel_id: int, *, after_seq: int | None, history_limit: int | None
+        self,
+        actor: Actor,
+        channel_id: int,
+        *,
+        after_seq: int | None,
+        history_limit: int | None,
+        max_batch: int,
     ) -> _OpenStream:
         # Subscribe before checking access and reading the last seq: whatever
         # is committed from here on reaches the buffer, and a removal or a
         # deletion that lands meanwhile closes the subscriber.
         self._limits.open_stream(actor.user_id)
-        subscriber = self._hub.subscribe(channel_id, actor.user_id, is_moderator=actor.is_moderator)
+        subscriber = self._hub.subscribe(
+            channel_id, actor.user_id, is_moderator=actor.is_moderator, batches=max_batch > 1
+        )
         try:
             async with self._db.transaction() as session:
                 channel, last_seq = await messages.open_stream(

@@ -96,6 +96,7 @@ class Subscriber(Generic[Item]):
         "_stall_seconds",
         "_waiter",
         "active",
+        "batches",
         "channel_id",
         "control",
         "ends_with",
@@ -113,10 +114,13 @@ class Subscriber(Generic[Item]):
         is_moderator: bool,
         limit: int,
         stall_seconds: float = STALL_SECONDS,
+        batches: bool = False,
     ) -> None:
         self.channel_id = channel_id
         self.user_id = user_id
         self.is_moderator = is_moderator
+        # Whether its stream puts several messages in a frame (max_batch > 1).
+        self.batches = batches
         # The error the stream ends with, once the subscriber is closed: a
         # DomainError, or what its reader failed with.
         self.ends_with: Exception | None = None
@@ -222,11 +226,13 @@ FetchRange = Callable[[int, int, int], Awaitable[Sequence[TimelineEntry]]]
 
 HELD_LIMIT = 10_000
 # A fan-out round costs about 50 µs of the event loop per subscriber (one gRPC
-# write). Each round reserves twice that of the process's fan-out time, and
-# the next round of any channel starts when the reservation is over: fan-out
-# takes about half the loop however many channels are busy, and the messages
-# that arrive meanwhile share a round (one frame each, for streams that
-# accept batches). When the loop has been quiet, a round goes out at once.
+# write). Each round reserves twice that of the process's fan-out time for
+# every subscriber whose stream batches, and the next round of any channel
+# starts when the reservation is over: fan-out takes about half the loop
+# however many channels are busy, and the messages that arrive meanwhile share
+# a round (one frame each, for streams that accept batches). When the loop has
+# been quiet, a round goes out at once; so does every round of a channel none
+# of whose streams batch, as its copies cost one write each whatever the wait.
 ROUND_SECONDS_PER_SUBSCRIBER = 100e-6
 
 
@@ -234,6 +240,7 @@ class _Feed(Generic[Item]):
     """One channel in this process: its subscribers, and the seq it expects next."""
 
     __slots__ = (
+        "batching",
         "exists_to",
         "filling",
         "held",
@@ -255,6 +262,8 @@ class _Feed(Generic[Item]):
         # What waits for this channel's next fan-out round, and its timer.
         self.waiting: list[TimelineEntry] = []
         self.round_timer: Timer | None = None
+        # Subscribers whose streams batch messages: what a round's wait saves.
+        self.batching = 0
 
     def missing_to(self) -> int:
         """The last seq this channel knows of but has not handed out (or less)."""
@@ -324,25 +333,32 @@ class Hub(Generic[Item]):
                 subscriber.active = False
         self._schedule_sweep()
 
-    def subscribe(self, channel_id: int, user_id: int, *, is_moderator: bool) -> Subscriber[Item]:
+    def subscribe(
+        self, channel_id: int, user_id: int, *, is_moderator: bool, batches: bool
+    ) -> Subscriber[Item]:
+        """A subscriber to the channel; `batches`: its stream puts several messages
+        in a frame."""
         subscriber: Subscriber[Item] = Subscriber(
             channel_id,
             user_id,
             is_moderator=is_moderator,
             limit=self._buffer_limit,
             stall_seconds=self._stall_seconds,
+            batches=batches,
         )
         feed = self._feeds.get(channel_id)
         if feed is None:
             feed = self._feeds[channel_id] = _Feed()
         feed.subscribers.add(subscriber)
+        feed.batching += batches
         return subscriber
 
     def unsubscribe(self, subscriber: Subscriber[Item]) -> None:
         feed = self._feeds.get(subscriber.channel_id)
-        if feed is None:
+        if feed is None or subscriber not in feed.subscribers:
             return
-        feed.subscribers.discard(subscriber)
+        feed.subscribers.remove(subscriber)
+        feed.batching -= subscriber.batches
         if not feed.subscribers:
             del self._feeds[subscriber.channel_id]
             if feed.round_timer is not None:
@@ -431,13 +447,20 @@ class Hub(Generic[Item]):
         self._hand_out(feed, held)
 
     def _hand_out(self, feed: _Feed[Item], messages: list[TimelineEntry]) -> None:
-        """Messages in seq order: out in this round, or the next when the last was just now."""
+        """Messages in seq order: out in this round, or the next when the last was just now.
+
+        A channel none of whose streams batch goes out at once: one frame per
+        copy whatever the wait, so waiting would save nothing.
+        """
         feed.waiting.extend(messages)
         if feed.round_timer is not None:
             return
+        if not feed.batching:
+            self._round(feed)
+            return
         now = self._clock.time()
         start = max(now, self._fan_out_until)
-        self._fan_out_until = start + len(feed.subscribers) * self._round_cost
+        self._fan_out_until = start + feed.batching * self._round_cost
         if start <= now:
             self._round(feed)
         else:
