@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeAlias
 
 import grpc
 
@@ -56,6 +56,34 @@ def wrap_handler(
         request_deserializer=request_deserializer,
         response_serializer=handler.response_serializer,
     )
+
+
+Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
+
+
+class WrappedOnce:
+    """Each method's handler wrapped once (by `wrap(method, handler)`), not once per call.
+
+    gRPC asks the interceptors for a handler on every call and keeps what they
+    return for as long as the call lasts: a wrapper made per call costs every
+    open stream its own handler, partials and closures. Wrapping depends on the
+    handler alone, and the handler gRPC finds for a method is the same object
+    every time, so the wrapper made for it is reused while that holds.
+    """
+
+    def __init__(self, wrap: Callable[[str, Handler], Handler]) -> None:
+        self._wrap = wrap
+        # method -> (the handler wrapped, its wrapper). Only methods gRPC has a
+        # handler for get here, so this holds one entry per registered method.
+        self._wrapped: dict[str, tuple[Handler, Handler]] = {}
+
+    def __call__(self, method: str, handler: Handler) -> Handler:
+        found = self._wrapped.get(method)
+        if found is not None and found[0] is handler:
+            return found[1]
+        wrapper = self._wrap(method, handler)
+        self._wrapped[method] = (handler, wrapper)
+        return wrapper
 
 
 def is_own_method(method: str) -> bool:

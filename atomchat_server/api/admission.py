@@ -39,7 +39,14 @@ from typing import Any, cast
 import grpc
 
 from atomchat_server.domain import errors
-from atomchat_server.interception import Behaviour, Context, is_own_method, wrap_handler
+from atomchat_server.interception import (
+    Behaviour,
+    Context,
+    Handler,
+    WrappedOnce,
+    is_own_method,
+    wrap_handler,
+)
 
 OPENING = 2
 WAITING = 10_000
@@ -152,6 +159,12 @@ class AdmissionInterceptor(grpc.aio.ServerInterceptor):
 
     def __init__(self, admission: Admission) -> None:
         self._admission = admission
+        self._wrapped = WrappedOnce(self._wrap)
+
+    def _wrap(self, method: str, handler: Handler) -> Handler:
+        return wrap_handler(
+            handler, functools.partial(self._admitted, after_first=handler.request_streaming)
+        )
 
     async def intercept_service(
         self, continuation: Any, handler_call_details: grpc.HandlerCallDetails
@@ -163,9 +176,7 @@ class AdmissionInterceptor(grpc.aio.ServerInterceptor):
             or not is_own_method(handler_call_details.method)
         ):
             return handler
-        return wrap_handler(
-            handler, functools.partial(self._admitted, after_first=handler.request_streaming)
-        )
+        return self._wrapped(handler_call_details.method, handler)
 
     async def _admitted(
         self, behaviour: Behaviour, request: Any, context: Context, *, after_first: bool

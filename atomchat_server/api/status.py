@@ -30,6 +30,8 @@ from atomchat_server.interception import (
     Behaviour,
     Context,
     Deserializer,
+    Handler,
+    WrappedOnce,
     is_own_method,
     wrap_handler,
 )
@@ -124,14 +126,21 @@ async def abort(context: Context, error: errors.DomainError) -> None:
 
 
 class ErrorInterceptor(grpc.aio.ServerInterceptor):
+    def __init__(self) -> None:
+        self._wrapped = WrappedOnce(_with_statuses)
+
     async def intercept_service(
         self, continuation: Any, handler_call_details: grpc.HandlerCallDetails
     ) -> grpc.RpcMethodHandler[Any, Any]:
         handler: grpc.RpcMethodHandler[Any, Any] = await continuation(handler_call_details)
         if handler is None or not is_own_method(handler_call_details.method):
             return handler
-        mapped = functools.partial(_mapped, streamed=handler.request_streaming)
-        return wrap_handler(handler, mapped, deserializer=_tolerant)
+        return self._wrapped(handler_call_details.method, handler)
+
+
+def _with_statuses(method: str, handler: Handler) -> Handler:
+    mapped = functools.partial(_mapped, streamed=handler.request_streaming)
+    return wrap_handler(handler, mapped, deserializer=_tolerant)
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,7 +22,13 @@ from atomchat_server.auth.tokens import Tokens
 from atomchat_server.db.engine import Database
 from atomchat_server.domain import errors, users
 from atomchat_server.domain.entities import Actor
-from atomchat_server.interception import Behaviour, Context, is_own_method, wrap_handler
+from atomchat_server.interception import (
+    Behaviour,
+    Context,
+    WrappedOnce,
+    is_own_method,
+    wrap_handler,
+)
 
 PUBLIC_METHODS = frozenset({"/atomchat.v1.UserService/Register", "/atomchat.v1.UserService/Login"})
 CACHE_LIMIT = 50_000
@@ -107,6 +113,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
     ) -> None:
         self._authenticator = authenticator
         self._on_caller = on_caller
+        self._wrapped = WrappedOnce(lambda _, handler: wrap_handler(handler, self._authenticated))
 
     async def intercept_service(
         self,
@@ -117,7 +124,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         method = handler_call_details.method
         if handler is None or not is_own_method(method) or method in PUBLIC_METHODS:
             return handler
-        return wrap_handler(handler, self._authenticated)
+        return self._wrapped(method, handler)
 
     async def _authenticated(self, behaviour: Behaviour, request: Any, context: Context) -> Any:
         actor = await self._authenticator.actor(context.invocation_metadata())

@@ -26,7 +26,7 @@ from typing import Any
 
 import grpc
 
-from atomchat_server.interception import Context
+from atomchat_server.interception import Context, WrappedOnce
 from atomchat_server.observability import metrics
 
 log = logging.getLogger("atomchat.calls")
@@ -109,6 +109,7 @@ def _code_of(context: Context, failure: BaseException | None) -> grpc.StatusCode
 class CallObserver(grpc.aio.ServerInterceptor):
     def __init__(self) -> None:
         self._series: dict[str, _Series] = {}
+        self._wrapped = WrappedOnce(self._observed)
 
     async def intercept_service(
         self, continuation: Any, handler_call_details: grpc.HandlerCallDetails
@@ -116,7 +117,11 @@ class CallObserver(grpc.aio.ServerInterceptor):
         handler: grpc.RpcMethodHandler[Any, Any] | None = await continuation(handler_call_details)
         if handler is None:
             return handler  # type: ignore[return-value]
-        method = handler_call_details.method
+        return self._wrapped(handler_call_details.method, handler)
+
+    def _observed(
+        self, method: str, handler: grpc.RpcMethodHandler[Any, Any]
+    ) -> grpc.RpcMethodHandler[Any, Any]:
         series = self._series.get(method)
         if series is None:
             series = self._series[method] = _series_for(method, handler)
