@@ -9,9 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
+import types
 from collections import Counter
+from typing import Any
 
-from tests.chat_support import chat, subscription
+from atomchat_server.api import admission, status
+from atomchat_server.api import chat as chat_api
+from atomchat_server.api.chat import _OpenStream
+from atomchat_server.auth import interceptor as auth_interceptor
+from atomchat_server.observability import calls
+from atomchat_server.realtime import delivery, hub
+from tests.chat_support import chat, post, subscription
 from tests.support import People
 
 STREAMS = 100
@@ -54,3 +63,46 @@ async def test_idle_streams_hold_no_timer_and_no_task_but_their_writers_and_read
         {"Delivery.run": 2 * STREAMS, "ChatServicer._read_sends": STREAMS}
     )
     assert added_timers <= OTHER_TIMERS
+
+
+# Where a stream's coroutines come from: its servicer, its writer, the interceptors.
+STREAM_PATH = {
+    module.__file__
+    for module in (chat_api, delivery, hub, admission, status, auth_interceptor, calls)
+}
+
+
+def _stream_locals() -> list[Any]:
+    """The local variables of every suspended coroutine and async generator of a stream's."""
+    found: list[Any] = []
+    for thing in gc.get_objects():
+        if isinstance(thing, types.CoroutineType):
+            frame = thing.cr_frame
+        elif isinstance(thing, types.AsyncGeneratorType):
+            frame = thing.ag_frame
+        else:
+            continue
+        if frame is not None and frame.f_code.co_filename in STREAM_PATH:
+            found.extend(frame.f_locals.values())
+    return found
+
+
+async def test_an_open_stream_keeps_neither_its_history_nor_its_joined_frame(
+    people: People,
+) -> None:
+    owner = await people.user()
+    room = await people.channel(owner)
+    for number in range(3):
+        await post(owner, room.id, f"before {number}")
+    async with contextlib.AsyncExitStack() as streams:
+        for _ in range(2):
+            stream = await streams.enter_async_context(chat(owner, room.id, history_limit=3))
+            await stream.feed.until_messages(3)
+            feed = await streams.enter_async_context(subscription(owner, room.id, history_limit=3))
+            await feed.until_messages(3)
+        kept = _stream_locals()
+        opened = {id(value): value for value in kept if isinstance(value, _OpenStream)}
+        assert len(opened) == 4
+        assert all(not stream.history for stream in opened.values())
+        assert not [value for value in kept if isinstance(value, bytes)]
+        assert not [value for value in kept if isinstance(value, list) and value]

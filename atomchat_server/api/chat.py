@@ -38,7 +38,7 @@ MAX_SENDS_IN_FLIGHT = 256
 FRAMING = Framing(batch=wire.batch_frame, heartbeat=wire.heartbeat_frame)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _OpenStream:
     subscriber: Subscriber[Encoded]
     username: str
@@ -46,6 +46,11 @@ class _OpenStream:
     start_after: int
     last_seq: int
     history: list[MessageView]
+
+    def take_history(self) -> list[MessageView]:
+        """The history, handed over once: an open stream keeps none of it."""
+        history, self.history = self.history, []
+        return history
 
 
 def _unary(method: Callable[..., Any], request: type[Any], response: type[Any]) -> Any:
@@ -306,10 +311,13 @@ class ChatServicer:
 
         presence.enter(channel_id, viewer, stream.username)
         try:
-            joined = wire.joined_frame(
-                stream.channel, stream.last_seq, presence.online_users(channel_id)
+            # Written, not kept: the frame lists everyone online, and the
+            # stream outlives it by hours.
+            await context.write(
+                wire.joined_frame(
+                    stream.channel, stream.last_seq, presence.online_users(channel_id)
+                )
             )
-            await context.write(joined)
             delivery = Delivery(
                 stream.subscriber,
                 start_after=stream.start_after,
@@ -324,7 +332,7 @@ class ChatServicer:
             # its cancellation on).
             writer = asyncio.create_task(
                 delivery.run(
-                    history=[wire.encode_for(message, viewer) for message in stream.history],
+                    history=[wire.encode_for(message, viewer) for message in stream.take_history()],
                     catch_up_to=stream.last_seq,
                 )
             )

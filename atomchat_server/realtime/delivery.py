@@ -78,6 +78,7 @@ class Delivery:
         subscriber = self._subscriber
         subscriber.writer = asyncio.current_task()
         await self._send(history)
+        del history  # sent: the stream lives on without it
         await self._fill(catch_up_to)
         single = self._max_batch == 1
         while True:
