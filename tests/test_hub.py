@@ -4,6 +4,7 @@ fan-out rounds and heartbeat sweeps on a clock the tests move by hand."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -302,3 +303,30 @@ async def test_once_the_last_stream_that_batches_leaves_rounds_go_out_at_once() 
     hub.publish(CHANNEL, [message(3)])
     hub.publish(CHANNEL, [message(4)])
     assert taken(single) == [3, 4]
+
+
+async def test_an_idle_subscriber_is_waited_on_with_a_bare_future() -> None:
+    """No coroutine of the hub's stays alive while a stream idles: its writer awaits a future."""
+    hub = make_hub(Store(last=0))
+    subscriber = hub.subscribe(CHANNEL, 1, is_moderator=False)
+    waiting = subscriber.wait()
+    assert isinstance(waiting, asyncio.Future)
+    hub.publish(CHANNEL, [message(1)])
+    async with asyncio.timeout(5):
+        await waiting
+    assert taken(subscriber) == [1]
+    subscriber.request_heartbeat()
+    async with asyncio.timeout(5):
+        await subscriber.wait()  # due already: at once
+
+
+async def test_a_writer_cancelled_while_waiting_leaves_the_subscriber_usable() -> None:
+    hub = make_hub(Store(last=0))
+    subscriber = hub.subscribe(CHANNEL, 1, is_moderator=False)
+    writer = asyncio.create_task(receive(subscriber, 1))
+    await asyncio.sleep(0)
+    writer.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await writer
+    hub.publish(CHANNEL, [message(1)])
+    assert await receive(subscriber, 1) == [1]

@@ -139,8 +139,10 @@ class Subscriber(Generic[Item]):
 
     def _wake(self) -> None:
         waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
 
     def _full(self) -> bool:
         return len(self._items) + len(self.control) >= self._limit
@@ -194,15 +196,16 @@ class Subscriber(Generic[Item]):
         self.heartbeat_due = True
         self._wake()
 
-    async def wait(self) -> None:
-        """Wait until there is something to send, a heartbeat is due, or the end."""
+    def wait(self) -> Awaitable[None]:
+        """Done once there is something to send, a heartbeat is due, or the end.
+
+        While there is nothing, a bare future: an idle stream waits in it for
+        hours, with no coroutine of this method's kept alive meanwhile.
+        """
         if self._items or self.control or self.ends_with or self.heartbeat_due:
-            return
-        self._waiter = asyncio.get_running_loop().create_future()
-        try:
-            await self._waiter
-        finally:
-            self._waiter = None
+            return _ready()
+        waiter = self._waiter = asyncio.get_running_loop().create_future()
+        return waiter
 
     def take(self, limit: int) -> list[Item]:
         """Up to `limit` buffered messages, oldest first."""
@@ -213,6 +216,10 @@ class Subscriber(Generic[Item]):
         taken = items[:limit]
         del items[:limit]
         return taken
+
+
+async def _ready() -> None:
+    return None
 
 
 def _cancel_stalled(writer: asyncio.Task[Any]) -> None:
