@@ -302,13 +302,6 @@ class ChatServicer:
         viewer = stream.subscriber.user_id
         presence = self._awareness.presence
 
-        async def fetch(first_seq: int, last_seq: int) -> list[wire.EncodedEntry]:
-            async with self._db.transaction() as session:
-                found = await messages.timeline_between(
-                    session, channel_id=channel_id, first_seq=first_seq, last_seq=last_seq
-                )
-            return [wire.encode_for(entry, viewer) for entry in found]
-
         presence.enter(channel_id, viewer, stream.username)
         try:
             # Written, not kept: the frame lists everyone online, and the
@@ -321,7 +314,7 @@ class ChatServicer:
             delivery = Delivery(
                 stream.subscriber,
                 start_after=stream.start_after,
-                fetch=fetch,
+                fetch=functools.partial(self._fetch, channel_id, viewer),
                 write=context.write,
                 framing=FRAMING,
                 max_batch=max(1, min(max_batch, 1000)),
@@ -346,6 +339,15 @@ class ChatServicer:
             presence.leave(channel_id, viewer)
             self._hub.unsubscribe(stream.subscriber)
             self._limits.close_stream(stream.subscriber.user_id)
+
+    async def _fetch(
+        self, channel_id: int, viewer: int, first_seq: int, last_seq: int
+    ) -> list[wire.EncodedEntry]:
+        async with self._db.transaction() as session:
+            found = await messages.timeline_between(
+                session, channel_id=channel_id, first_seq=first_seq, last_seq=last_seq
+            )
+        return [wire.encode_for(entry, viewer) for entry in found]
 
     async def _read_sends(
         self,

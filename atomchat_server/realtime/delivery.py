@@ -51,6 +51,8 @@ class Framing:
 
 
 class Delivery:
+    __slots__ = ("_fetch", "_framing", "_last", "_max_batch", "_subscriber", "_write")
+
     def __init__(
         self,
         subscriber: Subscriber[Encoded],
