@@ -106,3 +106,26 @@ async def test_an_open_stream_keeps_neither_its_history_nor_its_joined_frame(
         assert all(not stream.history for stream in opened.values())
         assert not [value for value in kept if isinstance(value, bytes)]
         assert not [value for value in kept if isinstance(value, list) and value]
+
+
+async def test_an_idle_chat_streams_reader_waits_through_one_request_iterator_of_the_servers(
+    people: People,
+) -> None:
+    """The errors interceptor's check of each request; the join, replayed by admission,
+    leaves no iterator frame of its own behind, and a stream that only listens holds
+    no set of sends in flight."""
+    owner = await people.user()
+    room = await people.channel(owner)
+    async with contextlib.AsyncExitStack() as streams:
+        for _ in range(STREAMS):
+            await streams.enter_async_context(chat(owner, room.id, history_limit=0))
+        generators = Counter(
+            thing.ag_code.co_qualname
+            for thing in gc.get_objects()
+            if isinstance(thing, types.AsyncGeneratorType)
+            and thing.ag_frame is not None
+            and thing.ag_code.co_filename in STREAM_PATH
+        )
+        kept = _stream_locals()
+    assert generators == Counter({"_checked": STREAMS})
+    assert not [value for value in kept if isinstance(value, set)]

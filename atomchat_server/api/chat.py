@@ -356,7 +356,8 @@ class ChatServicer:
         stream: _OpenStream,
     ) -> None:
         subscriber = stream.subscriber
-        in_flight: set[asyncio.Future[MessageView]] = set()
+        # Made at the first send: most streams only listen.
+        in_flight: set[asyncio.Future[MessageView]] | None = None
         async for frame in requests:
             if subscriber.ends_with is not None:
                 return
@@ -379,6 +380,8 @@ class ChatServicer:
             except errors.DomainError as error:
                 subscriber.push_control(_error_frame(error, key))
                 continue
+            if in_flight is None:
+                in_flight = set()
             in_flight.add(posted)
             posted.add_done_callback(in_flight.discard)
             posted.add_done_callback(functools.partial(_acknowledge, subscriber, key))
