@@ -308,7 +308,7 @@ async def test_once_the_last_stream_that_batches_leaves_rounds_go_out_at_once() 
 async def test_an_idle_subscriber_is_waited_on_with_a_bare_future() -> None:
     """No coroutine of the hub's stays alive while a stream idles: its writer awaits a future."""
     hub = make_hub(Store(last=0))
-    subscriber = hub.subscribe(CHANNEL, 1, is_moderator=False)
+    subscriber = hub.subscribe(CHANNEL, 1, is_moderator=False, batches=False)
     waiting = subscriber.wait()
     assert isinstance(waiting, asyncio.Future)
     hub.publish(CHANNEL, [message(1)])
@@ -322,7 +322,7 @@ async def test_an_idle_subscriber_is_waited_on_with_a_bare_future() -> None:
 
 async def test_a_writer_cancelled_while_waiting_leaves_the_subscriber_usable() -> None:
     hub = make_hub(Store(last=0))
-    subscriber = hub.subscribe(CHANNEL, 1, is_moderator=False)
+    subscriber = hub.subscribe(CHANNEL, 1, is_moderator=False, batches=False)
     writer = asyncio.create_task(receive(subscriber, 1))
     await asyncio.sleep(0)
     writer.cancel()
