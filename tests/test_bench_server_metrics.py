@@ -10,6 +10,7 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client import Histogram as PrometheusHistogram
 
+from bench import stats
 from bench.server_metrics import COMMIT, FANOUT, Histogram, parse
 
 INF = math.inf
@@ -60,3 +61,9 @@ def test_the_window_is_the_difference_of_two_scrapes() -> None:
     # rank 2.5 of 4 in (0.01, 0.1]
     assert window.quantile(0.5) == pytest.approx(0.01 + 0.09 * 2.5 / 4)
     assert FANOUT not in after
+
+
+def test_a_stage_of_the_generator_is_in_milliseconds() -> None:
+    ordered = sorted(n * 1_000_000 for n in range(1, 101))  # 1..100 ms
+    assert stats.stage(ordered) == {"n": 100, "p50": 50.0, "p99": 99.0, "mean": 50.5}
+    assert stats.stage([])["n"] == 0
