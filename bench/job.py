@@ -100,7 +100,8 @@ class Result:
     # sizes in posts): from the generator, send_row (send to the row time, created_at),
     # send_ack, row_client (row time to a copy's receipt, sampled: tracking.ROW_SAMPLE)
     # and send_client (every copy, as p50/p99 above); from the server's metrics over
-    # the window (bench/server_metrics.py), commit, row_fanout and batch_size.
+    # the window (bench/server_metrics.py), commit, row_fanout (each round's oldest
+    # message) and batch_size, and row_fanout_each (every message's; n and mean only).
     stages: dict[str, dict[str, float]] = field(default_factory=dict)
     # Rows counted in the database (when the job names it): committed inside
     # the window, and in all after every send was answered, beside the sends

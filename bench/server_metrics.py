@@ -9,6 +9,8 @@ two scrapes is what the server observed inside the window:
                                     the fan-out round that queues it to every stream;
                                     once per round, for the round's oldest message
     atomchat_post_batch_size        posts per group commit
+    atomchat_fanout_messages_total and atomchat_fanout_message_delay_seconds_total
+                                    every posted message's delay to its round, summed
 
 Quantiles are interpolated linearly inside a bucket, as Prometheus'
 histogram_quantile does, so they are only as fine as the buckets; means
@@ -28,6 +30,10 @@ FANOUT = "atomchat_fanout_delay_seconds"
 BATCH = "atomchat_post_batch_size"
 # The stage each histogram gives (bench/job.py Result.stages), and its unit's factor.
 STAGES = {COMMIT: ("commit", 1000.0), FANOUT: ("row_fanout", 1000.0), BATCH: ("batch_size", 1.0)}
+# Every posted message's fan-out delay (counters: a mean per message, where the
+# histogram gives each round's oldest): the stage "row_fanout_each", n and mean only.
+FANOUT_MESSAGES = "atomchat_fanout_messages"
+FANOUT_MESSAGE_DELAY = "atomchat_fanout_message_delay_seconds"
 SCRAPE_TIMEOUT = 10.0
 
 
@@ -77,10 +83,24 @@ class Histogram:
         }
 
 
-def parse(text: str, names: tuple[str, ...] = tuple(STAGES)) -> dict[str, Histogram]:
-    """The unlabelled histograms `names` of a Prometheus text exposition."""
+@dataclass(frozen=True, slots=True)
+class Scrape:
+    histograms: dict[str, Histogram]
+    # Unlabelled counters by family name (without _total).
+    counters: dict[str, float]
+
+
+def parse(text: str, names: tuple[str, ...] = tuple(STAGES)) -> Scrape:
+    """The unlabelled histograms `names` and every unlabelled counter of a Prometheus
+    text exposition."""
     found: dict[str, Histogram] = {}
+    counters: dict[str, float] = {}
     for family in text_string_to_metric_families(text):
+        if family.type == "counter":
+            for sample in family.samples:
+                if sample.name.endswith("_total") and not sample.labels:
+                    counters[family.name] = sample.value
+            continue
         if family.type != "histogram" or family.name not in names:
             continue
         buckets: list[tuple[float, float]] = []
@@ -93,10 +113,10 @@ def parse(text: str, names: tuple[str, ...] = tuple(STAGES)) -> dict[str, Histog
             elif sample.name.endswith("_count"):
                 count = sample.value
         found[family.name] = Histogram(tuple(sorted(buckets)), total, count)
-    return found
+    return Scrape(found, counters)
 
 
-async def scrape(port: int) -> dict[str, Histogram]:
+async def scrape(port: int) -> Scrape:
     async with httpx.AsyncClient() as client:
         response = await client.get(f"http://127.0.0.1:{port}/metrics", timeout=SCRAPE_TIMEOUT)
     response.raise_for_status()
@@ -108,8 +128,8 @@ class WindowScrapes:
 
     def __init__(self, port: int) -> None:
         self.port = port
-        self.before: dict[str, Histogram] | None = None
-        self.after: dict[str, Histogram] | None = None
+        self.before: Scrape | None = None
+        self.after: Scrape | None = None
         # Why a scrape failed (the run goes on without the server's figures).
         self.error = ""
 
@@ -119,7 +139,7 @@ class WindowScrapes:
     async def closed(self) -> None:
         self.after = await self._scrape()
 
-    async def _scrape(self) -> dict[str, Histogram] | None:
+    async def _scrape(self) -> Scrape | None:
         try:
             return await scrape(self.port)
         except (httpx.HTTPError, ValueError) as error:
@@ -130,8 +150,16 @@ class WindowScrapes:
         """Each histogram's window as a stage summary; none unless both scrapes were made."""
         if self.before is None or self.after is None:
             return {}
-        stages = {}
+        before, after = self.before, self.after
+        stages: dict[str, dict[str, float]] = {}
         for name, (stage, factor) in STAGES.items():
-            if name in self.after and name in self.before:
-                stages[stage] = self.after[name].minus(self.before[name]).summary(factor)
+            if name in after.histograms and name in before.histograms:
+                window = after.histograms[name].minus(before.histograms[name])
+                stages[stage] = window.summary(factor)
+        names = (FANOUT_MESSAGES, FANOUT_MESSAGE_DELAY)
+        if all(name in after.counters and name in before.counters for name in names):
+            count = after.counters[FANOUT_MESSAGES] - before.counters[FANOUT_MESSAGES]
+            delay = after.counters[FANOUT_MESSAGE_DELAY] - before.counters[FANOUT_MESSAGE_DELAY]
+            mean = delay / count * 1000.0 if count > 0 else 0.0
+            stages["row_fanout_each"] = {"n": int(count), "mean": round(mean, 3)}
         return stages

@@ -472,6 +472,9 @@ def describe_stages(stages: dict[str, dict[str, float]]) -> str:
         stage = stages.get(key)
         if stage and stage["n"]:
             parts.append(f"{label} {stage['p50']:.1f}/{stage['p99']:.1f} ({stage['mean']:.1f})")
+    each = stages.get("row_fanout_each")
+    if each and each["n"]:
+        parts.append(f"row->fan-out each ({each['mean']:.1f})")
     batch = stages.get("batch_size")
     if batch and batch["n"]:
         parts.append(f"batch {batch['p50']:.0f}/{batch['p99']:.0f} ({batch['mean']:.1f})")

@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 
 import pytest
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, Counter, generate_latest
 from prometheus_client import Histogram as PrometheusHistogram
 
 from bench import stats
@@ -49,10 +49,10 @@ def test_the_window_is_the_difference_of_two_scrapes() -> None:
     commit = PrometheusHistogram(COMMIT, "commits", registry=registry, buckets=(0.01, 0.1))
     for seconds in (0.005, 0.005, 0.05):
         commit.observe(seconds)
-    before = parse(generate_latest(registry).decode())
+    before = parse(generate_latest(registry).decode()).histograms
     for seconds in (0.02, 0.04, 0.06, 0.08, 0.2):
         commit.observe(seconds)
-    after = parse(generate_latest(registry).decode())
+    after = parse(generate_latest(registry).decode()).histograms
     assert set(before) == set(after) == {COMMIT}  # the fan-out histogram was never exported
     window = after[COMMIT].minus(before[COMMIT])
     assert window.buckets == ((0.01, 0.0), (0.1, 4.0), (INF, 5.0))
@@ -67,3 +67,12 @@ def test_a_stage_of_the_generator_is_in_milliseconds() -> None:
     ordered = sorted(n * 1_000_000 for n in range(1, 101))  # 1..100 ms
     assert stats.stage(ordered) == {"n": 100, "p50": 50.0, "p99": 99.0, "mean": 50.5}
     assert stats.stage([])["n"] == 0
+
+
+def test_counters_are_read_by_family_name() -> None:
+    registry = CollectorRegistry()
+    messages = Counter("atomchat_fanout_messages", "messages", registry=registry)
+    messages.inc(7)
+    scrape = parse(generate_latest(registry).decode())
+    assert scrape.counters == {"atomchat_fanout_messages": 7.0}
+    assert scrape.histograms == {}
