@@ -258,7 +258,7 @@ def _breakdown(outcome: Outcome) -> list[str]:
         "",
         "Where the latency goes, paced runs (ms; commit, row->fan-out and batch from the"
         " server's metrics over the window, bucket-interpolated; the rest from the generator;"
-        f" row->client from one message in {ROW_SAMPLE}). Row time is created_at, its"
+        f" row->client from one copy in {ROW_SAMPLE} on each stream). Row time is created_at, its"
         " transaction's now(): send->row is the wait for a group commit to begin (and the"
         " network); row->fan-out is each round's oldest message (once per round) and"
         " includes the commit.",
