@@ -28,8 +28,13 @@ from prometheus_client.parser import text_string_to_metric_families
 COMMIT = "atomchat_commit_seconds"
 FANOUT = "atomchat_fanout_delay_seconds"
 BATCH = "atomchat_post_batch_size"
-# The stage each histogram gives (bench/job.py Result.stages), and its unit's factor.
-STAGES = {COMMIT: ("commit", 1000.0), FANOUT: ("row_fanout", 1000.0), BATCH: ("batch_size", 1.0)}
+# The stage each histogram gives (bench/job.py Result.stages), its unit's factor, and
+# the least value it can observe (a batch holds one post at least).
+STAGES = {
+    COMMIT: ("commit", 1000.0, 0.0),
+    FANOUT: ("row_fanout", 1000.0, 0.0),
+    BATCH: ("batch_size", 1.0, 1.0),
+}
 # Every posted message's fan-out delay (counters: a mean per message, where the
 # histogram gives each round's oldest): the stage "row_fanout_each", n and mean only.
 FANOUT_MESSAGES = "atomchat_fanout_messages"
@@ -54,13 +59,14 @@ class Histogram:
             self.count - earlier.count,
         )
 
-    def quantile(self, fraction: float) -> float:
-        """Linear interpolation inside the bucket the rank falls in (histogram_quantile);
-        the highest finite bound if it falls in +Inf; 0 without observations."""
+    def quantile(self, fraction: float, least: float = 0.0) -> float:
+        """Linear interpolation inside the bucket the rank falls in (histogram_quantile),
+        the first bucket from `least`; the highest finite bound if it falls in +Inf; 0
+        without observations."""
         if self.count <= 0 or not self.buckets:
             return 0.0
         rank = fraction * self.count
-        lower, below = 0.0, 0.0
+        lower, below = least, 0.0
         for bound, cumulative in self.buckets:
             if cumulative >= rank and cumulative > below:
                 if math.isinf(bound):
@@ -73,12 +79,12 @@ class Histogram:
     def mean(self) -> float:
         return self.total / self.count if self.count > 0 else 0.0
 
-    def summary(self, factor: float = 1.0) -> dict[str, float]:
+    def summary(self, factor: float = 1.0, least: float = 0.0) -> dict[str, float]:
         """n, p50, p99 and mean, the values multiplied by `factor` (1000: seconds to ms)."""
         return {
             "n": int(self.count),
-            "p50": round(self.quantile(0.50) * factor, 3),
-            "p99": round(self.quantile(0.99) * factor, 3),
+            "p50": round(self.quantile(0.50, least) * factor, 3),
+            "p99": round(self.quantile(0.99, least) * factor, 3),
             "mean": round(self.mean * factor, 3),
         }
 
@@ -152,10 +158,10 @@ class WindowScrapes:
             return {}
         before, after = self.before, self.after
         stages: dict[str, dict[str, float]] = {}
-        for name, (stage, factor) in STAGES.items():
+        for name, (stage, factor, least) in STAGES.items():
             if name in after.histograms and name in before.histograms:
                 window = after.histograms[name].minus(before.histograms[name])
-                stages[stage] = window.summary(factor)
+                stages[stage] = window.summary(factor, least)
         names = (FANOUT_MESSAGES, FANOUT_MESSAGE_DELAY)
         if all(name in after.counters and name in before.counters for name in names):
             count = after.counters[FANOUT_MESSAGES] - before.counters[FANOUT_MESSAGES]

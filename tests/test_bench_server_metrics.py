@@ -38,6 +38,14 @@ def test_empty_buckets_before_the_rank_are_skipped() -> None:
     assert histogram.quantile(0.5) == pytest.approx(3.0)
 
 
+def test_the_first_bucket_starts_at_the_least_possible_value() -> None:
+    # Posts per commit: every batch held exactly one.
+    batches = Histogram(((1.0, 40.0), (2.0, 40.0), (INF, 40.0)), 40.0, 40.0)
+    assert batches.quantile(0.5) == pytest.approx(0.5)  # from 0, as histogram_quantile
+    assert batches.quantile(0.5, least=1.0) == 1.0
+    assert batches.summary(least=1.0) == {"n": 40, "p50": 1.0, "p99": 1.0, "mean": 1.0}
+
+
 def test_no_observations_give_zeros() -> None:
     empty = Histogram(((1.0, 0.0), (INF, 0.0)), 0.0, 0.0)
     assert empty.quantile(0.5) == 0.0
