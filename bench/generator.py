@@ -20,8 +20,10 @@ async def generate(
     log_path: Path,
     on_measuring: OnMeasuring | None = None,
     on_interval: OnInterval | None = None,
+    on_measured: OnMeasuring | None = None,
 ) -> Result:
     """Run `job` in a fresh generator process; `on_measuring` starts with its window,
+    `on_measured` as it closes (each as a task, awaited before the result returns),
     `on_interval` is awaited with each interval a soak job reports."""
     with log_path.open("a") as log:
         process = await asyncio.create_subprocess_exec(
@@ -37,12 +39,14 @@ async def generate(
         process.stdin.write(job.dumps().encode())
         process.stdin.close()
         result: Result | None = None
-        side: asyncio.Task[None] | None = None
+        sides: list[asyncio.Task[None]] = []
         try:
             async for raw in process.stdout:
                 line = raw.decode().strip()
                 if line == "measuring" and on_measuring is not None:
-                    side = asyncio.create_task(on_measuring())
+                    sides.append(asyncio.create_task(on_measuring()))
+                elif line == "measured" and on_measured is not None:
+                    sides.append(asyncio.create_task(on_measured()))
                 elif line.startswith("interval ") and on_interval is not None:
                     await on_interval(json.loads(line.removeprefix("interval ")))
                 elif line.startswith("result "):
@@ -52,7 +56,7 @@ async def generate(
             if process.returncode is None:
                 process.kill()
                 await process.wait()
-            if side is not None:
+            for side in sides:
                 await side
     if result is None:
         raise RuntimeError(f"the load generator failed ({process.returncode}); see {log_path}")

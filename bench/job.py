@@ -96,6 +96,13 @@ class Result:
     # Latencies (copies, and acks) at stats.CDF_FRACTIONS, for the CDF pictures.
     cdf: list[float] = field(default_factory=list)
     ack_cdf: list[float] = field(default_factory=list)
+    # Where a message's time goes, each stage {"n", "p50", "p99", "mean"} (ms, batch
+    # sizes in posts): from the generator, send_row (send to the row time, created_at),
+    # send_ack, row_client (row time to a copy's receipt, sampled: tracking.ROW_SAMPLE)
+    # and send_client (every copy, as p50/p99 above); from the server's metrics over
+    # the window (bench/server_metrics.py), commit, row_fanout (each round's oldest
+    # message) and batch_size, and row_fanout_each (every message's; n and mean only).
+    stages: dict[str, dict[str, float]] = field(default_factory=dict)
     # Rows counted in the database (when the job names it): committed inside
     # the window, and in all after every send was answered, beside the sends
     # acked in all (each stored one message; edits and reactions store none).

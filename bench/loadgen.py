@@ -3,7 +3,8 @@
 Opens every stream of the job over a moderate number of HTTP/2 connections,
 starts the senders (and the login storm, if any), measures one window after
 the warm-up, waits for every message to reach every stream, and prints
-`measuring` when the window opens and `result {json}` at the end.
+`measuring` when the window opens, `measured` when it closes and `result
+{json}` at the end.
 
 A soak job (`report_every` > 0) also prints `interval {json}` at the end of
 each reporting interval of its window: copies/s and latency percentiles of
@@ -135,6 +136,7 @@ class Run:
         else:
             await self._pause(job.duration)
         self.window.close()
+        print("measured", flush=True)
         for sender in self.senders:
             sender.stopping = True
         result.seconds = time.monotonic() - started
@@ -182,6 +184,7 @@ class Run:
             seconds = loop.time() - started
             latencies = sorted(window.latencies)
             window.latencies.clear()
+            window.row_latencies.clear()
             figures = {
                 "interval": number,
                 "seconds": round(seconds, 3),
@@ -255,6 +258,12 @@ class Run:
             result.ack_p50 = stats.percentile(acks, 0.50) / 1e6
             result.ack_p99 = stats.percentile(acks, 0.99) / 1e6
             result.ack_cdf = stats.cdf(acks)
+            result.stages = {
+                "send_row": stats.stage(sorted(self.window.send_row_latencies)),
+                "send_ack": stats.stage(acks),
+                "row_client": stats.stage(sorted(self.window.row_latencies)),
+                "send_client": stats.stage(latencies),
+            }
         for stream in self.streams:
             # What a channel committed: the last seq acked, or seen by any stream.
             stream.tracker.last_seq = max(stream.tracker.last_seq, stream.next_seq - 1)

@@ -23,6 +23,7 @@ from bench.suite import (
     Outcome,
     Row,
 )
+from bench.tracking import ROW_SAMPLE
 
 COLUMNS = (
     ("scenario", 14),
@@ -195,6 +196,7 @@ def render(options: Options, outcome: Outcome) -> str:
     if fractions:
         out += ["", "Flat out, AtomChat as a share of the bare grpc.aio fan-out:", *fractions]
     out += _ingestion(outcome)
+    out += _breakdown(outcome)
     out += _timeline(options, outcome, names)
     storms = []
     for max_batch in options.modes:
@@ -225,6 +227,86 @@ def render(options: Options, outcome: Outcome) -> str:
         out += ["", f"Server hot spots under {label} flat out (own% / total% of samples):"]
         out += [f"  {s.own:5.1f}  {s.total:5.1f}  {s.function}" for s in spots]
     return "\n".join(out)
+
+
+def _pair(stages: dict[str, dict[str, float]], key: str, digits: int = 1) -> str:
+    stage = stages.get(key)
+    if not stage or not stage["n"]:
+        return "-"
+    return f"{stage['p50']:.{digits}f} / {stage['p99']:.{digits}f}"
+
+
+def _mean(stages: dict[str, dict[str, float]], key: str) -> float | None:
+    stage = stages.get(key)
+    return stage["mean"] if stage and stage["n"] else None
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def _breakdown(outcome: Outcome) -> list[str]:
+    """Where a message's time goes in each paced run, as two markdown tables."""
+    rows = [
+        row
+        for row in outcome.rows
+        if row.kind not in (FLAT, FLAT_TIMELINE) and row.result.stages.get("send_client")
+    ]
+    if not rows:
+        return []
+    out = [
+        "",
+        "Where the latency goes, paced runs (ms; commit, row->fan-out and batch from the"
+        " server's metrics over the window, bucket-interpolated; the rest from the generator;"
+        f" row->client from one copy in {ROW_SAMPLE} on each stream). Row time is created_at, its"
+        " transaction's now(): send->row is the wait for a group commit to begin (and the"
+        " network); row->fan-out is each round's oldest message (once per round) and"
+        " includes the commit.",
+        "",
+        "| scenario | mode | run | copies/s | send->row p50 / p99 | commit p50 / p99"
+        " | row->fan-out (round's oldest) p50 / p99 | row->client p50 / p99 | e2e p50 / p99"
+        " | send->ack p50 / p99 | posts per commit p50 / p99 |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        stages = row.result.stages
+        out.append(
+            f"| {row.scenario.describe()} | {_mode(row)} | {row.kind}"
+            f" | {row.result.copies_per_second:.0f} | {_pair(stages, 'send_row')}"
+            f" | {_pair(stages, 'commit')} | {_pair(stages, 'row_fanout')}"
+            f" | {_pair(stages, 'row_client')} | {_pair(stages, 'send_client')}"
+            f" | {_pair(stages, 'send_ack')} | {_pair(stages, 'batch_size', 0)} |"
+        )
+    out += [
+        "",
+        "Means (they add up where percentiles do not): e2e = send->row + row->client;"
+        " row->client = row->fan-out (every message's, from the server's counters; it"
+        " includes the commit) + the rest, which is the stream's writer, gRPC, the network"
+        " and the generator's reading; the bare server has no commit and no metrics.",
+        "",
+        "| scenario | mode | run | send->row | commit | row->fan-out (round's oldest)"
+        " | row->fan-out | rest | row->client | e2e | e2e - send->row - row->client |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        stages = row.result.stages
+        send_row = _mean(stages, "send_row")
+        fanout = _mean(stages, "row_fanout_each")
+        client = _mean(stages, "row_client")
+        e2e = _mean(stages, "send_client")
+        rest = client - fanout if client is not None and fanout is not None else None
+        unexplained = (
+            e2e - send_row - client
+            if e2e is not None and send_row is not None and client is not None
+            else None
+        )
+        out.append(
+            f"| {row.scenario.describe()} | {_mode(row)} | {row.kind} | {_ms(send_row)}"
+            f" | {_ms(_mean(stages, 'commit'))} | {_ms(_mean(stages, 'row_fanout'))}"
+            f" | {_ms(fanout)} | {_ms(rest)} | {_ms(client)}"
+            f" | {_ms(e2e)} | {_ms(unexplained)} |"
+        )
+    return out
 
 
 def _timeline(options: Options, outcome: Outcome, names: list[str]) -> list[str]:

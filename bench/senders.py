@@ -105,6 +105,9 @@ class Sender:
         sent = payload.sent_ns(ack.message.content)
         if window.open_ns <= sent < window.close_ns:
             window.ack_latencies.append(now - sent)
+            created = ack.message.created_at
+            row = created.seconds * 1_000_000_000 + created.nanos - window.wall_offset
+            window.send_row_latencies.append(row - sent)
         if self._share:
             self._recent.append(ack.message.id)
             self._unreacted.append(ack.message.id)

@@ -35,6 +35,18 @@ def cdf(ordered: list[int]) -> list[float]:
     return [round(percentile(ordered, fraction) / 1e6, 3) for fraction in CDF_FRACTIONS]
 
 
+def stage(ordered: list[int]) -> dict[str, float]:
+    """n, p50, p99 and mean in milliseconds of sorted nanoseconds (a stage of a message's way)."""
+    if not ordered:
+        return {"n": 0, "p50": 0.0, "p99": 0.0, "mean": 0.0}
+    return {
+        "n": len(ordered),
+        "p50": round(percentile(ordered, 0.50) / 1e6, 3),
+        "p99": round(percentile(ordered, 0.99) / 1e6, 3),
+        "mean": round(sum(ordered) / len(ordered) / 1e6, 3),
+    }
+
+
 def summary(samples: list[float]) -> dict[str, float]:
     """p50, p99 and max in milliseconds of durations in seconds, and their number."""
     if not samples:

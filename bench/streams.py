@@ -3,8 +3,10 @@
 Each stream checks that it gets every seq of its channel exactly once, in
 order, messages and updates (edits, reactions) alike, and nothing of any
 other channel; it records the latency of every copy of a message or an edit
-made inside the measurement window. The loop is kept lean: the
-generator shares the machine with the server it measures.
+made inside the measurement window, and for one such copy in ROW_SAMPLE (the
+first, the ninth, ...) the time from its row time (created_at) to its receipt.
+The loop is kept lean: the generator shares the machine with the server it
+measures.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import grpc
 from atomchat.v1 import chat_pb2, resources_pb2
 
 from bench import payload
-from bench.tracking import ChannelTracker, Window
+from bench.tracking import ROW_SAMPLE, ChannelTracker, Window
 
 CHAT_STREAM = "/atomchat.v1.ChatService/ChatStream"
 JOIN_CONCURRENCY = 32
@@ -99,6 +101,10 @@ class Stream:
         tag = tracker.tag
         window = self.window
         latencies = window.latencies
+        rows = window.row_latencies
+        offset = window.wall_offset
+        # Copies inside the window until the next one whose row time is read.
+        countdown = 1
         response = chat_pb2.ChatStreamResponse
         clock = time.monotonic_ns
         sent_from = payload.TAG_END
@@ -138,6 +144,11 @@ class Stream:
                 sent = int(text[sent_from:sent_to])
                 if opened <= sent < closed:
                     latencies.append(now - sent)
+                    countdown -= 1
+                    if not countdown:
+                        countdown = ROW_SAMPLE
+                        created = message.created_at
+                        rows.append(now + offset - created.seconds * 1_000_000_000 - created.nanos)
             window.copies += good
             window.frames += 1
 

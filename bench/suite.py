@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench import idle, memory, overload, profiling, soak, stats
+from bench import idle, memory, overload, profiling, server_metrics, soak, stats
 from bench.database import JWT_SECRET, PASSWORD, TOKEN_MINUTES, BenchDatabase, BenchUser
 from bench.generator import OnMeasuring, generate
 from bench.idle import IdleFigure
@@ -157,6 +157,8 @@ class Suite:
             ATOMCHAT_HEARTBEAT_SECONDS=str(heartbeat_seconds),
             ATOMCHAT_MESSAGE_RATE=str(self.options.message_rate),
             ATOMCHAT_MESSAGE_BURST=str(self.options.message_burst),
+            # On a free port: read over each run's window (bench/server_metrics.py).
+            ATOMCHAT_METRICS_PORT="0",
         ) as server:
             yield server
 
@@ -206,12 +208,23 @@ class Suite:
         label: str,
         job_for: Callable[[], Awaitable[Job]],
         on_measuring: OnMeasuring | None = None,
+        metrics_port: int | None = None,
     ) -> Result:
+        """One run; with `metrics_port` (and no `on_measuring`), the server's own
+        histograms over its window join the result's stages."""
         waited = await stats.wait_until_quiet(self.options.quiet_cpu, QUIET_PATIENCE)
         if waited:
             print(f"  waited {waited:.0f}s for the machine to quieten", flush=True)
         job = await job_for()
-        return await generate(job, self._logs / f"generator-{label}.log", on_measuring)
+        log = self._logs / f"generator-{label}.log"
+        if metrics_port is None or on_measuring is not None:
+            return await generate(job, log, on_measuring)
+        scrapes = server_metrics.WindowScrapes(metrics_port)
+        result = await generate(job, log, on_measuring=scrapes.opened, on_measured=scrapes.closed)
+        result.stages.update(scrapes.stages())
+        if scrapes.error:
+            print(f"  {scrapes.error}", flush=True)
+        return result
 
     async def _run(
         self,
@@ -242,7 +255,7 @@ class Suite:
         attempts = 0
         while attempts < self.options.attempts:
             attempts += 1
-            result = await self._attempt(label, job_for)
+            result = await self._attempt(label, job_for, metrics_port=server.metrics_port)
             _progress(scenario, target, max_batch, kind, result)
             if best is None or result.other_cpu < best.other_cpu:
                 best = result
@@ -436,3 +449,33 @@ def _progress(scenario: Scenario, target: str, max_batch: int, kind: str, result
         f"  generator {result.generator_cpu:3.0f}%  other {result.other_cpu:3.0f}%  {status}",
         flush=True,
     )
+    if any(stage.get("n") for stage in result.stages.values()):
+        print(f"{'':8} {describe_stages(result.stages)}", flush=True)
+
+
+# The stages of a message's way (Result.stages) in the order it takes them; the
+# server's from its metrics, the rest from the generator's clocks.
+STAGE_LABELS = (
+    ("send_row", "send->row"),
+    ("commit", "commit"),
+    ("row_fanout", "row->fan-out"),
+    ("row_client", "row->client"),
+    ("send_client", "e2e"),
+    ("send_ack", "send->ack"),
+)
+
+
+def describe_stages(stages: dict[str, dict[str, float]]) -> str:
+    """One line: each stage's p50/p99 (mean) in ms, then posts per commit."""
+    parts = []
+    for key, label in STAGE_LABELS:
+        stage = stages.get(key)
+        if stage and stage["n"]:
+            parts.append(f"{label} {stage['p50']:.1f}/{stage['p99']:.1f} ({stage['mean']:.1f})")
+    each = stages.get("row_fanout_each")
+    if each and each["n"]:
+        parts.append(f"row->fan-out each ({each['mean']:.1f})")
+    batch = stages.get("batch_size")
+    if batch and batch["n"]:
+        parts.append(f"batch {batch['p50']:.0f}/{batch['p99']:.0f} ({batch['mean']:.1f})")
+    return "ms p50/p99 (mean): " + " | ".join(parts)

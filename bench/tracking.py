@@ -15,6 +15,11 @@ from dataclasses import dataclass, field
 
 from bench import payload
 
+# Each stream reads the row time of one copy in ROW_SAMPLE of those sent inside the
+# window (its first such copy, then every eighth): a copy's created_at costs a
+# submessage and two fields to read.
+ROW_SAMPLE = 8
+
 
 @dataclass(slots=True)
 class Window:
@@ -34,6 +39,13 @@ class Window:
     latencies: list[int] = field(default_factory=list)
     edit_latencies: list[int] = field(default_factory=list)
     ack_latencies: list[int] = field(default_factory=list)
+    # Where a message's time went, by its row time (created_at: its transaction's
+    # now(), wall clock, taken to the monotonic clock by `wall_offset`): send to row
+    # time, from each ack of a send made inside the window; row time to receipt,
+    # from one copy in ROW_SAMPLE of those sent inside the window, on every stream.
+    send_row_latencies: list[int] = field(default_factory=list)
+    row_latencies: list[int] = field(default_factory=list)
+    wall_offset: int = field(default_factory=lambda: time.time_ns() - time.monotonic_ns())
     failure: str = ""
     failed: asyncio.Event = field(default_factory=asyncio.Event)
     _opened: tuple[int, int, int, int] = (0, 0, 0, 0)

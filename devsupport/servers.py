@@ -52,6 +52,12 @@ class Server:
         return port
 
     @property
+    def metrics_port(self) -> int | None:
+        """Its Prometheus metrics port, when it serves one (atomchat serve --metrics-port)."""
+        port: int | None = self.ports.get("metrics")
+        return port
+
+    @property
     def http_port(self) -> int | None:
         """Envoy's port, when the server runs one."""
         port: int | None = self.ports.get("http")

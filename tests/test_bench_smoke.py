@@ -1,7 +1,9 @@
 """The benchmark end to end on a small shape: `python -m bench` starts its servers
 (AtomChat's and the bare one), drives them flat out and paced, checks every
-stream, counts the rows stored, and writes its JSON and pictures. No timing is
-asserted: only that nothing was lost, duplicated or leaked."""
+stream, counts the rows stored, breaks each message's way into stages (from the
+generator and from the server's metrics), and writes its JSON and pictures. No
+timing is asserted: only that nothing was lost, duplicated or leaked, and that
+every stage was measured."""
 
 from __future__ import annotations
 
@@ -50,9 +52,22 @@ async def test_a_short_run_loses_duplicates_and_leaks_nothing(
         assert (r["loss"], r["duplicates"], r["leaks"]) == (0, 0, 0), r
         assert r["copies"] > 0, r
         assert r["send_errors"] == r["unacked"] == 0, r
+        # Where the time went: the generator's stages in every run (row time to
+        # receipt sampled), the server's own histograms over AtomChat's windows.
+        stages = r["stages"]
+        for stage in ("send_row", "send_ack", "row_client", "send_client"):
+            assert stages[stage]["n"] > 0, (stage, r)
+        assert stages["send_client"]["n"] == r["latency_samples"], r
         if r["target"] == "atomchat":
             # Every send acknowledged was stored, once.
             assert r["rows_counted"], r
             assert r["rows_after"] == r["acked_total"] > 0, r
+            for stage in ("commit", "row_fanout", "batch_size", "row_fanout_each"):
+                assert stages[stage]["n"] > 0, (stage, r)
+            for stage in ("commit", "row_fanout", "batch_size"):
+                assert stages[stage]["p50"] <= stages[stage]["p99"], (stage, r)
+        else:
+            assert not {"commit", "row_fanout", "batch_size", "row_fanout_each"} & set(stages), r
+    assert "Where the latency goes" in completed.output
     pictures = {path.name.removeprefix(saved.stem) for path in results.glob("*.png")}
     assert pictures == {"-throughput.png", "-cdf-in50x2.png"}

@@ -109,6 +109,9 @@ async def test_metrics_scraped_during_a_chat_parse_and_count_it(
     assert during.value("atomchat_post_batch_size_count") >= 1
     assert during.value("atomchat_commit_seconds_count") >= 1
     assert during.value("atomchat_fanout_delay_seconds_count") >= 1
+    # Every posted message's own delay, summed, beside the rounds' histogram.
+    assert during.value("atomchat_fanout_messages_total") >= 3
+    assert during.has("atomchat_fanout_message_delay_seconds_total")
     assert during.value("atomchat_logins_total", outcome="success") >= 2
     assert during.value("atomchat_logins_total", outcome="failure") >= 1
     assert during.value("atomchat_rate_limited_total", limit="messages") == 0

@@ -20,6 +20,8 @@ round, never per copy of a message.
     atomchat_fanout_delay_seconds       from a message's row time (its transaction) to
                                         the fan-out round that queues it to every
                                         stream's writer; once per round
+    atomchat_fanout_messages_total       posted messages those rounds queued, and the sum
+    atomchat_fanout_message_delay_seconds_total  of their delays (a mean per message)
     atomchat_slow_readers_ended_total   streams ended RESOURCE_EXHAUSTED for lagging
     atomchat_bus_reconnects_total       LISTEN connections re-established (and caught up)
     atomchat_logins_total{outcome}      Login calls: success, failure (bad credentials),
@@ -64,15 +66,48 @@ POST_BATCH_SIZE = Histogram(
     "Posts written by one group commit.",
     buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000),
 )
+# Fine enough between 1 and 300 ms for a quantile interpolated in a bucket to tell
+# a commit's or a round's share of a message's latency (bench/server_metrics.py).
+# Observed per batch or per round: a longer bucket list costs nothing per message.
+LATENCY_BUCKETS = (
+    0.001,
+    0.002,
+    0.003,
+    0.005,
+    0.0075,
+    0.01,
+    0.015,
+    0.02,
+    0.03,
+    0.04,
+    0.05,
+    0.075,
+    0.1,
+    0.15,
+    0.2,
+    0.3,
+    0.5,
+    1.0,
+    2.5,
+)
 COMMIT_SECONDS = Histogram(
     "atomchat_commit_seconds",
     "Duration of one group commit (its whole transaction).",
-    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+    buckets=LATENCY_BUCKETS,
 )
 FANOUT_DELAY_SECONDS = Histogram(
     "atomchat_fanout_delay_seconds",
     "From a message's row time to the fan-out round that queues it to every stream.",
-    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+    buckets=(*LATENCY_BUCKETS, 5.0),
+)
+# The fan-out delay of every posted message, not only of each round's oldest:
+# a mean per message (sum / count), where the histogram above weighs rounds.
+FANOUT_MESSAGES = Counter(
+    "atomchat_fanout_messages_total", "Posted messages queued to their streams by fan-out rounds."
+)
+FANOUT_MESSAGE_DELAY = Counter(
+    "atomchat_fanout_message_delay_seconds_total",
+    "Sum over those messages of the time from their row time to their round.",
 )
 SLOW_READERS_ENDED = Counter(
     "atomchat_slow_readers_ended_total", "Streams ended for falling too far behind."
@@ -119,10 +154,33 @@ def observe_commit(batch_size: int, seconds: float) -> None:
 
 def observe_fanout(entries: Sequence[object]) -> None:
     """A fan-out round went out with `entries` (timeline entries, oldest first). Observed
-    when the oldest is a posted message (its row time): an update has no time of its own."""
-    created = getattr(entries[0], "created_at", None) if entries else None
+    when the oldest is a posted message (its row time): an update has no time of its own.
+
+    Each posted message's delay is added to FANOUT_MESSAGE_DELAY too. The messages of
+    one commit share their row time, so a delay is computed once per commit in the
+    round; per message, only a comparison."""
+    if not entries:
+        return
+    now = time.time()
+    created = getattr(entries[0], "created_at", None)
     if isinstance(created, datetime):
-        FANOUT_DELAY_SECONDS.observe(max(0.0, time.time() - created.timestamp()))
+        FANOUT_DELAY_SECONDS.observe(max(0.0, now - created.timestamp()))
+    count = 0
+    total = 0.0
+    row_time: datetime | None = None
+    delay = 0.0
+    for entry in entries:
+        created = getattr(entry, "created_at", None)
+        if created is None:
+            continue
+        if created != row_time:
+            row_time = created
+            delay = max(0.0, now - created.timestamp())
+        count += 1
+        total += delay
+    if count:
+        FANOUT_MESSAGES.inc(count)
+        FANOUT_MESSAGE_DELAY.inc(total)
 
 
 def counting_posts(
