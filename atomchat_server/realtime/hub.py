@@ -93,6 +93,7 @@ class Subscriber(Generic[Item]):
     __slots__ = (
         "_items",
         "_limit",
+        "_loop",
         "_stall_seconds",
         "_waiter",
         "active",
@@ -131,6 +132,10 @@ class Subscriber(Generic[Item]):
         self._limit = limit
         self._stall_seconds = stall_seconds
         self._waiter: asyncio.Future[None] | None = None
+        # The writer's loop, kept at its first wait: asking asyncio for the
+        # running loop costs a system call (getpid), and a writer waits after
+        # every frame it has sent when its stream is not busy.
+        self._loop: asyncio.AbstractEventLoop | None = None
         # The task that writes this stream, once it runs (see `_fall_behind`).
         self.writer: asyncio.Task[Any] | None = None
         # Set by the stream whenever it sends; cleared by the heartbeat sweep.
@@ -204,7 +209,10 @@ class Subscriber(Generic[Item]):
         """
         if self._items or self.control or self.ends_with or self.heartbeat_due:
             return _ready()
-        waiter = self._waiter = asyncio.get_running_loop().create_future()
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        waiter = self._waiter = loop.create_future()
         return waiter
 
     def take(self, limit: int) -> list[Item]:
