@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from atomchat.v1 import chat_pb2
@@ -47,3 +48,53 @@ def test_an_ack_is_the_chat_ack_protobuf_writes(key: str, message: MessageView) 
     parsed = chat_pb2.ChatStreamResponse.FromString(frame)
     assert parsed.ack.client_message_id == key
     assert parsed.ack.message.seq == 17
+
+
+def _expected_frames(message: MessageView) -> tuple[bytes, bytes]:
+    """What protobuf writes for the message's own frame and for a batch of it alone."""
+    body = convert.message(message)
+    own = chat_pb2.ChatStreamResponse(message=body).SerializeToString()
+    batch = chat_pb2.ChatStreamResponse(
+        messages=chat_pb2.MessageBatch(messages=[body])
+    ).SerializeToString()
+    return own, batch
+
+
+@pytest.mark.parametrize("ack_first", [True, False])
+def test_a_post_is_serialised_once_for_its_ack_and_its_fan_out(
+    ack_first: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    message = _message("hello " * 30)
+    expected_ack = chat_pb2.ChatStreamResponse(
+        ack=chat_pb2.ChatAck(client_message_id="k-1", message=convert.message(message, 5))
+    ).SerializeToString()
+    own, batch = _expected_frames(message)
+    built: list[MessageView] = []
+    original = convert.message
+
+    def counted(view: MessageView, viewer: int | None = None) -> Any:
+        built.append(view)
+        return original(view, viewer)
+
+    monkeypatch.setattr(convert, "message", counted)
+    if ack_first:
+        ack = wire.ack_frame("k-1", message, 5)
+        entry = wire.encode_entry(message)
+    else:
+        entry = wire.encode_entry(message)
+        ack = wire.ack_frame("k-1", message, 5)
+    assert built == [message]
+    assert ack == expected_ack
+    assert entry.frame == own
+    assert entry.part is not None
+    assert wire.batch_frame([entry.part]) == batch
+
+
+def test_a_message_with_reactions_is_serialised_for_each_viewer() -> None:
+    message = _message("hi", reactions=(ReactionView("👍", (5, 9)),))
+    for viewer in (5, 7):
+        frame = chat_pb2.ChatStreamResponse.FromString(wire.ack_frame("k-1", message, viewer))
+        assert frame.ack.message.reactions[0].me is (viewer == 5)
+    entry = wire.encode_entry(message)
+    assert not chat_pb2.ChatStreamResponse.FromString(entry.frame).message.reactions[0].me
+    assert chat_pb2.ChatStreamResponse.FromString(entry.frame_for(9)).message.reactions[0].me

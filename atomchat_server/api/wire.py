@@ -21,14 +21,6 @@ from atomchat_server.api import convert
 from atomchat_server.db.models import UpdateKind
 from atomchat_server.domain.entities import ChannelView, MessageView, TimelineEntry
 
-_LENGTH_DELIMITED = 2
-_MESSAGE_FIELD = chat_pb2.ChatStreamResponse.MESSAGE_FIELD_NUMBER
-_BATCH_FIELD = chat_pb2.ChatStreamResponse.MESSAGES_FIELD_NUMBER
-_BATCH_ENTRY_FIELD = chat_pb2.MessageBatch.MESSAGES_FIELD_NUMBER
-_UPDATE_FIELD = chat_pb2.ChatStreamResponse.UPDATE_FIELD_NUMBER
-_ACK_FIELD = chat_pb2.ChatStreamResponse.ACK_FIELD_NUMBER
-_ACK_KEY_FIELD = chat_pb2.ChatAck.CLIENT_MESSAGE_ID_FIELD_NUMBER
-_ACK_MESSAGE_FIELD = chat_pb2.ChatAck.MESSAGE_FIELD_NUMBER
 UPDATE_KINDS = {
     UpdateKind.EDITED: chat_pb2.UPDATE_KIND_EDITED,
     UpdateKind.DELETED: chat_pb2.UPDATE_KIND_DELETED,
@@ -59,8 +51,64 @@ def _varint(value: int) -> bytes:
     return bytes(out)
 
 
-def _field(number: int, payload: bytes) -> bytes:
-    return _varint(number << 3 | _LENGTH_DELIMITED) + _varint(len(payload)) + payload
+def _tag(number: int) -> bytes:
+    """The key of a length-delimited field (wire type 2)."""
+    return _varint(number << 3 | 2)
+
+
+_MESSAGE_TAG = _tag(chat_pb2.ChatStreamResponse.MESSAGE_FIELD_NUMBER)
+_BATCH_TAG = _tag(chat_pb2.ChatStreamResponse.MESSAGES_FIELD_NUMBER)
+_BATCH_ENTRY_TAG = _tag(chat_pb2.MessageBatch.MESSAGES_FIELD_NUMBER)
+_UPDATE_TAG = _tag(chat_pb2.ChatStreamResponse.UPDATE_FIELD_NUMBER)
+_ACK_TAG = _tag(chat_pb2.ChatStreamResponse.ACK_FIELD_NUMBER)
+_ACK_KEY_TAG = _tag(chat_pb2.ChatAck.CLIENT_MESSAGE_ID_FIELD_NUMBER)
+_ACK_MESSAGE_TAG = _tag(chat_pb2.ChatAck.MESSAGE_FIELD_NUMBER)
+_SHORT = [bytes((size,)) for size in range(0x80)]
+
+
+def _field(tag: bytes, payload: bytes) -> bytes:
+    size = len(payload)
+    return tag + (_SHORT[size] if size < 0x80 else _varint(size)) + payload
+
+
+class _PostedBodies:
+    """Messages serialised lately, for their second use.
+
+    A post's ack and the fan-out round that hands the post to every stream
+    serialise the same message object, a moment apart and in either order:
+    the first keeps the bytes here and the second takes them. Messages from
+    other processes are only fanned out; they leave when `size` newer ones
+    have come. Kept by object: an entry holds its message, so its id() is
+    not reused while it is here. Only a message without reactions is kept,
+    as everyone sees it alike (new posts have none).
+    """
+
+    __slots__ = ("_bodies", "_size")
+
+    def __init__(self, size: int) -> None:
+        self._bodies: dict[int, tuple[MessageView, bytes]] = {}
+        self._size = size
+
+    def body(self, message: MessageView) -> bytes:
+        bodies = self._bodies
+        kept = bodies.pop(id(message), None)
+        if kept is not None:
+            return kept[1]
+        body = convert.message(message).SerializeToString()
+        if len(bodies) >= self._size:
+            del bodies[next(iter(bodies))]
+        bodies[id(message)] = (message, body)
+        return body
+
+
+_posted = _PostedBodies(1024)
+
+
+def _body(message: MessageView, viewer: int | None) -> bytes:
+    """The message as `viewer` sees it, serialised."""
+    if message.reactions:
+        return convert.message(message, viewer).SerializeToString()
+    return _posted.body(message)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,14 +129,18 @@ class EncodedEntry:
         return personal.get(user_id, self.frame)
 
 
+def _message_frames(body: bytes) -> tuple[bytes, bytes]:
+    """A message's frame of its own, and its part of a batch."""
+    return _field(_MESSAGE_TAG, body), _field(_BATCH_ENTRY_TAG, body)
+
+
 def _frames(entry: TimelineEntry, viewer: int | None) -> tuple[bytes, bytes | None]:
     if isinstance(entry, MessageView):
-        body = convert.message(entry, viewer).SerializeToString()
-        return _field(_MESSAGE_FIELD, body), _field(_BATCH_ENTRY_FIELD, body)
+        return _message_frames(convert.message(entry, viewer).SerializeToString())
     update = chat_pb2.ChatUpdate(
         seq=entry.seq, kind=UPDATE_KINDS[entry.kind], message=convert.message(entry.message, viewer)
     )
-    return _field(_UPDATE_FIELD, update.SerializeToString()), None
+    return _field(_UPDATE_TAG, update.SerializeToString()), None
 
 
 def _reactors(entry: TimelineEntry) -> set[int]:
@@ -98,10 +150,15 @@ def _reactors(entry: TimelineEntry) -> set[int]:
 
 def encode_entry(entry: TimelineEntry) -> EncodedEntry:
     """Encoded for everyone: each frame once, plus one per user who reacted."""
-    frame, part = _frames(entry, None)
     reactors = _reactors(entry)
+    part: bytes | None
     if not reactors:
+        if isinstance(entry, MessageView):
+            frame, part = _message_frames(_posted.body(entry))
+        else:
+            frame, part = _frames(entry, None)
         return EncodedEntry(seq=entry.seq, frame=frame, part=part)
+    frame, part = _frames(entry, None)
     personal = {user: _frames(entry, user)[0] for user in reactors}
     return EncodedEntry(seq=entry.seq, frame=frame, part=None, personal=personal)
 
@@ -113,7 +170,7 @@ def encode_for(entry: TimelineEntry, viewer: int) -> EncodedEntry:
 
 
 def batch_frame(parts: Sequence[bytes]) -> bytes:
-    return _field(_BATCH_FIELD, b"".join(parts))
+    return _field(_BATCH_TAG, b"".join(parts))
 
 
 def heartbeat_frame() -> bytes:
@@ -143,10 +200,10 @@ def presence_frame(user_id: int, username: str, online: bool) -> bytes:
 def ack_frame(client_message_id: str, message: MessageView, viewer: int) -> bytes:
     """The ack's bytes put together around the message's own, as protobuf would write them
     (without copying the message into a ChatAck and that into a ChatStreamResponse)."""
-    ack = _field(_ACK_MESSAGE_FIELD, convert.message(message, viewer).SerializeToString())
+    ack = _field(_ACK_MESSAGE_TAG, _body(message, viewer))
     if client_message_id:
-        ack = _field(_ACK_KEY_FIELD, client_message_id.encode()) + ack
-    return _field(_ACK_FIELD, ack)
+        ack = _field(_ACK_KEY_TAG, client_message_id.encode()) + ack
+    return _field(_ACK_TAG, ack)
 
 
 def error_frame(
