@@ -62,10 +62,17 @@ async def test_a_short_run_loses_duplicates_and_leaks_nothing(
             # Every send acknowledged was stored, once.
             assert r["rows_counted"], r
             assert r["rows_after"] == r["acked_total"] > 0, r
-            for stage in ("commit", "row_fanout", "batch_size", "row_fanout_each"):
-                assert stages[stage]["n"] > 0, (stage, r)
-            for stage in ("commit", "row_fanout", "batch_size"):
-                assert stages[stage]["p50"] <= stages[stage]["p99"], (stage, r)
+            # The server observes a commit when it ends, and flat out one
+            # commit can outlast this 1 s window (2,000 posts; p99 0.8-0.95 s
+            # flat out in bench/README's runs): its histograms must have
+            # measured the paced run, whose commits are small and frequent.
+            server = ("commit", "row_fanout", "batch_size", "row_fanout_each")
+            if r["run"] == "paced":
+                for stage in server:
+                    assert stages[stage]["n"] > 0, (stage, r)
+            for stage in server[:3]:
+                if stages[stage]["n"]:
+                    assert stages[stage]["p50"] <= stages[stage]["p99"], (stage, r)
         else:
             assert not {"commit", "row_fanout", "batch_size", "row_fanout_each"} & set(stages), r
     assert "Where the latency goes" in completed.output
