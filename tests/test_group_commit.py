@@ -36,11 +36,12 @@ class Writer:
     """Asks for every batch to be written again until `again` attempts have."""
 
     again: int
-    attempts: list[list[int]] = field(default_factory=list)
+    # The connection's backend, per attempt.
+    attempts: list[int] = field(default_factory=list)
 
     async def __call__(self, connection: asyncpg.Connection, batch: list[Item]) -> list[object]:
         backend = await connection.fetchval("SELECT pg_backend_pid()")
-        self.attempts.append([backend])
+        self.attempts.append(backend)
         if len(self.attempts) <= self.again:
             raise WriteAgain
         for item in batch:
