@@ -76,6 +76,19 @@ WriteBatch = Callable[[asyncpg.Connection, list[W]], Awaitable[Sequence[object]]
 OnCommit = Callable[[Sequence[object]], None]
 
 
+def _new_loop() -> asyncio.AbstractEventLoop:
+    """The committer's loop: uvloop's where it is installed, as the server's own is.
+
+    Every statement of a batch is a round trip through this loop, and asyncpg
+    does less work per round trip on uvloop's.
+    """
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
 class GroupCommitter(Generic[W]):
     def __init__(
         self,
@@ -115,7 +128,7 @@ class GroupCommitter(Generic[W]):
     def start(self) -> None:
         """Start the thread; work is taken from the calling loop from now on."""
         self._caller = asyncio.get_running_loop()
-        self._loop = asyncio.new_event_loop()
+        self._loop = _new_loop()
         self._thread = threading.Thread(
             target=self._serve, name=self._application_name, daemon=True
         )
