@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
 import asyncpg
-from prometheus_client import REGISTRY
 
 from atomchat_server.db.engine import asyncpg_dsn
 from atomchat_server.db.models import Role
@@ -83,10 +82,6 @@ class Posting:
         return await on_posters_loop(self.poster, lookup())
 
 
-def batches_written_again() -> float:
-    return REGISTRY.get_sample_value("atomchat_batches_written_again_total") or 0.0
-
-
 @asynccontextmanager
 async def posting(postgres_server_url: str) -> AsyncIterator[Posting]:
     """A poster on a fresh database with one user, member of one channel."""
@@ -117,28 +112,12 @@ async def posting(postgres_server_url: str) -> AsyncIterator[Posting]:
 
 
 async def test_a_new_key_is_inserted_without_looking_it_up(postgres_server_url: str) -> None:
-    before = batches_written_again()
     async with posting(postgres_server_url) as p:
         first = await p.post("one", "k1")
         second = await p.post("two", "k2")
         looked_up = await p.prepared(_EXISTING)
     assert (first.seq, second.seq) == (1, 2)
     assert not looked_up
-    assert batches_written_again() == before
-
-
-async def test_a_sender_that_repeated_a_stored_key_has_its_keys_looked_up_first(
-    postgres_server_url: str,
-) -> None:
-    async with posting(postgres_server_url) as p:
-        original = await p.post("one", "k1")
-        before = batches_written_again()
-        repeats = [await p.post("again", "k1") for _ in range(5)]
-        fresh = await p.post("two", "k2")
-    assert repeats == [original] * 5
-    assert fresh.seq == 2
-    # The first repeat was met on insert; the sender's later keys were looked up first.
-    assert batches_written_again() == before + 1
 
 
 async def test_a_stored_key_in_a_batch_is_answered_with_the_original_and_the_rest_stored(
@@ -146,7 +125,6 @@ async def test_a_stored_key_in_a_batch_is_answered_with_the_original_and_the_res
 ) -> None:
     async with posting(postgres_server_url) as p:
         original = await p.post("one", "k1")
-        before = batches_written_again()
         # Queued in one go: one batch, unless the committer wakes in between.
         answers = await asyncio.gather(
             *(
@@ -172,7 +150,6 @@ async def test_a_stored_key_in_a_batch_is_answered_with_the_original_and_the_res
     ]
     assert last_seq == 3
     assert looked_up
-    assert batches_written_again() == before + 1
 
 
 async def test_the_repeat_lookup_uses_the_index_after_the_table_has_grown(

@@ -246,7 +246,6 @@ class GroupCommitter(Generic[W]):
                     return list(await self._write_batch(connection, batch))
         except Exception as exc:
             if isinstance(exc, WriteAgain) and may_write_again:
-                metrics.BATCHES_WRITTEN_AGAIN.inc()
                 for work in batch:
                     work.reset()
                 return await self._commit(batch, may_write_again=False)

@@ -6,7 +6,14 @@ the channels concerned (in id order) and checks that every writer is still
 active and still allowed to write there. Consecutive posts are written
 together: repeated client_message_ids are answered with the original, reply
 targets and `@mentions` are resolved, the messages get gap-free per-channel
-seqs and are inserted in one statement. A change to a message (an edit, a
+seqs and are inserted in one statement. A client_message_id repeated within
+the batch is answered from the batch; one stored earlier is looked up only
+once the insert has met it (its unique index), when the batch is rolled back
+and written again with the lookup: a repeat is a client's retry, rare, and
+the lookup planned for every batch cost each one a round trip and about
+half a millisecond of PostgreSQL's time. The channels' locks make the insert
+the only way a key can arrive meanwhile, so the second attempt finds every
+repeat. A change to a message (an edit, a
 deletion, a reaction added or taken back) takes the channel's next seq too,
 and is recorded in message_updates, unless it changes nothing (deleting a
 tombstone, reacting twice). Every seq is given in the order the writes were
@@ -16,17 +23,6 @@ The batch ends with one NOTIFY per channel (PostgreSQL delivers it only if
 the transaction commits). Under load many writes share one commit; when idle, a
 write commits alone at once.
 
-Repeats: a client_message_id repeated within the batch is answered from the
-batch; one stored earlier is looked up only once the insert has met it (its
-unique index), when the batch is rolled back and written again with the
-lookup. A repeat is a client's retry, rare, and the lookup planned for every
-batch cost each one a round trip and about half a millisecond of
-PostgreSQL's time. The channels' locks make the insert the only way a key
-can arrive meanwhile, so the second attempt finds every repeat. A sender
-whose post repeated a stored key has its keys looked up before the insert
-from then on (the last `REPEATERS_KEPT` such senders): a client that keeps
-repeating keys cannot make every batch be written twice.
-
 This is the hot path of the service: a batch of plain posts talks to its
 asyncpg connection directly, in four statements.
 """
@@ -35,7 +31,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -59,8 +54,6 @@ from atomchat_server.domain.messages import clean_client_message_id, clean_conte
 # bench/README.md, "Ingestion".
 MAX_BATCH = 2000
 APPLICATION_NAME = "atomchat-poster"
-# Senders (channel, user) remembered for having repeated a stored key.
-REPEATERS_KEPT = 1024
 
 _LOCK_CHANNELS = (
     "SELECT id, last_seq, now() AS now FROM channels"
@@ -201,29 +194,6 @@ class _Change(_Write):
 _Work = _Post | _Change
 
 
-class _Repeaters:
-    """The senders, by (channel, user), whose posts lately repeated a stored key.
-
-    Their keys are looked up before the insert. Touched by the committer's
-    thread alone.
-    """
-
-    __slots__ = ("_kept", "_pairs")
-
-    def __init__(self, kept: int = REPEATERS_KEPT) -> None:
-        self._pairs: OrderedDict[tuple[int, int], None] = OrderedDict()
-        self._kept = kept
-
-    def __contains__(self, pair: tuple[int, int]) -> bool:
-        return pair in self._pairs
-
-    def add(self, pair: tuple[int, int]) -> None:
-        self._pairs[pair] = None
-        self._pairs.move_to_end(pair)
-        if len(self._pairs) > self._kept:
-            self._pairs.popitem(last=False)
-
-
 class MessagePoster:
     """Writes the timeline through a group committer; see the module docstring."""
 
@@ -238,7 +208,6 @@ class MessagePoster:
         on_unavailable: Callable[[], None] | None = None,
     ) -> None:
         self._origin = origin
-        self._repeaters = _Repeaters()
         self._committer: GroupCommitter[_Work] = GroupCommitter(
             dsn,
             write_batch=self._write,
@@ -327,7 +296,7 @@ class MessagePoster:
     async def _write(
         self, connection: asyncpg.Connection, batch: list[_Work]
     ) -> list[events.Event]:
-        return await _write_batch(connection, batch, self._origin, self._repeaters)
+        return await _write_batch(connection, batch, self._origin)
 
 
 def _reply_target(reply_to_id: int) -> int:
@@ -381,7 +350,7 @@ class _Batch:
 
 
 async def _write_batch(
-    connection: asyncpg.Connection, batch: list[_Work], origin: str, repeaters: _Repeaters
+    connection: asyncpg.Connection, batch: list[_Work], origin: str
 ) -> list[events.Event]:
     """Decide and store one batch; returns the events to hand out after the commit."""
     state = await _lock(connection, batch)
@@ -398,7 +367,7 @@ async def _write_batch(
         works = list(run)
         posts = [work for work in works if isinstance(work, _Post)]
         if posts:
-            await _write_posts(connection, posts, state, repeaters)
+            await _write_posts(connection, posts, state)
         else:
             await _write_changes(connection, [w for w in works if isinstance(w, _Change)], state)
     if not state.entries:
@@ -443,9 +412,7 @@ async def _lock(connection: asyncpg.Connection, batch: list[_Work]) -> _Batch:
     return state
 
 
-async def _write_posts(
-    connection: asyncpg.Connection, posts: list[_Post], state: _Batch, repeaters: _Repeaters
-) -> None:
+async def _write_posts(connection: asyncpg.Connection, posts: list[_Post], state: _Batch) -> None:
     allowed: list[_Post] = []
     for post in posts:
         if policy.can_take_part(
@@ -456,7 +423,7 @@ async def _write_posts(
         else:
             post.fail(errors.not_a_member())
     await _check_reply_targets(connection, allowed)
-    fresh = await _resolve_repeats(connection, [p for p in allowed if p.outcome is None], repeaters)
+    fresh = await _resolve_repeats(connection, [p for p in allowed if p.outcome is None])
     if not fresh:
         return
     mentions = await _resolve_mentions(
@@ -547,17 +514,11 @@ async def _resolve_mentions(
     return resolved
 
 
-async def _resolve_repeats(
-    connection: asyncpg.Connection, posts: list[_Post], repeaters: _Repeaters
-) -> list[_Post]:
+async def _resolve_repeats(connection: asyncpg.Connection, posts: list[_Post]) -> list[_Post]:
     """Answer repeated client_message_ids with the original; return the posts to insert.
 
-    Stored keys are looked up for the posts whose batch met one on insert, and
-    for those of senders that repeated one before.
+    Stored keys are looked up only for the posts whose batch met one on insert.
     """
-    for post in posts:
-        if (post.channel_id, post.actor.user_id) in repeaters:
-            post.look_up_key = True
     keyed = [post for post in posts if post.client_message_id is not None and post.look_up_key]
     existing: dict[tuple[int, int, str], MessageView] = {}
     if keyed:
@@ -570,7 +531,6 @@ async def _resolve_repeats(
         for row in rows:
             view = timeline_store.message_view(row)
             existing[(view.channel_id, view.sender_id, view.client_message_id or "")] = view
-            repeaters.add((view.channel_id, view.sender_id))
     fresh: list[_Post] = []
     first_in_batch: dict[tuple[int, int, str], _Post] = {}
     for post in posts:

@@ -95,10 +95,6 @@ COMMIT_SECONDS = Histogram(
     "Duration of one group commit (its whole transaction).",
     buckets=LATENCY_BUCKETS,
 )
-BATCHES_WRITTEN_AGAIN = Counter(
-    "atomchat_batches_written_again_total",
-    "Group commits rolled back and written again (a stored client_message_id met on insert).",
-)
 FANOUT_DELAY_SECONDS = Histogram(
     "atomchat_fanout_delay_seconds",
     "From a message's row time to the fan-out round that queues it to every stream.",
