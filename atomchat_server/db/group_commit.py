@@ -16,12 +16,6 @@ Bounds: connecting and writing a batch (its commit included) take at most
 `timeouts.batch` (half a call's bound, db/engine.py), and a post waits for
 at most the batch under way before its own is written.
 
-A batch may be written twice: `write_batch` raises `WriteAgain` when it
-has learned something its next attempt takes into account (the posting
-domain skips its lookup of repeated client_message_ids until the insert
-meets one). The transaction is rolled back and the batch written again,
-once; a second `WriteAgain` is a failure like any other.
-
 Failures: a driver failure that means the database is unavailable (a
 timeout included) fails the whole batch with that domain error
 (db/errors.py), and everything queued behind it too, at once: those would
@@ -65,28 +59,11 @@ class Work(Protocol):
         """Answer the submitter; runs on the submitter's loop after the transaction ended."""
 
 
-class WriteAgain(Exception):
-    """Raised by `write_batch`: roll this attempt back, write the batch again."""
-
-
 W = TypeVar("W", bound=Work)
 # write_batch(connection, batch): decide and store the batch inside the open
 # transaction; returns the events to hand out once it has committed.
 WriteBatch = Callable[[asyncpg.Connection, list[W]], Awaitable[Sequence[object]]]
 OnCommit = Callable[[Sequence[object]], None]
-
-
-def _new_loop() -> asyncio.AbstractEventLoop:
-    """The committer's loop: uvloop's where it is installed, as the server's own is.
-
-    Every statement of a batch is a round trip through this loop, and asyncpg
-    does less work per round trip on uvloop's.
-    """
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.new_event_loop()
-    return uvloop.new_event_loop()
 
 
 class GroupCommitter(Generic[W]):
@@ -128,7 +105,7 @@ class GroupCommitter(Generic[W]):
     def start(self) -> None:
         """Start the thread; work is taken from the calling loop from now on."""
         self._caller = asyncio.get_running_loop()
-        self._loop = _new_loop()
+        self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._serve, name=self._application_name, daemon=True
         )
@@ -237,7 +214,7 @@ class GroupCommitter(Generic[W]):
             self._connection.terminate()
             self._connection = None
 
-    async def _commit(self, batch: list[W], *, may_write_again: bool = True) -> list[object]:
+    async def _commit(self, batch: list[W]) -> list[object]:
         """One transaction; every item of the batch gets an outcome. Returns what to hand out."""
         try:
             async with asyncio.timeout(self._timeouts.batch):
@@ -245,10 +222,6 @@ class GroupCommitter(Generic[W]):
                 async with connection.transaction():
                     return list(await self._write_batch(connection, batch))
         except Exception as exc:
-            if isinstance(exc, WriteAgain) and may_write_again:
-                for work in batch:
-                    work.reset()
-                return await self._commit(batch, may_write_again=False)
             mapped = domain_error(exc)
             if isinstance(mapped, errors.Unavailable):
                 log.warning("cannot commit %d items: %r", len(batch), exc)

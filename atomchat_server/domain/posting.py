@@ -6,14 +6,7 @@ the channels concerned (in id order) and checks that every writer is still
 active and still allowed to write there. Consecutive posts are written
 together: repeated client_message_ids are answered with the original, reply
 targets and `@mentions` are resolved, the messages get gap-free per-channel
-seqs and are inserted in one statement. A client_message_id repeated within
-the batch is answered from the batch; one stored earlier is looked up only
-once the insert has met it (its unique index), when the batch is rolled back
-and written again with the lookup: a repeat is a client's retry, rare, and
-the lookup planned for every batch cost each one a round trip and about
-half a millisecond of PostgreSQL's time. The channels' locks make the insert
-the only way a key can arrive meanwhile, so the second attempt finds every
-repeat. A change to a message (an edit, a
+seqs and are inserted in one statement. A change to a message (an edit, a
 deletion, a reaction added or taken back) takes the channel's next seq too,
 and is recorded in message_updates, unless it changes nothing (deleting a
 tombstone, reacting twice). Every seq is given in the order the writes were
@@ -24,7 +17,7 @@ the transaction commits). Under load many writes share one commit; when idle, a
 write commits alone at once.
 
 This is the hot path of the service: a batch of plain posts talks to its
-asyncpg connection directly, in four statements.
+asyncpg connection directly, in five statements.
 """
 
 from __future__ import annotations
@@ -39,7 +32,7 @@ from enum import Enum
 import asyncpg
 
 from atomchat_server.db.engine import Timeouts
-from atomchat_server.db.group_commit import GroupCommitter, OnCommit, WriteAgain
+from atomchat_server.db.group_commit import GroupCommitter, OnCommit
 from atomchat_server.db.models import InboxKind, Role, UpdateKind
 from atomchat_server.domain import errors, events, inbox, policy, timeline, timeline_store
 from atomchat_server.domain.entities import Actor, MessageView, TimelineEntry, UpdateView
@@ -72,8 +65,6 @@ _EXISTING = (
     " ON m.channel_id = k.channel_id AND m.sender_id = k.sender_id"
     " AND m.client_message_id = k.key"
 )
-# The unique index a repeated client_message_id meets on insert.
-_CLIENT_KEY_INDEX = "uq_messages_client_message_id"
 _REPLY_TARGETS = "SELECT id, channel_id FROM messages WHERE id = ANY($1::bigint[])"
 # Users an @mention may name: active, with their role and memberships in the batch's channels.
 _MENTIONABLE = (
@@ -166,9 +157,6 @@ class _Post(_Write):
     reply_to_id: int = 0
     seq: int = 0
     duplicate_of: _Post | None = field(default=None, repr=False)
-    # Whether its key must be looked up among the stored messages: set once an
-    # insert of its batch met a stored key, and kept when the batch is written again.
-    look_up_key: bool = False
 
     def reset(self) -> None:
         self.seq = 0
@@ -431,8 +419,9 @@ async def _write_posts(connection: asyncpg.Connection, posts: list[_Post], state
     )
     for post in fresh:
         post.seq = state.next_seq(post.channel_id)
-    try:
-        rows = await connection.fetch(
+    inserted = {
+        (row["channel_id"], row["seq"]): row
+        for row in await connection.fetch(
             _INSERT,
             [post.channel_id for post in fresh],
             [post.seq for post in fresh],
@@ -442,14 +431,7 @@ async def _write_posts(connection: asyncpg.Connection, posts: list[_Post], state
             [post.reply_to_id for post in fresh],
             [_array_literal(mentioned) for mentioned in mentions],
         )
-    except asyncpg.UniqueViolationError as exc:
-        unchecked = [p for p in fresh if p.client_message_id is not None and not p.look_up_key]
-        if exc.constraint_name != _CLIENT_KEY_INDEX or not unchecked:
-            raise
-        for post in unchecked:
-            post.look_up_key = True
-        raise WriteAgain from exc
-    inserted = {(row["channel_id"], row["seq"]): row for row in rows}
+    }
     for post, mentioned in zip(fresh, mentions, strict=True):
         row = inserted[(post.channel_id, post.seq)]
         view = MessageView(
@@ -515,11 +497,8 @@ async def _resolve_mentions(
 
 
 async def _resolve_repeats(connection: asyncpg.Connection, posts: list[_Post]) -> list[_Post]:
-    """Answer repeated client_message_ids with the original; return the posts to insert.
-
-    Stored keys are looked up only for the posts whose batch met one on insert.
-    """
-    keyed = [post for post in posts if post.client_message_id is not None and post.look_up_key]
+    """Answer repeated client_message_ids with the original; return the posts to insert."""
+    keyed = [post for post in posts if post.client_message_id is not None]
     existing: dict[tuple[int, int, str], MessageView] = {}
     if keyed:
         rows = await connection.fetch(
