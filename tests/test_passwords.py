@@ -30,6 +30,19 @@ async def test_hashing_runs_in_worker_processes_that_only_use_otherwise_idle_cpu
     assert not [c for c in multiprocessing.active_children() if c.pid not in before]
 
 
+async def test_start_returns_once_every_worker_runs_at_idle_priority() -> None:
+    """One worker can answer every warm-up call while the others still import."""
+    before = {child.pid for child in multiprocessing.active_children()}
+    passwords = Passwords(workers=4)
+    try:
+        await passwords.start()
+        workers = [c for c in multiprocessing.active_children() if c.pid not in before]
+        assert len(workers) == 4
+        assert [os.sched_getscheduler(w.pid or 0) for w in workers] == [SCHED_IDLE] * 4
+    finally:
+        await passwords.close()
+
+
 async def test_hashes_use_the_small_memory_argon2id_setting() -> None:
     passwords = Passwords(workers=1)
     try:

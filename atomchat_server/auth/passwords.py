@@ -20,6 +20,7 @@ import signal
 import sys
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from multiprocessing.synchronize import Semaphore
 from typing import TypeVar
 
 from passlib.context import CryptContext
@@ -30,6 +31,7 @@ from atomchat_server.observability import metrics
 
 HASH_PROCESS_NICENESS = 19
 QUEUE_FULL_RETRY_SECONDS = 1.0
+READY_POLL_SECONDS = 0.01
 T = TypeVar("T")
 
 # argon2id at one of OWASP's recommended settings (7 MiB, 5 passes, 1 lane),
@@ -74,9 +76,9 @@ def _die_with(parent: int) -> None:
         os._exit(1)  # the server died before prctl took effect
 
 
-def _start_worker(parent: int) -> None:
+def _start_worker(parent: int, ready: Semaphore) -> None:
     """Run this worker only when the CPU would otherwise be idle, and never past the
-    server's life; Ctrl-C is the server's."""
+    server's life; Ctrl-C is the server's. Then say so through `ready`."""
     _die_with(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
@@ -84,6 +86,7 @@ def _start_worker(parent: int) -> None:
     except (OSError, AttributeError):
         with contextlib.suppress(OSError, AttributeError):
             os.setpriority(os.PRIO_PROCESS, 0, HASH_PROCESS_NICENESS)
+    ready.release()
 
 
 class Passwords:
@@ -99,19 +102,32 @@ class Passwords:
         self._workers = workers
         self._max_queue = max_queue
         self._queued = 0
+        spawn = multiprocessing.get_context("spawn")
+        self._ready = spawn.Semaphore(0)
         self._pool = ProcessPoolExecutor(
             max_workers=workers,
-            mp_context=multiprocessing.get_context("spawn"),
+            mp_context=spawn,
             initializer=_start_worker,
-            initargs=(os.getpid(),),
+            initargs=(os.getpid(), self._ready),
         )
 
     async def start(self) -> None:
-        """Start every worker now, so that the first logins do not wait for them."""
+        """Start every worker now and wait until each has set its priority, so that the
+        first logins wait for none of them.
+
+        One call per worker makes the pool start them all; one worker may answer
+        every call while another is still starting, so readiness is counted from the
+        workers' own signals. A worker that dies starting breaks the pool, and the
+        next call raises.
+        """
         loop = asyncio.get_running_loop()
         await asyncio.gather(
             *(loop.run_in_executor(self._pool, os.getpid) for _ in range(self._workers))
         )
+        for _ in range(self._workers):
+            while not self._ready.acquire(block=False):
+                await loop.run_in_executor(self._pool, os.getpid)
+                await asyncio.sleep(READY_POLL_SECONDS)
 
     def check_room(self) -> None:
         """Refuse now if the queue is full (before anything else is spent on a call)."""
