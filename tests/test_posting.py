@@ -1,10 +1,13 @@
-"""The poster's statements stay fast however the tables grow."""
+"""The poster's statements stay fast however the tables grow, and a repeated
+client_message_id is looked up only when it is one."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Coroutine
+from collections.abc import AsyncIterator, Coroutine
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
 import asyncpg
@@ -12,7 +15,7 @@ import asyncpg
 from atomchat_server.db.engine import asyncpg_dsn
 from atomchat_server.db.models import Role
 from atomchat_server.domain.entities import Actor
-from atomchat_server.domain.posting import _EXISTING, MessagePoster
+from atomchat_server.domain.posting import _EXISTING, _WRITERS, Change, MessagePoster
 from devsupport import fresh_database
 
 T = TypeVar("T")
@@ -26,21 +29,24 @@ def scans_of(plan: dict[str, Any]) -> list[tuple[str, str]]:
     return found
 
 
-async def explain_repeat_lookup(
-    poster: MessagePoster, channel_id: int, user_id: int
-) -> dict[str, Any]:
-    """The plan the poster's own prepared repeat lookup would run with now."""
+async def prepared_name(poster: MessagePoster, statement: str) -> str | None:
+    """The name of the poster's prepared statement with this text, if it prepared it."""
     connection = poster._committer._connection
     assert connection is not None
     name = await connection.fetchval(
-        "SELECT name FROM pg_prepared_statements WHERE statement = $1", _EXISTING
+        "SELECT name FROM pg_prepared_statements WHERE statement = $1", statement
     )
+    return cast(str | None, name)
+
+
+async def explain(poster: MessagePoster, statement: str, arguments: str) -> dict[str, Any]:
+    """The plan the poster's own prepared statement would run with now."""
+    name = await prepared_name(poster, statement)
     assert name is not None
+    connection = poster._committer._connection
+    assert connection is not None
     (plan,) = json.loads(
-        await connection.fetchval(
-            f"EXPLAIN (FORMAT JSON) EXECUTE {name}(ARRAY[{channel_id}]::bigint[],"
-            f" ARRAY[{user_id}]::bigint[], ARRAY['k']::text[])"
-        )
+        await connection.fetchval(f"EXPLAIN (FORMAT JSON) EXECUTE {name}({arguments})")
     )
     return cast(dict[str, Any], plan)
 
@@ -52,9 +58,17 @@ async def on_posters_loop(poster: MessagePoster, work: Coroutine[Any, Any, T]) -
     return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(work, loop))
 
 
-async def test_the_repeat_lookup_uses_the_index_after_the_table_has_grown(
-    postgres_server_url: str,
-) -> None:
+@dataclass
+class Posting:
+    setup: asyncpg.Connection
+    poster: MessagePoster
+    actor: Actor
+    channel_id: int
+
+
+@asynccontextmanager
+async def posting(postgres_server_url: str) -> AsyncIterator[Posting]:
+    """A fresh database with one member of one channel, and a poster started on it."""
     async with fresh_database(postgres_server_url) as url:
         setup = await asyncpg.connect(asyncpg_dsn(url))
         try:
@@ -74,33 +88,138 @@ async def test_the_repeat_lookup_uses_the_index_after_the_table_has_grown(
             poster.start()
             try:
                 actor = Actor(user_id=user_id, username="poster", role=Role.USER)
-                # More posts than PostgreSQL plans one by one before it may settle
-                # on a generic plan, while the table is still empty.
-                for number in range(8):
-                    await poster.post(
-                        actor=actor,
-                        channel_id=channel_id,
-                        content="hi",
-                        client_message_id=f"k{number}",
-                    )
-                await setup.execute(
-                    "INSERT INTO messages (channel_id, seq, sender_id, content, client_message_id)"
-                    " SELECT $1, 8 + g, $2, 'x', 'old' || g FROM generate_series(1, 50000) g",
-                    channel_id,
-                    user_id,
-                )
-                await setup.execute(
-                    "UPDATE channels SET last_seq = 50008 WHERE id = $1", channel_id
-                )
-                await poster.post(
-                    actor=actor, channel_id=channel_id, content="hi", client_message_id="new"
-                )
-                plan = await on_posters_loop(
-                    poster, explain_repeat_lookup(poster, channel_id, user_id)
-                )
+                yield Posting(setup, poster, actor, channel_id)
             finally:
                 await poster.close()
         finally:
             await setup.close()
-    scans = scans_of(plan["Plan"])
-    assert ("Seq Scan", "messages") not in scans, scans
+
+
+async def test_stored_keys_are_found_through_the_index_after_the_table_has_grown(
+    postgres_server_url: str,
+) -> None:
+    async with posting(postgres_server_url) as p:
+        # More posts than PostgreSQL plans one by one before it may settle on a
+        # generic plan, while the table is still empty.
+        for number in range(8):
+            await p.poster.post(
+                actor=p.actor, channel_id=p.channel_id, content="hi", client_message_id=f"k{number}"
+            )
+        await p.setup.execute(
+            "INSERT INTO messages (channel_id, seq, sender_id, content, client_message_id)"
+            " SELECT $1, 8 + g, $2, 'x', 'old' || g FROM generate_series(1, 50000) g",
+            p.channel_id,
+            p.actor.user_id,
+        )
+        await p.setup.execute("UPDATE channels SET last_seq = 50008 WHERE id = $1", p.channel_id)
+        await p.poster.post(
+            actor=p.actor, channel_id=p.channel_id, content="hi", client_message_id="new"
+        )
+        await p.poster.post(
+            actor=p.actor, channel_id=p.channel_id, content="hi", client_message_id="k0"
+        )
+        ids = f"ARRAY[{p.channel_id}]::bigint[], ARRAY[{p.actor.user_id}]::bigint[]"
+        writers = await on_posters_loop(
+            p.poster,
+            explain(
+                p.poster,
+                _WRITERS,
+                f"ARRAY[{p.actor.user_id}]::bigint[], ARRAY[{p.channel_id}]::bigint[], {ids},"
+                " ARRAY['k']::text[]",
+            ),
+        )
+        lookup = await on_posters_loop(
+            p.poster, explain(p.poster, _EXISTING, f"{ids}, ARRAY['k']::text[]")
+        )
+    for plan in (writers, lookup):
+        scans = scans_of(plan["Plan"])
+        assert ("Seq Scan", "messages") not in scans, scans
+
+
+async def test_a_new_key_is_not_looked_up_and_a_repeat_gets_the_original(
+    postgres_server_url: str,
+) -> None:
+    async with posting(postgres_server_url) as p:
+        first = await p.poster.post(
+            actor=p.actor, channel_id=p.channel_id, content="one", client_message_id="a"
+        )
+        await p.poster.post(
+            actor=p.actor, channel_id=p.channel_id, content="two", client_message_id="b"
+        )
+        looked_up_before = await on_posters_loop(p.poster, prepared_name(p.poster, _EXISTING))
+        again = await p.poster.post(
+            actor=p.actor, channel_id=p.channel_id, content="one again", client_message_id="a"
+        )
+        looked_up_after = await on_posters_loop(p.poster, prepared_name(p.poster, _EXISTING))
+        stored = await p.setup.fetchval(
+            "SELECT count(*) FROM messages WHERE channel_id = $1", p.channel_id
+        )
+    assert looked_up_before is None
+    assert looked_up_after is not None
+    assert (again.id, again.seq, again.content) == (first.id, first.seq, "one")
+    assert stored == 2
+
+
+async def wait_until_blocked(setup: asyncpg.Connection) -> None:
+    """Until the poster's transaction waits for a lock another transaction holds."""
+    for _ in range(500):
+        if await setup.fetchval(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE application_name = 'atomchat-poster' AND wait_event_type = 'Lock'"
+        ):
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the poster never waited for the channel's lock")
+
+
+async def test_a_key_repeated_after_a_change_in_the_same_batch_gets_the_original(
+    postgres_server_url: str,
+) -> None:
+    """The key of a post earlier in the batch counts as stored for a later run of posts."""
+    async with posting(postgres_server_url) as p:
+        edited = await p.poster.post(actor=p.actor, channel_id=p.channel_id, content="edit me")
+        blocker = p.setup.transaction()
+        await blocker.start()
+        await p.setup.execute("SELECT FROM channels WHERE id = $1 FOR UPDATE", p.channel_id)
+        ahead = p.poster.submit(actor=p.actor, channel_id=p.channel_id, content="ahead")
+        await wait_until_blocked(p.setup)
+        # Queued behind the blocked batch, these four are written as one batch:
+        # a run of posts, a change, and a run of posts again.
+        keyed = p.poster.submit(
+            actor=p.actor, channel_id=p.channel_id, content="keyed", client_message_id="k"
+        )
+        edit = asyncio.ensure_future(
+            p.poster.change(
+                actor=p.actor,
+                channel_id=p.channel_id,
+                message_id=edited.id,
+                change=Change.EDIT,
+                value="edited",
+            )
+        )
+        await asyncio.sleep(0)
+        repeat = p.poster.submit(
+            actor=p.actor, channel_id=p.channel_id, content="keyed again", client_message_id="k"
+        )
+        new = p.poster.submit(
+            actor=p.actor, channel_id=p.channel_id, content="new", client_message_id="n"
+        )
+        await blocker.commit()
+        await ahead
+        keyed_message, _, repeat_message, new_message = await asyncio.gather(
+            keyed, edit, repeat, new
+        )
+        rows = await p.setup.fetch(
+            "SELECT seq, client_message_id FROM messages WHERE channel_id = $1 ORDER BY seq",
+            p.channel_id,
+        )
+        last_seq = await p.setup.fetchval(
+            "SELECT last_seq FROM channels WHERE id = $1", p.channel_id
+        )
+    assert (repeat_message.id, repeat_message.content) == (keyed_message.id, "keyed")
+    # One transaction: the batch was not split up after a failure.
+    assert new_message.created_at == keyed_message.created_at
+    assert [row["client_message_id"] for row in rows] == [None, None, "k", "n"]
+    # The edit took a seq of its own, between the two posts.
+    assert [row["seq"] for row in rows] == [1, 2, 3, 5]
+    assert last_seq == 5

@@ -6,7 +6,11 @@ the channels concerned (in id order) and checks that every writer is still
 active and still allowed to write there. Consecutive posts are written
 together: repeated client_message_ids are answered with the original, reply
 targets and `@mentions` are resolved, the messages get gap-free per-channel
-seqs and are inserted in one statement. A change to a message (an edit, a
+seqs and are inserted in one statement. Which of the batch's keys are stored
+already is asked together with the writers' check, after the locks are held
+(a statement of its own, so it sees every batch committed before them), and
+the stored messages are read only for those: a repeat is a client's retry,
+rare, and reading them for every batch cost each a round trip. A change to a message (an edit, a
 deletion, a reaction added or taken back) takes the channel's next seq too,
 and is recorded in message_updates, unless it changes nothing (deleting a
 tombstone, reacting twice). Every seq is given in the order the writes were
@@ -17,7 +21,7 @@ the transaction commits). Under load many writes share one commit; when idle, a
 write commits alone at once.
 
 This is the hot path of the service: a batch of plain posts talks to its
-asyncpg connection directly, in five statements.
+asyncpg connection directly, in four statements.
 """
 
 from __future__ import annotations
@@ -52,9 +56,17 @@ _LOCK_CHANNELS = (
     "SELECT id, last_seq, now() AS now FROM channels"
     " WHERE id = ANY($1::bigint[]) AND is_active ORDER BY id FOR UPDATE"
 )
-# Every writer, whether still active, and their membership in the batch's channels.
+# Every writer, whether still active, and their membership in the batch's
+# channels; and on every row, which of the batch's (channel, sender,
+# client_message_id) keys are stored already, by their ordinal in $3-$5.
 _WRITERS = (
-    "SELECT u.id AS user_id, u.is_active, m.channel_id, m.is_owner FROM users u"
+    "SELECT u.id AS user_id, u.is_active, m.channel_id, m.is_owner,"
+    " ARRAY(SELECT k.ordinal"
+    " FROM unnest($3::bigint[], $4::bigint[], $5::text[]) WITH ORDINALITY"
+    " AS k(channel_id, sender_id, key, ordinal)"
+    " WHERE EXISTS (SELECT FROM messages s WHERE s.channel_id = k.channel_id"
+    " AND s.sender_id = k.sender_id AND s.client_message_id = k.key)) AS stored"
+    " FROM users u"
     " LEFT JOIN channel_members m ON m.user_id = u.id AND m.channel_id = ANY($2::bigint[])"
     " WHERE u.id = ANY($1::bigint[])"
 )
@@ -309,6 +321,9 @@ class _Batch:
     now: datetime
     active: set[int]
     standing: dict[tuple[int, int], policy.Standing]
+    # The batch's (channel, sender, client_message_id) keys stored before now:
+    # found when the channels were locked, or inserted by this batch since.
+    stored_keys: set[tuple[int, int, str]] = field(default_factory=set)
     entries: dict[int, list[TimelineEntry]] = field(default_factory=dict)
     # The mentions to store in the inboxes of those mentioned.
     mentions: list[inbox.InboxRecord] = field(default_factory=list)
@@ -382,6 +397,7 @@ async def _write_batch(
 async def _lock(connection: asyncpg.Connection, batch: list[_Work]) -> _Batch:
     channel_ids = sorted({work.channel_id for work in batch})
     user_ids = sorted({work.actor.user_id for work in batch})
+    keys = [key for work in batch if (key := _key(work)) is not None]
     locked = await connection.fetch(_LOCK_CHANNELS, channel_ids)
     now = locked[0]["now"] if locked else datetime.now().astimezone()
     state = _Batch(
@@ -390,7 +406,17 @@ async def _lock(connection: asyncpg.Connection, batch: list[_Work]) -> _Batch:
         active=set(),
         standing={},
     )
-    for row in await connection.fetch(_WRITERS, user_ids, channel_ids):
+    writers = await connection.fetch(
+        _WRITERS,
+        user_ids,
+        channel_ids,
+        [channel for channel, _, _ in keys],
+        [sender for _, sender, _ in keys],
+        [key for _, _, key in keys],
+    )
+    if writers:
+        state.stored_keys.update(keys[ordinal - 1] for ordinal in writers[0]["stored"])
+    for row in writers:
         if row["is_active"]:
             state.active.add(row["user_id"])
         if row["channel_id"] is not None:
@@ -398,6 +424,13 @@ async def _lock(connection: asyncpg.Connection, batch: list[_Work]) -> _Batch:
                 is_member=True, is_owner=row["is_owner"]
             )
     return state
+
+
+def _key(work: _Work) -> tuple[int, int, str] | None:
+    """A post's idempotency key: (channel, sender, client_message_id), if it has one."""
+    if isinstance(work, _Post) and work.client_message_id is not None:
+        return (work.channel_id, work.actor.user_id, work.client_message_id)
+    return None
 
 
 async def _write_posts(connection: asyncpg.Connection, posts: list[_Post], state: _Batch) -> None:
@@ -411,7 +444,9 @@ async def _write_posts(connection: asyncpg.Connection, posts: list[_Post], state
         else:
             post.fail(errors.not_a_member())
     await _check_reply_targets(connection, allowed)
-    fresh = await _resolve_repeats(connection, [p for p in allowed if p.outcome is None])
+    fresh = await _resolve_repeats(
+        connection, [p for p in allowed if p.outcome is None], state.stored_keys
+    )
     if not fresh:
         return
     mentions = await _resolve_mentions(
@@ -449,6 +484,8 @@ async def _write_posts(connection: asyncpg.Connection, posts: list[_Post], state
         state.add(view)
         if mentioned:
             state.mention(view, mentioned)
+        if (key := _key(post)) is not None:
+            state.stored_keys.add(key)
         post.outcome = view
 
 
@@ -496,9 +533,14 @@ async def _resolve_mentions(
     return resolved
 
 
-async def _resolve_repeats(connection: asyncpg.Connection, posts: list[_Post]) -> list[_Post]:
-    """Answer repeated client_message_ids with the original; return the posts to insert."""
-    keyed = [post for post in posts if post.client_message_id is not None]
+async def _resolve_repeats(
+    connection: asyncpg.Connection, posts: list[_Post], stored_keys: set[tuple[int, int, str]]
+) -> list[_Post]:
+    """Answer repeated client_message_ids with the original; return the posts to insert.
+
+    The originals are read (as they stand now) for the keys in `stored_keys` only.
+    """
+    keyed = [post for post in posts if _key(post) in stored_keys]
     existing: dict[tuple[int, int, str], MessageView] = {}
     if keyed:
         rows = await connection.fetch(
