@@ -58,14 +58,16 @@ _LOCK_CHANNELS = (
 )
 # Every writer, whether still active, and their membership in the batch's
 # channels; and on every row, which of the batch's (channel, sender,
-# client_message_id) keys are stored already, by their ordinal in $3-$5.
+# client_message_id) keys are stored already, by their ordinal in $3-$5. Each
+# key is one probe of the unique index: a scalar subquery, as EXISTS would
+# become a join that PostgreSQL may run by hashing all of `messages`.
 _WRITERS = (
     "SELECT u.id AS user_id, u.is_active, m.channel_id, m.is_owner,"
     " ARRAY(SELECT k.ordinal"
     " FROM unnest($3::bigint[], $4::bigint[], $5::text[]) WITH ORDINALITY"
     " AS k(channel_id, sender_id, key, ordinal)"
-    " WHERE EXISTS (SELECT FROM messages s WHERE s.channel_id = k.channel_id"
-    " AND s.sender_id = k.sender_id AND s.client_message_id = k.key)) AS stored"
+    " WHERE (SELECT s.id FROM messages s WHERE s.channel_id = k.channel_id"
+    " AND s.sender_id = k.sender_id AND s.client_message_id = k.key) IS NOT NULL) AS stored"
     " FROM users u"
     " LEFT JOIN channel_members m ON m.user_id = u.id AND m.channel_id = ANY($2::bigint[])"
     " WHERE u.id = ANY($1::bigint[])"
