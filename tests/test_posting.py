@@ -14,8 +14,9 @@ import asyncpg
 
 from atomchat_server.db.engine import asyncpg_dsn
 from atomchat_server.db.models import Role
+from atomchat_server.domain import timeline_store
 from atomchat_server.domain.entities import Actor
-from atomchat_server.domain.posting import _EXISTING, _WRITERS, Change, MessagePoster
+from atomchat_server.domain.posting import _WRITERS, MAX_BATCH, Change, MessagePoster
 from devsupport import fresh_database
 
 T = TypeVar("T")
@@ -49,6 +50,10 @@ async def explain(poster: MessagePoster, statement: str, arguments: str) -> dict
         await connection.fetchval(f"EXPLAIN (FORMAT JSON) EXECUTE {name}({arguments})")
     )
     return cast(dict[str, Any], plan)
+
+
+def _bigints(values: list[int]) -> str:
+    return "'{" + ",".join(str(value) for value in values) + "}'::bigint[]"
 
 
 async def on_posters_loop(poster: MessagePoster, work: Coroutine[Any, Any, T]) -> T:
@@ -118,20 +123,21 @@ async def test_stored_keys_are_found_through_the_index_after_the_table_has_grown
         await p.poster.post(
             actor=p.actor, channel_id=p.channel_id, content="hi", client_message_id="k0"
         )
-        ids = f"ARRAY[{p.channel_id}]::bigint[], ARRAY[{p.actor.user_id}]::bigint[]"
-        writers = await on_posters_loop(
-            p.poster,
-            explain(
-                p.poster,
-                _WRITERS,
-                f"ARRAY[{p.actor.user_id}]::bigint[], ARRAY[{p.channel_id}]::bigint[], {ids},"
-                " ARRAY['k']::text[]",
-            ),
-        )
-        lookup = await on_posters_loop(
-            p.poster, explain(p.poster, _EXISTING, f"{ids}, ARRAY['k']::text[]")
-        )
-    for plan in (writers, lookup):
+        original = await p.setup.fetchval("SELECT min(id) FROM messages")
+        plans = [
+            await on_posters_loop(
+                p.poster, explain(p.poster, timeline_store._BY_ID, _bigints([original]))
+            )
+        ]
+        # One key, and as many as a full batch has.
+        for keys in (1, MAX_BATCH):
+            arguments = (
+                f"{_bigints([p.actor.user_id])}, {_bigints([p.channel_id])},"
+                f" {_bigints([p.channel_id] * keys)}, {_bigints([p.actor.user_id] * keys)},"
+                " '{" + ",".join(f"k{number}" for number in range(keys)) + "}'::text[]"
+            )
+            plans.append(await on_posters_loop(p.poster, explain(p.poster, _WRITERS, arguments)))
+    for plan in plans:
         scans = scans_of(plan["Plan"])
         assert ("Seq Scan", "messages") not in scans, scans
 
@@ -146,16 +152,19 @@ async def test_a_new_key_is_not_looked_up_and_a_repeat_gets_the_original(
         await p.poster.post(
             actor=p.actor, channel_id=p.channel_id, content="two", client_message_id="b"
         )
-        looked_up_before = await on_posters_loop(p.poster, prepared_name(p.poster, _EXISTING))
+        read_before = await on_posters_loop(
+            p.poster, prepared_name(p.poster, timeline_store._BY_ID)
+        )
         again = await p.poster.post(
             actor=p.actor, channel_id=p.channel_id, content="one again", client_message_id="a"
         )
-        looked_up_after = await on_posters_loop(p.poster, prepared_name(p.poster, _EXISTING))
+        read_after = await on_posters_loop(p.poster, prepared_name(p.poster, timeline_store._BY_ID))
         stored = await p.setup.fetchval(
             "SELECT count(*) FROM messages WHERE channel_id = $1", p.channel_id
         )
-    assert looked_up_before is None
-    assert looked_up_after is not None
+    # No original was read for the new keys; the repeat's was.
+    assert read_before is None
+    assert read_after is not None
     assert (again.id, again.seq, again.content) == (first.id, first.seq, "one")
     assert stored == 2
 

@@ -7,18 +7,18 @@ active and still allowed to write there. Consecutive posts are written
 together: repeated client_message_ids are answered with the original, reply
 targets and `@mentions` are resolved, the messages get gap-free per-channel
 seqs and are inserted in one statement. Which of the batch's keys are stored
-already is asked together with the writers' check, after the locks are held
-(a statement of its own, so it sees every batch committed before them), and
-the stored messages are read only for those: a repeat is a client's retry,
-rare, and reading them for every batch cost each a round trip. A change to a message (an edit, a
-deletion, a reaction added or taken back) takes the channel's next seq too,
-and is recorded in message_updates, unless it changes nothing (deleting a
-tombstone, reacting twice). Every seq is given in the order the writes were
-submitted, and only to writes that succeed: the timeline has no gap. Users
-a post mentions (or an edit mentions anew) get a `mention` in their inbox.
-The batch ends with one NOTIFY per channel (PostgreSQL delivers it only if
-the transaction commits). Under load many writes share one commit; when idle, a
-write commits alone at once.
+already is asked with the writers' check, after the locks are held (a
+statement of its own, so it sees every batch committed before them); the
+originals are read, by id, only for those: a repeat is a client's retry,
+rare, and reading for every batch cost each a round trip. A change to a
+message (an edit, a deletion, a reaction added or taken back) takes the
+channel's next seq too, and is recorded in message_updates, unless it
+changes nothing (deleting a tombstone, reacting twice). Every seq is given
+in the order the writes were submitted, and only to writes that succeed: the
+timeline has no gap. Users a post mentions (or an edit mentions anew) get a
+`mention` in their inbox. The batch ends with one NOTIFY per channel
+(PostgreSQL delivers it only if the transaction commits). Under load many
+writes share one commit; when idle, a write commits alone at once.
 
 This is the hot path of the service: a batch of plain posts talks to its
 asyncpg connection directly, in four statements.
@@ -57,27 +57,20 @@ _LOCK_CHANNELS = (
     " WHERE id = ANY($1::bigint[]) AND is_active ORDER BY id FOR UPDATE"
 )
 # Every writer, whether still active, and their membership in the batch's
-# channels; and on every row, which of the batch's (channel, sender,
-# client_message_id) keys are stored already, by their ordinal in $3-$5. Each
-# key is one probe of the unique index: a scalar subquery, as EXISTS would
-# become a join that PostgreSQL may run by hashing all of `messages`.
+# channels; and on every row, for each of the batch's (channel, sender,
+# client_message_id) keys in $3-$5, the id of the message stored with it, or
+# NULL. Each key is one probe of the unique index, a scalar subquery: as a join
+# (or EXISTS), PostgreSQL may choose to hash all of `messages` for a batch of
+# many keys.
 _WRITERS = (
     "SELECT u.id AS user_id, u.is_active, m.channel_id, m.is_owner,"
-    " ARRAY(SELECT k.ordinal"
+    " ARRAY(SELECT (SELECT s.id FROM messages s WHERE s.channel_id = k.channel_id"
+    " AND s.sender_id = k.sender_id AND s.client_message_id = k.key)"
     " FROM unnest($3::bigint[], $4::bigint[], $5::text[]) WITH ORDINALITY"
-    " AS k(channel_id, sender_id, key, ordinal)"
-    " WHERE (SELECT s.id FROM messages s WHERE s.channel_id = k.channel_id"
-    " AND s.sender_id = k.sender_id AND s.client_message_id = k.key) IS NOT NULL) AS stored"
+    " AS k(channel_id, sender_id, key, ordinal) ORDER BY k.ordinal) AS stored"
     " FROM users u"
     " LEFT JOIN channel_members m ON m.user_id = u.id AND m.channel_id = ANY($2::bigint[])"
     " WHERE u.id = ANY($1::bigint[])"
-)
-_EXISTING = (
-    f"SELECT {timeline_store.MESSAGE_COLUMNS}"  # noqa: S608 - constants only
-    " FROM messages m JOIN users u ON u.id = m.sender_id"
-    " JOIN unnest($1::bigint[], $2::bigint[], $3::text[]) AS k(channel_id, sender_id, key)"
-    " ON m.channel_id = k.channel_id AND m.sender_id = k.sender_id"
-    " AND m.client_message_id = k.key"
 )
 _REPLY_TARGETS = "SELECT id, channel_id FROM messages WHERE id = ANY($1::bigint[])"
 # Users an @mention may name: active, with their role and memberships in the batch's channels.
@@ -323,9 +316,10 @@ class _Batch:
     now: datetime
     active: set[int]
     standing: dict[tuple[int, int], policy.Standing]
-    # The batch's (channel, sender, client_message_id) keys stored before now:
-    # found when the channels were locked, or inserted by this batch since.
-    stored_keys: set[tuple[int, int, str]] = field(default_factory=set)
+    # The batch's (channel, sender, client_message_id) keys stored before now,
+    # with their message's id: found when the channels were locked, or
+    # inserted by this batch since.
+    stored_keys: dict[tuple[int, int, str], int] = field(default_factory=dict)
     entries: dict[int, list[TimelineEntry]] = field(default_factory=dict)
     # The mentions to store in the inboxes of those mentioned.
     mentions: list[inbox.InboxRecord] = field(default_factory=list)
@@ -417,7 +411,11 @@ async def _lock(connection: asyncpg.Connection, batch: list[_Work]) -> _Batch:
         [key for _, _, key in keys],
     )
     if writers:
-        state.stored_keys.update(keys[ordinal - 1] for ordinal in writers[0]["stored"])
+        state.stored_keys.update(
+            (key, message_id)
+            for key, message_id in zip(keys, writers[0]["stored"], strict=True)
+            if message_id is not None
+        )
     for row in writers:
         if row["is_active"]:
             state.active.add(row["user_id"])
@@ -487,7 +485,7 @@ async def _write_posts(connection: asyncpg.Connection, posts: list[_Post], state
         if mentioned:
             state.mention(view, mentioned)
         if (key := _key(post)) is not None:
-            state.stored_keys.add(key)
+            state.stored_keys[key] = view.id
         post.outcome = view
 
 
@@ -536,24 +534,17 @@ async def _resolve_mentions(
 
 
 async def _resolve_repeats(
-    connection: asyncpg.Connection, posts: list[_Post], stored_keys: set[tuple[int, int, str]]
+    connection: asyncpg.Connection,
+    posts: list[_Post],
+    stored_keys: dict[tuple[int, int, str], int],
 ) -> list[_Post]:
-    """Answer repeated client_message_ids with the original; return the posts to insert.
-
-    The originals are read (as they stand now) for the keys in `stored_keys` only.
-    """
-    keyed = [post for post in posts if _key(post) in stored_keys]
+    """Answer repeated client_message_ids with the original (as it stands now);
+    return the posts to insert."""
+    original_ids = {key: stored_keys[key] for post in posts if (key := _key(post)) in stored_keys}
     existing: dict[tuple[int, int, str], MessageView] = {}
-    if keyed:
-        rows = await connection.fetch(
-            _EXISTING,
-            [post.channel_id for post in keyed],
-            [post.actor.user_id for post in keyed],
-            [post.client_message_id for post in keyed],
-        )
-        for row in rows:
-            view = timeline_store.message_view(row)
-            existing[(view.channel_id, view.sender_id, view.client_message_id or "")] = view
+    if original_ids:
+        originals = await timeline_store.messages_by_id(connection, list(original_ids.values()))
+        existing = {key: originals[message_id] for key, message_id in original_ids.items()}
     fresh: list[_Post] = []
     first_in_batch: dict[tuple[int, int, str], _Post] = {}
     for post in posts:
