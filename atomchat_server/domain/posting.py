@@ -540,20 +540,20 @@ async def _resolve_repeats(
 ) -> list[_Post]:
     """Answer repeated client_message_ids with the original (as it stands now);
     return the posts to insert."""
-    original_ids = {key: stored_keys[key] for post in posts if (key := _key(post)) in stored_keys}
-    existing: dict[tuple[int, int, str], MessageView] = {}
-    if original_ids:
-        originals = await timeline_store.messages_by_id(connection, list(original_ids.values()))
-        existing = {key: originals[message_id] for key, message_id in original_ids.items()}
+    original_ids = {stored_keys[key] for post in posts if (key := _key(post)) in stored_keys}
+    originals = (
+        await timeline_store.messages_by_id(connection, sorted(original_ids))
+        if original_ids
+        else {}
+    )
     fresh: list[_Post] = []
     first_in_batch: dict[tuple[int, int, str], _Post] = {}
     for post in posts:
-        if post.client_message_id is None:
+        key = _key(post)
+        if key is None:
             fresh.append(post)
-            continue
-        key = (post.channel_id, post.actor.user_id, post.client_message_id)
-        if key in existing:
-            post.outcome = existing[key]
+        elif key in stored_keys:
+            post.outcome = originals[stored_keys[key]]
         elif key in first_in_batch:
             post.duplicate_of = first_in_batch[key]
         else:
