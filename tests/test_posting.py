@@ -134,7 +134,8 @@ async def test_stored_keys_are_found_through_the_index_after_the_table_has_grown
             arguments = (
                 f"{_bigints([p.actor.user_id])}, {_bigints([p.channel_id])},"
                 f" {_bigints([p.channel_id] * keys)}, {_bigints([p.actor.user_id] * keys)},"
-                " '{" + ",".join(f"k{number}" for number in range(keys)) + "}'::text[]"
+                " '{" + ",".join(f"k{number}" for number in range(keys)) + "}'::text[],"
+                f" {keys}"
             )
             plans.append(await on_posters_loop(p.poster, explain(p.poster, _WRITERS, arguments)))
     for plan in plans:

@@ -2,15 +2,19 @@
 
 Each write is validated at once; then it waits in the group committer's
 queue (db/group_commit.py). A batch is written in one transaction: it locks
-the channels concerned (in id order) and checks that every writer is still
-active and still allowed to write there. Consecutive posts are written
-together: repeated client_message_ids are answered with the original, reply
-targets and `@mentions` are resolved, the messages get gap-free per-channel
-seqs and are inserted in one statement. Which of the batch's keys are stored
-already is asked with the writers' check, after the locks are held (a
-statement of its own, so it sees every batch committed before them); the
-originals are read, by id, only for those: a repeat is a client's retry,
-rare, and reading for every batch cost each a round trip. A change to a
+the channels concerned (in id order, in the round trip of its BEGIN) and
+checks that every writer is still active and still allowed to write there.
+Consecutive posts are written together: repeated client_message_ids are
+answered with the original, reply targets and `@mentions` are resolved, the
+messages get gap-free per-channel seqs and are inserted in one statement.
+Which of the batch's keys are stored already is asked with the writers'
+check, after the locks are held (a statement of its own, so it sees every
+batch committed before them), as are the channels' last seqs and ids for the
+batch's posts; the originals are read, by id, only for repeats: a repeat is
+a client's retry, rare, and reading for every batch cost each a round trip.
+Since a post's id and time are known before it is stored, its row is
+inserted by the statement after it: the next run's first, or the batch's
+last, which also advances the channels' seqs and notifies. A change to a
 message (an edit, a deletion, a reaction added or taken back) takes the
 channel's next seq too, and is recorded in message_updates, unless it
 changes nothing (deleting a tombstone, reacting twice). Every seq is given
@@ -21,14 +25,15 @@ timeline has no gap. Users a post mentions (or an edit mentions anew) get a
 writes share one commit; when idle, a write commits alone at once.
 
 This is the hot path of the service: a batch of plain posts talks to its
-asyncpg connection directly, in four statements.
+asyncpg connection directly, in four round trips: BEGIN with the locks, the
+writers' check, the rows with the seqs and the notifications, COMMIT.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import Enum
@@ -52,25 +57,34 @@ from atomchat_server.domain.messages import clean_client_message_id, clean_conte
 MAX_BATCH = 2000
 APPLICATION_NAME = "atomchat-poster"
 
-_LOCK_CHANNELS = (
-    "SELECT id, last_seq, now() AS now FROM channels"
-    " WHERE id = ANY($1::bigint[]) AND is_active ORDER BY id FOR UPDATE"
-)
-# Every writer, whether still active, and their membership in the batch's
-# channels; and on every row, for each of the batch's (channel, sender,
-# client_message_id) keys in $3-$5, the id of the message stored with it, or
-# NULL. Each key is one probe of the unique index, a scalar subquery: as a join
-# (or EXISTS), PostgreSQL may choose to hash all of `messages` for a batch of
-# many keys.
+# One row, of arrays: those of the writers in $1 still active; the writers'
+# memberships in the batch's channels $2 (channel, user, whether owner, in
+# that order); the batch's active channels (locked by then) and their last
+# seqs; the transaction's time (every row's created_at); $6 new message ids;
+# and for each of the batch's (channel, sender, client_message_id) keys in
+# $3-$5, the id of the message stored with it, or NULL. Each key is one probe
+# of the unique index, a scalar subquery: as a join (or EXISTS), PostgreSQL may
+# choose to hash all of `messages` for a batch of many keys.
 _WRITERS = (
-    "SELECT u.id AS user_id, u.is_active, m.channel_id, m.is_owner,"
+    "SELECT ARRAY(SELECT u.id FROM users u WHERE u.id = ANY($1::bigint[]) AND u.is_active)"
+    " AS active,"
+    " ARRAY(SELECT m.channel_id FROM channel_members m WHERE m.user_id = ANY($1::bigint[])"
+    " AND m.channel_id = ANY($2::bigint[]) ORDER BY m.channel_id, m.user_id) AS member_channels,"
+    " ARRAY(SELECT m.user_id FROM channel_members m WHERE m.user_id = ANY($1::bigint[])"
+    " AND m.channel_id = ANY($2::bigint[]) ORDER BY m.channel_id, m.user_id) AS member_users,"
+    " ARRAY(SELECT m.is_owner FROM channel_members m WHERE m.user_id = ANY($1::bigint[])"
+    " AND m.channel_id = ANY($2::bigint[]) ORDER BY m.channel_id, m.user_id) AS member_owners,"
+    " ARRAY(SELECT c.id FROM channels c WHERE c.id = ANY($2::bigint[]) AND c.is_active"
+    " ORDER BY c.id) AS channel_ids,"
+    " ARRAY(SELECT c.last_seq FROM channels c WHERE c.id = ANY($2::bigint[]) AND c.is_active"
+    " ORDER BY c.id) AS last_seqs,"
+    " now() AS now,"
+    " ARRAY(SELECT nextval('messages_id_seq')"
+    " FROM generate_series(1, $6::integer) AS n ORDER BY n) AS new_ids,"
     " ARRAY(SELECT (SELECT s.id FROM messages s WHERE s.channel_id = k.channel_id"
     " AND s.sender_id = k.sender_id AND s.client_message_id = k.key)"
     " FROM unnest($3::bigint[], $4::bigint[], $5::text[]) WITH ORDINALITY"
     " AS k(channel_id, sender_id, key, ordinal) ORDER BY k.ordinal) AS stored"
-    " FROM users u"
-    " LEFT JOIN channel_members m ON m.user_id = u.id AND m.channel_id = ANY($2::bigint[])"
-    " WHERE u.id = ANY($1::bigint[])"
 )
 _REPLY_TARGETS = "SELECT id, channel_id FROM messages WHERE id = ANY($1::bigint[])"
 # Users an @mention may name: active, with their role and memberships in the batch's channels.
@@ -79,13 +93,13 @@ _MENTIONABLE = (
     " LEFT JOIN channel_members m ON m.user_id = u.id AND m.channel_id = ANY($2::bigint[])"
     " WHERE u.username_key = ANY($1::text[]) AND u.is_active"
 )
+# Posts' rows, their ids given; created_at is the transaction's time.
 _INSERT = (
-    "INSERT INTO messages"
-    " (channel_id, seq, sender_id, content, client_message_id, reply_to_id, mention_user_ids)"
-    " SELECT c, s, sender, body, k, NULLIF(reply, 0), mentions::bigint[]"
-    " FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[], $5::text[],"
-    " $6::bigint[], $7::text[]) AS v(c, s, sender, body, k, reply, mentions)"
-    " RETURNING id, channel_id, seq, created_at"
+    "INSERT INTO messages (id, channel_id, seq, sender_id, content, client_message_id,"
+    " reply_to_id, mention_user_ids)"
+    " SELECT i, c, s, sender, body, k, NULLIF(reply, 0), mentions::bigint[]"
+    " FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::text[],"
+    " $6::text[], $7::bigint[], $8::text[]) AS v(i, c, s, sender, body, k, reply, mentions)"
 )
 _EDIT = (
     "UPDATE messages SET content = $2, edited_at = $3, mention_user_ids = $4::bigint[]"
@@ -112,14 +126,15 @@ _RECORD_UPDATES = (
     "INSERT INTO message_updates (channel_id, seq, kind, message_id)"
     " SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::bigint[])"
 )
-# Advance the channels' last seq and notify, in one statement.
-_ADVANCE_AND_NOTIFY = (
-    "WITH advanced AS ("
-    " UPDATE channels SET last_seq = v.last_seq"
-    " FROM unnest($1::bigint[], $2::bigint[]) AS v(id, last_seq)"
+# The batch's last statement: insert the posts still to insert ($1-$8 as in
+# _INSERT; none for a batch of changes), advance the channels' last seq and notify.
+_INSERT_ADVANCE_AND_NOTIFY = (
+    "WITH inserted AS (" + _INSERT + "),"  # noqa: S608 - constants only
+    " advanced AS (UPDATE channels SET last_seq = v.last_seq"
+    " FROM unnest($9::bigint[], $10::bigint[]) AS v(id, last_seq)"
     " WHERE channels.id = v.id RETURNING channels.id)"
-    " SELECT (SELECT count(*) FROM advanced), count(pg_notify($3, payload))"
-    " FROM unnest($4::text[]) AS payload"
+    " SELECT (SELECT count(*) FROM advanced), count(pg_notify($11, payload))"
+    " FROM unnest($12::text[]) AS payload"
 )
 
 
@@ -206,6 +221,7 @@ class MessagePoster:
         self._committer: GroupCommitter[_Work] = GroupCommitter(
             dsn,
             write_batch=self._write,
+            opening=_lock_channels,
             on_commit=on_commit,
             max_batch=max_batch,
             application_name=APPLICATION_NAME,
@@ -316,11 +332,15 @@ class _Batch:
     now: datetime
     active: set[int]
     standing: dict[tuple[int, int], policy.Standing]
+    # Ids for the batch's posts, in ascending order: one for each post at most.
+    new_ids: Iterator[int] = field(default_factory=lambda: iter(()))
     # The batch's (channel, sender, client_message_id) keys stored before now,
     # with their message's id: found when the channels were locked, or
     # inserted by this batch since.
     stored_keys: dict[tuple[int, int, str], int] = field(default_factory=dict)
     entries: dict[int, list[TimelineEntry]] = field(default_factory=dict)
+    # Posts decided but not stored yet: the batch's next statement inserts them.
+    unstored: list[MessageView] = field(default_factory=list)
     # The mentions to store in the inboxes of those mentioned.
     mentions: list[inbox.InboxRecord] = field(default_factory=list)
 
@@ -352,7 +372,7 @@ async def _write_batch(
     connection: asyncpg.Connection, batch: list[_Work], origin: str
 ) -> list[events.Event]:
     """Decide and store one batch; returns the events to hand out after the commit."""
-    state = await _lock(connection, batch)
+    state = await _check_writers(connection, batch)
     accepted: list[_Work] = []
     for work in batch:
         if work.actor.user_id not in state.active:
@@ -363,6 +383,8 @@ async def _write_batch(
             accepted.append(work)
     # Runs of the same kind of write, in submission order.
     for _, run in itertools.groupby(accepted, key=type):
+        # What this run reads may be the previous run's posts.
+        await _store(connection, state)
         works = list(run)
         posts = [work for work in works if isinstance(work, _Post)]
         if posts:
@@ -376,12 +398,14 @@ async def _write_batch(
         for channel, entries in sorted(state.entries.items())
     ]
     if state.mentions:
+        await _store(connection, state)
         latest = await inbox.record(connection, state.mentions)
         appended += [events.InboxAppended(user, last) for user, last in sorted(latest.items())]
     payloads = [payload for event in appended for payload in events.encode(origin, event)]
     touched = sorted(state.entries)
     await connection.fetch(
-        _ADVANCE_AND_NOTIFY,
+        _INSERT_ADVANCE_AND_NOTIFY,
+        *_columns(state.unstored),
         touched,
         [state.last_seq[channel] for channel in touched],
         events.NOTIFY_CHANNEL,
@@ -390,39 +414,45 @@ async def _write_batch(
     return appended
 
 
-async def _lock(connection: asyncpg.Connection, batch: list[_Work]) -> _Batch:
+def _lock_channels(batch: list[_Work]) -> str:
+    """Lock the batch's channels, in id order; sent with BEGIN, so the ids are literals."""
+    ids = ",".join(str(int(channel_id)) for channel_id in sorted({w.channel_id for w in batch}))
+    # Only integers are formatted into the statement.
+    return f"SELECT 1 FROM channels WHERE id IN ({ids}) AND is_active ORDER BY id FOR UPDATE"  # noqa: S608
+
+
+async def _check_writers(connection: asyncpg.Connection, batch: list[_Work]) -> _Batch:
+    """What the batch needs to know, read once its channels are locked."""
     channel_ids = sorted({work.channel_id for work in batch})
     user_ids = sorted({work.actor.user_id for work in batch})
     keys = [key for work in batch if (key := _key(work)) is not None]
-    locked = await connection.fetch(_LOCK_CHANNELS, channel_ids)
-    now = locked[0]["now"] if locked else datetime.now().astimezone()
-    state = _Batch(
-        last_seq={row["id"]: row["last_seq"] for row in locked},
-        now=now,
-        active=set(),
-        standing={},
-    )
-    writers = await connection.fetch(
+    # A SELECT without FROM: one row.
+    (found,) = await connection.fetch(
         _WRITERS,
         user_ids,
         channel_ids,
         [channel for channel, _, _ in keys],
         [sender for _, sender, _ in keys],
         [key for _, _, key in keys],
+        sum(1 for work in batch if isinstance(work, _Post)),
     )
-    if writers:
-        state.stored_keys.update(
-            (key, message_id)
-            for key, message_id in zip(keys, writers[0]["stored"], strict=True)
-            if message_id is not None
-        )
-    for row in writers:
-        if row["is_active"]:
-            state.active.add(row["user_id"])
-        if row["channel_id"] is not None:
-            state.standing[(row["channel_id"], row["user_id"])] = policy.Standing(
-                is_member=True, is_owner=row["is_owner"]
+    state = _Batch(
+        last_seq=dict(zip(found["channel_ids"], found["last_seqs"], strict=True)),
+        now=found["now"],
+        active=set(found["active"]),
+        standing={
+            (channel_id, user_id): policy.Standing(is_member=True, is_owner=is_owner)
+            for channel_id, user_id, is_owner in zip(
+                found["member_channels"], found["member_users"], found["member_owners"], strict=True
             )
+        },
+        new_ids=iter(found["new_ids"]),
+    )
+    state.stored_keys.update(
+        (key, message_id)
+        for key, message_id in zip(keys, found["stored"], strict=True)
+        if message_id is not None
+    )
     return state
 
 
@@ -452,41 +482,48 @@ async def _write_posts(connection: asyncpg.Connection, posts: list[_Post], state
     mentions = await _resolve_mentions(
         connection, [(post.channel_id, post.content) for post in fresh]
     )
-    for post in fresh:
-        post.seq = state.next_seq(post.channel_id)
-    inserted = {
-        (row["channel_id"], row["seq"]): row
-        for row in await connection.fetch(
-            _INSERT,
-            [post.channel_id for post in fresh],
-            [post.seq for post in fresh],
-            [post.actor.user_id for post in fresh],
-            [post.content for post in fresh],
-            [post.client_message_id for post in fresh],
-            [post.reply_to_id for post in fresh],
-            [_array_literal(mentioned) for mentioned in mentions],
-        )
-    }
     for post, mentioned in zip(fresh, mentions, strict=True):
-        row = inserted[(post.channel_id, post.seq)]
+        post.seq = state.next_seq(post.channel_id)
         view = MessageView(
-            id=row["id"],
+            id=next(state.new_ids),
             channel_id=post.channel_id,
             seq=post.seq,
             sender_id=post.actor.user_id,
             sender_username=post.actor.username,
             content=post.content,
-            created_at=row["created_at"],
+            created_at=state.now,
             client_message_id=post.client_message_id,
             reply_to_id=post.reply_to_id or None,
             mention_user_ids=tuple(mentioned),
         )
+        state.unstored.append(view)
         state.add(view)
         if mentioned:
             state.mention(view, mentioned)
         if (key := _key(post)) is not None:
             state.stored_keys[key] = view.id
         post.outcome = view
+
+
+async def _store(connection: asyncpg.Connection, state: _Batch) -> None:
+    """Insert the posts decided so far, before a statement that may read them."""
+    if state.unstored:
+        await connection.execute(_INSERT, *_columns(state.unstored))
+        state.unstored = []
+
+
+def _columns(posts: Sequence[MessageView]) -> tuple[list[object], ...]:
+    """The posts' rows as the columns _INSERT takes, in its order."""
+    return (
+        [post.id for post in posts],
+        [post.channel_id for post in posts],
+        [post.seq for post in posts],
+        [post.sender_id for post in posts],
+        [post.content for post in posts],
+        [post.client_message_id for post in posts],
+        [post.reply_to_id or 0 for post in posts],
+        [_array_literal(post.mention_user_ids) for post in posts],
+    )
 
 
 def _array_literal(values: Sequence[int]) -> str:

@@ -1,0 +1,122 @@
+"""The group committer's transaction: its opening runs inside it, and a failed
+batch leaves nothing behind, its opening included."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+import asyncpg
+
+from atomchat_server.db.engine import asyncpg_dsn
+from atomchat_server.db.group_commit import GroupCommitter
+from devsupport import fresh_database
+
+
+@dataclass
+class Item:
+    """Inserts its value; an item with `broken` set fails inside the batch."""
+
+    value: int
+    future: asyncio.Future[int]
+    broken: bool = False
+    outcome: int | BaseException | None = field(default=None, repr=False)
+
+    def reset(self) -> None:
+        self.outcome = None
+
+    def fail(self, error: BaseException) -> None:
+        self.outcome = error
+
+    def settle(self) -> None:
+        if isinstance(self.outcome, BaseException):
+            self.future.set_exception(self.outcome)
+        elif self.outcome is not None:
+            self.future.set_result(self.outcome)
+
+
+async def write(connection: asyncpg.Connection, batch: list[Item]) -> list[object]:
+    for item in batch:
+        await connection.execute("INSERT INTO items VALUES ($1)", item.value)
+        if item.broken:
+            raise ValueError(f"item {item.value} is broken")
+        item.outcome = item.value
+    return []
+
+
+def opening(batch: list[Item]) -> str:
+    """Marks each batch's transaction with a row of its own: -(its first value)."""
+    return f"INSERT INTO items VALUES ({-batch[0].value:d})"  # noqa: S608 - an integer
+
+
+@asynccontextmanager
+async def committer(postgres_server_url: str) -> AsyncIterator[tuple[GroupCommitter[Item], str]]:
+    async with fresh_database(postgres_server_url, migrated=False) as url:
+        setup = await asyncpg.connect(asyncpg_dsn(url))
+        try:
+            await setup.execute("CREATE TABLE items (value integer PRIMARY KEY)")
+        finally:
+            await setup.close()
+        commits: GroupCommitter[Item] = GroupCommitter(
+            asyncpg_dsn(url),
+            write_batch=write,
+            opening=opening,
+            on_commit=lambda _: None,
+            max_batch=100,
+            application_name="test-committer",
+        )
+        commits.start()
+        try:
+            yield commits, url
+        finally:
+            await commits.close()
+
+
+async def stored(url: str) -> list[int]:
+    connection = await asyncpg.connect(asyncpg_dsn(url))
+    try:
+        return [row[0] for row in await connection.fetch("SELECT value FROM items ORDER BY value")]
+    finally:
+        await connection.close()
+
+
+async def test_a_batch_and_its_opening_commit_together(postgres_server_url: str) -> None:
+    async with committer(postgres_server_url) as (commits, url):
+        items = [Item(value, commits.caller.create_future()) for value in (1, 2, 3)]
+        for item in items:
+            commits.submit(item)
+        assert await asyncio.gather(*(item.future for item in items)) == [1, 2, 3]
+        rows = await stored(url)
+    # However the three were batched, each batch's opening row is there with them.
+    assert [row for row in rows if row > 0] == [1, 2, 3]
+    assert -1 in rows
+
+
+async def test_a_failed_batch_is_rolled_back_opening_and_all(postgres_server_url: str) -> None:
+    async with committer(postgres_server_url) as (commits, url):
+        # However the committer batches them, the batch holding the broken item
+        # fails and is retried one by one.
+        first = Item(10, commits.caller.create_future())
+        queued = [
+            Item(20, commits.caller.create_future()),
+            Item(30, commits.caller.create_future(), broken=True),
+            Item(40, commits.caller.create_future()),
+        ]
+        commits.submit(first)
+        for item in queued:
+            commits.submit(item)
+        results = await asyncio.gather(
+            first.future, *(item.future for item in queued), return_exceptions=True
+        )
+        rows = await stored(url)
+    assert results[:2] == [10, 20]
+    assert isinstance(results[2], ValueError)
+    assert results[3] == 40
+    # The failed batch's opening row was rolled back with it: the retry of its
+    # first item inserted the same row again, which the primary key would
+    # otherwise have refused. The broken item's own opening went with it.
+    assert [row for row in rows if row > 0] == [10, 20, 40]
+    assert -30 not in rows
+    assert {-10, -20, -40} <= set(rows)
