@@ -14,9 +14,16 @@ import asyncpg
 
 from atomchat_server.db.engine import asyncpg_dsn
 from atomchat_server.db.models import Role
-from atomchat_server.domain import timeline_store
+from atomchat_server.domain import inbox, timeline_store
 from atomchat_server.domain.entities import Actor
-from atomchat_server.domain.posting import _WRITERS, MAX_BATCH, Change, MessagePoster
+from atomchat_server.domain.posting import (
+    _MENTIONABLE,
+    _REPLY_TARGETS,
+    _WRITERS,
+    MAX_BATCH,
+    Change,
+    MessagePoster,
+)
 from devsupport import fresh_database
 
 T = TypeVar("T")
@@ -100,47 +107,83 @@ async def posting(postgres_server_url: str) -> AsyncIterator[Posting]:
             await setup.close()
 
 
-async def test_stored_keys_are_found_through_the_index_after_the_table_has_grown(
+async def test_the_posters_statements_use_the_indexes_after_the_tables_have_grown(
     postgres_server_url: str,
 ) -> None:
+    """The poster's statements, prepared and run while the tables were nearly
+    empty, still read messages and inboxes through their indexes once those
+    have grown (before any ANALYZE)."""
     async with posting(postgres_server_url) as p:
+        other = await p.setup.fetchval(
+            "INSERT INTO users (username, username_key, hashed_password)"
+            " VALUES ('other', 'other', 'x') RETURNING id"
+        )
+        await p.setup.execute(
+            "INSERT INTO channel_members (channel_id, user_id) VALUES ($1, $2)",
+            p.channel_id,
+            other,
+        )
+        first = await p.poster.post(actor=p.actor, channel_id=p.channel_id, content="first")
         # More posts than PostgreSQL plans one by one before it may settle on a
-        # generic plan, while the table is still empty.
+        # generic plan, each a reply that mentions someone: every statement of
+        # a post is prepared and run that often while the tables are nearly empty.
         for number in range(8):
             await p.poster.post(
-                actor=p.actor, channel_id=p.channel_id, content="hi", client_message_id=f"k{number}"
+                actor=p.actor,
+                channel_id=p.channel_id,
+                content="hi @other",
+                client_message_id=f"k{number}",
+                reply_to_id=first.id,
             )
         await p.setup.execute(
             "INSERT INTO messages (channel_id, seq, sender_id, content, client_message_id)"
-            " SELECT $1, 8 + g, $2, 'x', 'old' || g FROM generate_series(1, 50000) g",
+            " SELECT $1, 9 + g, $2, 'x', 'old' || g FROM generate_series(1, 50000) g",
             p.channel_id,
             p.actor.user_id,
         )
-        await p.setup.execute("UPDATE channels SET last_seq = 50008 WHERE id = $1", p.channel_id)
+        await p.setup.execute(
+            "INSERT INTO inbox_events (user_id, id, kind, channel_id, message_id)"
+            " SELECT $1, 100 + g, 'mention', $2, $3 FROM generate_series(1, 50000) g",
+            other,
+            p.channel_id,
+            first.id,
+        )
+        await p.setup.execute("UPDATE users SET inbox_last_id = 50100 WHERE id = $1", other)
+        await p.setup.execute("UPDATE channels SET last_seq = 50009 WHERE id = $1", p.channel_id)
         await p.poster.post(
             actor=p.actor, channel_id=p.channel_id, content="hi", client_message_id="new"
         )
         await p.poster.post(
             actor=p.actor, channel_id=p.channel_id, content="hi", client_message_id="k0"
         )
-        original = await p.setup.fetchval("SELECT min(id) FROM messages")
-        plans = [
-            await on_posters_loop(
-                p.poster, explain(p.poster, timeline_store._BY_ID, _bigints([original]))
-            )
+        users = _bigints([p.actor.user_id, other])
+        channels = _bigints([p.channel_id])
+        statements = [
+            (timeline_store._BY_ID, _bigints([first.id])),
+            (_REPLY_TARGETS, _bigints([first.id])),
+            (_MENTIONABLE, f"'{{other}}'::text[], {channels}"),
+            (inbox._LOCK_USERS, users),
+            (inbox._TRIM, f"{users}, {inbox.KEEP}"),
         ]
-        # One key, and as many as a full batch has.
+        # The writers' check with one key, and with as many as a full batch has.
         for keys in (1, MAX_BATCH):
-            arguments = (
-                f"{_bigints([p.actor.user_id])}, {_bigints([p.channel_id])},"
-                f" {_bigints([p.channel_id] * keys)}, {_bigints([p.actor.user_id] * keys)},"
-                " '{" + ",".join(f"k{number}" for number in range(keys)) + "}'::text[],"
-                f" {keys}"
+            statements.append(
+                (
+                    _WRITERS,
+                    f"{users}, {channels},"
+                    f" {_bigints([p.channel_id] * keys)}, {_bigints([p.actor.user_id] * keys)},"
+                    " '{" + ",".join(f"k{number}" for number in range(keys)) + "}'::text[],"
+                    f" {keys}",
+                )
             )
-            plans.append(await on_posters_loop(p.poster, explain(p.poster, _WRITERS, arguments)))
-    for plan in plans:
+        plans = [
+            (statement, await on_posters_loop(p.poster, explain(p.poster, statement, arguments)))
+            for statement, arguments in statements
+        ]
+    for statement, plan in plans:
         scans = scans_of(plan["Plan"])
-        assert ("Seq Scan", "messages") not in scans, scans
+        assert ("Seq Scan", "messages") not in scans, (statement, scans)
+        assert ("Seq Scan", "inbox_events") not in scans, (statement, scans)
 
 
 async def test_a_new_key_is_not_looked_up_and_a_repeat_gets_the_original(
