@@ -186,6 +186,47 @@ async def test_the_posters_statements_use_the_indexes_after_the_tables_have_grow
         assert ("Seq Scan", "inbox_events") not in scans, (statement, scans)
 
 
+async def test_the_writers_check_is_one_row_whatever_the_number_of_writers(
+    postgres_server_url: str,
+) -> None:
+    """The batch-wide arrays (stored keys, new ids) come once, not once per writer:
+    200 writers with 2,000 keys made 200 copies of 2,000 slots."""
+    async with posting(postgres_server_url) as p:
+        writers = [p.actor.user_id]
+        for number in range(3):
+            writers.append(
+                await p.setup.fetchval(
+                    "INSERT INTO users (username, username_key, hashed_password)"
+                    " VALUES ($1, $2, 'x') RETURNING id",
+                    f"writer{number}",
+                    f"writer{number}",
+                )
+            )
+            await p.setup.execute(
+                "INSERT INTO channel_members (channel_id, user_id) VALUES ($1, $2)",
+                p.channel_id,
+                writers[-1],
+            )
+        keys = 50
+        rows = await p.setup.fetch(
+            _WRITERS,
+            writers,
+            [p.channel_id],
+            [p.channel_id] * keys,
+            [p.actor.user_id] * keys,
+            [f"k{number}" for number in range(keys)],
+            keys,
+        )
+    assert len(rows) == 1
+    (row,) = rows
+    assert sorted(row["active"]) == sorted(writers)
+    assert sorted(row["member_users"]) == sorted(writers)
+    assert list(row["channel_ids"]) == [p.channel_id]
+    assert len(row["new_ids"]) == keys
+    assert row["new_ids"] == sorted(row["new_ids"])
+    assert row["stored"] == [None] * keys
+
+
 async def test_a_new_key_is_not_looked_up_and_a_repeat_gets_the_original(
     postgres_server_url: str,
 ) -> None:
