@@ -67,24 +67,22 @@ APPLICATION_NAME = "atomchat-poster"
 # choose to hash all of `messages` for a batch of many keys.
 _WRITERS = (
     "SELECT ARRAY(SELECT u.id FROM users u WHERE u.id = ANY($1::bigint[]) AND u.is_active)"
-    " AS active,"
-    " ARRAY(SELECT m.channel_id FROM channel_members m WHERE m.user_id = ANY($1::bigint[])"
-    " AND m.channel_id = ANY($2::bigint[]) ORDER BY m.channel_id, m.user_id) AS member_channels,"
-    " ARRAY(SELECT m.user_id FROM channel_members m WHERE m.user_id = ANY($1::bigint[])"
-    " AND m.channel_id = ANY($2::bigint[]) ORDER BY m.channel_id, m.user_id) AS member_users,"
-    " ARRAY(SELECT m.is_owner FROM channel_members m WHERE m.user_id = ANY($1::bigint[])"
-    " AND m.channel_id = ANY($2::bigint[]) ORDER BY m.channel_id, m.user_id) AS member_owners,"
-    " ARRAY(SELECT c.id FROM channels c WHERE c.id = ANY($2::bigint[]) AND c.is_active"
-    " ORDER BY c.id) AS channel_ids,"
-    " ARRAY(SELECT c.last_seq FROM channels c WHERE c.id = ANY($2::bigint[]) AND c.is_active"
-    " ORDER BY c.id) AS last_seqs,"
-    " now() AS now,"
+    " AS active, m.channels AS member_channels, m.users AS member_users,"
+    " m.owners AS member_owners, c.ids AS channel_ids, c.last_seqs, now() AS now,"
     " ARRAY(SELECT nextval('messages_id_seq')"
     " FROM generate_series(1, $6::integer) AS n ORDER BY n) AS new_ids,"
     " ARRAY(SELECT (SELECT s.id FROM messages s WHERE s.channel_id = k.channel_id"
     " AND s.sender_id = k.sender_id AND s.client_message_id = k.key)"
     " FROM unnest($3::bigint[], $4::bigint[], $5::text[]) WITH ORDINALITY"
     " AS k(channel_id, sender_id, key, ordinal) ORDER BY k.ordinal) AS stored"
+    " FROM (SELECT coalesce(array_agg(channel_id ORDER BY channel_id, user_id), '{}') AS channels,"
+    " coalesce(array_agg(user_id ORDER BY channel_id, user_id), '{}') AS users,"
+    " coalesce(array_agg(is_owner ORDER BY channel_id, user_id), '{}') AS owners"
+    " FROM channel_members"
+    " WHERE user_id = ANY($1::bigint[]) AND channel_id = ANY($2::bigint[])) AS m,"
+    " (SELECT coalesce(array_agg(id ORDER BY id), '{}') AS ids,"
+    " coalesce(array_agg(last_seq ORDER BY id), '{}') AS last_seqs"
+    " FROM channels WHERE id = ANY($2::bigint[]) AND is_active) AS c"
 )
 _REPLY_TARGETS = "SELECT id, channel_id FROM messages WHERE id = ANY($1::bigint[])"
 # Users an @mention may name: active, with their role and memberships in the batch's channels.
@@ -426,7 +424,7 @@ async def _check_writers(connection: asyncpg.Connection, batch: list[_Work]) -> 
     channel_ids = sorted({work.channel_id for work in batch})
     user_ids = sorted({work.actor.user_id for work in batch})
     keys = [key for work in batch if (key := _key(work)) is not None]
-    # A SELECT without FROM: one row.
+    # Aggregates over whole tables, and arrays: one row.
     (found,) = await connection.fetch(
         _WRITERS,
         user_ids,
