@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
+from collections.abc import Sequence
 from datetime import timedelta
 
 import grpc
@@ -52,6 +53,7 @@ from atomchat_server.auth.passwords import Passwords
 from atomchat_server.auth.tokens import Tokens
 from atomchat_server.config import Settings
 from atomchat_server.db.engine import Database, Timeouts, asyncpg_dsn
+from atomchat_server.db.index_upkeep import PendingListMerger
 from atomchat_server.db.migrate import SchemaError, check_revision, check_schema, revision_of
 from atomchat_server.db.waiting import wait_for_database
 from atomchat_server.domain import errors, events, messages
@@ -145,10 +147,11 @@ class App:
             on_reconnect=self.router.catch_up,
             timeouts=timeouts,
         )
+        self.index_upkeep = PendingListMerger(asyncpg_dsn(database_url), timeouts=timeouts)
         self.poster = MessagePoster(
             asyncpg_dsn(database_url),
             origin=origin,
-            on_commit=metrics.counting_posts(self.router.after_commit),
+            on_commit=metrics.counting_posts(self._posted),
             timeouts=timeouts,
             on_unavailable=self._database_failed,
         )
@@ -178,6 +181,11 @@ class App:
         self._started: list[str] = []
         self.port = 0
         self.metrics_port: int | None = None
+
+    def _posted(self, emitted: Sequence[object]) -> None:
+        """A batch of the poster committed: hand it out; its rows' index keys are to merge."""
+        self.router.after_commit(emitted)
+        self.index_upkeep.note_writes()
 
     def _send_ephemeral(self, event: events.Event) -> None:
         self.bus.send(event)
@@ -246,6 +254,7 @@ class App:
         self._started.append("bus")
         self.poster.start()
         self._started.append("poster")
+        self.index_upkeep.start()
         self.hub.start()
         self.inboxes.start()
         self.awareness.presence.start()
@@ -332,6 +341,7 @@ class App:
         await asyncio.sleep(0)
         if "poster" in self._started:
             await self.poster.close()
+            await self.index_upkeep.close()
         self.hub.close_all(errors.shutting_down())
         self.inboxes.close_all(errors.shutting_down())
         if "presence" in self._started:
