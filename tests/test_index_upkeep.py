@@ -6,8 +6,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
@@ -38,14 +40,18 @@ async def pending_pages(connection: asyncpg.Connection) -> dict[str, int]:
 
 
 class ObservedMerger(PendingListMerger):
-    """Tells each merge's pages as it ends."""
+    """Tells each merge's pages as it ends, or what it failed with."""
 
     def __init__(self, dsn: str, *, interval: float) -> None:
         super().__init__(dsn, interval=interval)
-        self.merged: asyncio.Queue[int] = asyncio.Queue()
+        self.merged: asyncio.Queue[int | Exception] = asyncio.Queue()
 
     async def merge(self) -> int:
-        pages = await super().merge()
+        try:
+            pages = await super().merge()
+        except Exception as exc:
+            self.merged.put_nowait(exc)
+            raise
         self.merged.put_nowait(pages)
         return pages
 
@@ -203,3 +209,29 @@ async def test_a_merge_that_fails_leaves_the_merger_merging(database: Database) 
         assert await pending_pages(database.connection) == dict.fromkeys(GIN_INDEXES, 0)
     finally:
         await merger.close()
+
+
+def as_role(dsn: str, role: str) -> str:
+    parts = urlsplit(dsn)
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{role}@{host}"))
+
+
+async def test_a_role_that_does_not_own_the_indexes_leaves_the_merging_to_inserts(
+    database: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    role = f"upkeep_{uuid.uuid4().hex[:12]}"
+    await database.connection.execute(f"CREATE ROLE {role} LOGIN")
+    try:
+        merger = ObservedMerger(database.dsn.replace("postgres@", f"{role}@", 1), interval=0.0)
+        merger.start()
+        try:
+            merger.note_writes()
+            async with asyncio.timeout(10):
+                failure = await merger.merged.get()
+            assert isinstance(failure, asyncpg.InsufficientPrivilegeError)
+            assert "the search indexes are merged by inserts only" in caplog.text
+        finally:
+            await merger.close()
+    finally:
+        await database.connection.execute(f"DROP ROLE {role}")

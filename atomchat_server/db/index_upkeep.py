@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 
 import asyncpg
 
@@ -93,6 +94,7 @@ class PendingListMerger:
         while True:
             await self._due.wait()
             self._due.clear()
+            started = time.monotonic()
             try:
                 await self.merge()
             except asyncpg.InsufficientPrivilegeError as exc:
@@ -101,7 +103,9 @@ class PendingListMerger:
             except Exception as exc:  # noqa: BLE001 - upkeep: the next writes try again
                 log.warning("cannot merge the search indexes' pending lists: %r", exc)
                 self._drop_connection()
-            await asyncio.sleep(self._interval)
+            # One merge starts every interval at most: back to back when a merge
+            # takes longer, as the lists fill faster than one merge a second empties.
+            await asyncio.sleep(max(0.0, started + self._interval - time.monotonic()))
 
     async def _connect(self) -> asyncpg.Connection:
         if self._connection is None or self._connection.is_closed():
