@@ -6,16 +6,16 @@ and merges the list into the index once it outgrows gin_pending_list_limit
 (4 MB): the statement whose insert crosses the limit does the merge. On the
 posting path that statement is a batch's insert, made while the batch holds
 its channels' locks, so every post of the process waits for the merge.
-Measured with the poster's own insert: a stall of 90–180 ms every 9 s at
-4,000 posts a second of benchmark text, and of 0.5–0.7 s every 20 s at 2,000
-posts a second of 14 words each.
+Measured with the poster's insert alone (`python -m bench.pending_lists`): a
+stall of 90–260 ms every 9 s at 4,000 posts a second of benchmark text, and
+of 0.5–0.8 s at 2,000 posts a second of 14 words each.
 
 So a process that has written messages merges the lists itself, on a
-connection of its own, at most once per `interval`: gin_clean_pending_list
+connection of its own, one merge starting per `interval` at most: gin_clean_pending_list
 for every GIN index of the schema, in one statement. Inserts go on adding
 to the lists meanwhile; the merge holds no lock they wait for. (Turning the
 lists off, fastupdate = off, makes every insert update the index: commits
-of 14-word posts took 75% longer.)
+of 14-word posts took 70% longer.)
 
 The function needs the index's owner, as VACUUM does: a role that may not run
 it is logged once, and the merging is left to the inserts, as before.
