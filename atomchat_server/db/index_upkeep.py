@@ -11,9 +11,10 @@ stall of 90–260 ms every 9 s at 4,000 posts a second of benchmark text, and
 of 0.5–0.8 s at 2,000 posts a second of 14 words each.
 
 So a process that has written messages merges the lists itself, on a
-connection of its own, one merge starting per `interval` at most: gin_clean_pending_list
-for every GIN index of the schema, in one statement. Inserts go on adding
-to the lists meanwhile; the merge holds no lock they wait for. (Turning the
+connection of its own, one merge starting per `interval` at most:
+gin_clean_pending_list for every GIN index of the schema, in one statement.
+Inserts go on adding to the lists meanwhile; the merge holds no lock they
+wait for. (Turning the
 lists off, fastupdate = off, makes every insert update the index: commits
 of 14-word posts took 70% longer.)
 
