@@ -13,6 +13,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
+from prometheus_client import REGISTRY
 
 from atomchat_server.db.engine import asyncpg_dsn
 from atomchat_server.db.index_upkeep import PendingListMerger
@@ -54,6 +55,13 @@ class ObservedMerger(PendingListMerger):
             raise
         self.merged.put_nowait(pages)
         return pages
+
+
+def merge_count() -> float:
+    """Merges this process made, as its metrics tell."""
+    count = REGISTRY.get_sample_value("atomchat_index_merge_seconds_count")
+    assert count is not None
+    return count
 
 
 @dataclass
@@ -107,6 +115,7 @@ async def test_a_merge_leaves_no_pending_page_in_either_search_index(
 async def test_noted_writes_are_merged_and_a_quiet_merger_merges_nothing(
     database: Database,
 ) -> None:
+    merges_before = merge_count()
     merger = ObservedMerger(database.dsn, interval=0.0)
     merger.start()
     try:
@@ -118,6 +127,7 @@ async def test_noted_writes_are_merged_and_a_quiet_merger_merges_nothing(
             assert merger.merges == merges
             assert await pending_pages(database.connection) == dict.fromkeys(GIN_INDEXES, 0)
         assert merger.pages > 0
+        assert merge_count() == merges_before + 2
     finally:
         await merger.close()
     assert merger.merges == 2

@@ -112,6 +112,9 @@ async def test_metrics_scraped_during_a_chat_parse_and_count_it(
     # Every posted message's own delay, summed, beside the rounds' histogram.
     assert during.value("atomchat_fanout_messages_total") >= 3
     assert during.has("atomchat_fanout_message_delay_seconds_total")
+    # The search indexes' merges (a merge may still be under way: only exposed).
+    assert during.has("atomchat_index_merge_seconds")
+    assert during.has("atomchat_index_merged_pages_total")
     assert during.value("atomchat_logins_total", outcome="success") >= 2
     assert during.value("atomchat_logins_total", outcome="failure") >= 1
     assert during.value("atomchat_rate_limited_total", limit="messages") == 0

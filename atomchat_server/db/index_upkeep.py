@@ -32,6 +32,7 @@ import time
 import asyncpg
 
 from atomchat_server.db.engine import Timeouts, session_settings
+from atomchat_server.observability import metrics
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +87,10 @@ class PendingListMerger:
     async def merge(self) -> int:
         """Merge every pending list now; the number of pending pages merged."""
         connection = await self._connect()
+        started = time.perf_counter()
         pages: int = await connection.fetchval(_MERGE, timeout=MERGE_SECONDS)
+        metrics.INDEX_MERGE_SECONDS.observe(time.perf_counter() - started)
+        metrics.INDEX_MERGED_PAGES.inc(pages)
         self.merges += 1
         self.pages += pages
         return pages

@@ -109,6 +109,14 @@ FANOUT_MESSAGE_DELAY = Counter(
     "atomchat_fanout_message_delay_seconds_total",
     "Sum over those messages of the time from their row time to their round.",
 )
+INDEX_MERGE_SECONDS = Histogram(
+    "atomchat_index_merge_seconds",
+    "One merge of the search indexes' pending lists (db/index_upkeep.py).",
+    buckets=LATENCY_BUCKETS,
+)
+INDEX_MERGED_PAGES = Counter(
+    "atomchat_index_merged_pages_total", "Pending-list pages those merges took into the indexes."
+)
 SLOW_READERS_ENDED = Counter(
     "atomchat_slow_readers_ended_total", "Streams ended for falling too far behind."
 )
