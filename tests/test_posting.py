@@ -37,22 +37,25 @@ def scans_of(plan: dict[str, Any]) -> list[tuple[str, str]]:
     return found
 
 
-async def prepared_name(poster: MessagePoster, statement: str) -> str | None:
-    """The name of the poster's prepared statement with this text, if it prepared it."""
-    connection = poster._committer._connection
-    assert connection is not None
-    name = await connection.fetchval(
-        "SELECT name FROM pg_prepared_statements WHERE statement = $1", statement
-    )
-    return cast(str | None, name)
+async def prepared(poster: MessagePoster, statement: str) -> tuple[asyncpg.Connection, str] | None:
+    """The connection of the poster's lanes that prepared this statement, and its name."""
+    for lane in poster._committer._lanes:
+        connection = lane.connection
+        if connection is None:
+            continue
+        name = await connection.fetchval(
+            "SELECT name FROM pg_prepared_statements WHERE statement = $1", statement
+        )
+        if name is not None:
+            return connection, cast(str, name)
+    return None
 
 
 async def explain(poster: MessagePoster, statement: str, arguments: str) -> dict[str, Any]:
     """The plan the poster's own prepared statement would run with now."""
-    name = await prepared_name(poster, statement)
-    assert name is not None
-    connection = poster._committer._connection
-    assert connection is not None
+    found = await prepared(poster, statement)
+    assert found is not None
+    connection, name = found
     (plan,) = json.loads(
         await connection.fetchval(f"EXPLAIN (FORMAT JSON) EXECUTE {name}({arguments})")
     )
@@ -237,13 +240,11 @@ async def test_a_new_key_is_not_looked_up_and_a_repeat_gets_the_original(
         await p.poster.post(
             actor=p.actor, channel_id=p.channel_id, content="two", client_message_id="b"
         )
-        read_before = await on_posters_loop(
-            p.poster, prepared_name(p.poster, timeline_store._BY_ID)
-        )
+        read_before = await on_posters_loop(p.poster, prepared(p.poster, timeline_store._BY_ID))
         again = await p.poster.post(
             actor=p.actor, channel_id=p.channel_id, content="one again", client_message_id="a"
         )
-        read_after = await on_posters_loop(p.poster, prepared_name(p.poster, timeline_store._BY_ID))
+        read_after = await on_posters_loop(p.poster, prepared(p.poster, timeline_store._BY_ID))
         stored = await p.setup.fetchval(
             "SELECT count(*) FROM messages WHERE channel_id = $1", p.channel_id
         )

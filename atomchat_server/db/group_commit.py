@@ -19,19 +19,27 @@ On the server's loop each of a batch's round trips used to wait behind
 whatever fan-out was under way (commit p99 35 ms at 500 subscribers): hence
 the thread.
 
+Lanes: work can be spread over several lanes by `lane_of` (the poster
+spreads channels), each with its own queue and connection, all on the
+committer's thread. One lane's batch is written while another's waits for
+PostgreSQL: a lone committer left PostgreSQL idle while it put its next
+batch together and the server idle while PostgreSQL wrote, so that flat out
+neither used its core. Work of one lane keeps its order; work of different
+lanes may commit in either order.
+
 Bounds: connecting and writing a batch (its commit included) take at most
 `timeouts.batch` (half a call's bound, db/engine.py), and a post waits for
-at most the batch under way before its own is written.
+at most the batch under way in its lane before its own is written.
 
 Failures: a driver failure that means the database is unavailable (a
 timeout included) fails the whole batch with that domain error
-(db/errors.py), and everything queued behind it too, at once: those would
-only wait for a database that does not answer. The connection is dropped,
-to be reopened by the next batch, and `on_unavailable` is told (on the
-server's loop): a batch that failed while its COMMIT was on its way may
-have committed all the same, and nobody has been handed its events. Any
-other failure of a batch of several retries them one by one, so one bad
-item cannot fail the others.
+(db/errors.py), and everything queued behind it in its lane too, at once:
+those would only wait for a database that does not answer. The lane's
+connection is dropped, to be reopened by its next batch, and
+`on_unavailable` is told (on the server's loop): a batch that failed while
+its COMMIT was on its way may have committed all the same, and nobody has
+been handed its events. Any other failure of a batch of several retries
+them one by one, so one bad item cannot fail the others.
 """
 
 from __future__ import annotations
@@ -74,6 +82,24 @@ WriteBatch = Callable[[asyncpg.Connection, list[W]], Awaitable[Sequence[object]]
 # simple query, so literal values only and no rows read back (its locks, say).
 Opening = Callable[[list[W]], str]
 OnCommit = Callable[[Sequence[object]], None]
+# lane_of(work): any integer; work goes to lane lane_of(work) % lanes.
+LaneOf = Callable[[W], int]
+
+
+class _Lane(Generic[W]):
+    """One queue of work and the connection its batches are written on."""
+
+    __slots__ = ("connection", "queue", "unavailable", "wake", "woken")
+
+    def __init__(self) -> None:
+        # Appended to by the server's loop, taken from by the committer's.
+        self.queue: deque[W] = deque()
+        # Set on the committer's loop only; `woken` says a set is on its way.
+        self.wake = asyncio.Event()
+        self.woken = False
+        self.connection: asyncpg.Connection | None = None
+        # Set by a batch that found the database unavailable, for what is queued behind it.
+        self.unavailable: errors.Unavailable | None = None
 
 
 class GroupCommitter(Generic[W]):
@@ -88,7 +114,11 @@ class GroupCommitter(Generic[W]):
         application_name: str,
         timeouts: Timeouts | None = None,
         on_unavailable: Callable[[], None] | None = None,
+        lanes: int = 1,
+        lane_of: LaneOf[W] | None = None,
     ) -> None:
+        if lanes > 1 and lane_of is None:
+            raise ValueError("several lanes need lane_of")
         self._dsn = dsn
         self._timeouts = timeouts or Timeouts()
         self._on_unavailable = on_unavailable
@@ -97,18 +127,12 @@ class GroupCommitter(Generic[W]):
         self._on_commit = on_commit
         self._max_batch = max_batch
         self._application_name = application_name
-        # Appended to by the server's loop, taken from by the committer's.
-        self._queue: deque[W] = deque()
+        self._lanes: list[_Lane[W]] = [_Lane() for _ in range(max(1, lanes))]
+        self._lane_of = lane_of
         self._caller: asyncio.AbstractEventLoop | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        # Set on the committer's loop only; `_woken` says a set is on its way.
-        self._wake = asyncio.Event()
-        self._woken = False
         self._thread: threading.Thread | None = None
-        self._connection: asyncpg.Connection | None = None
         self._closing = False
-        # Set by a batch that found the database unavailable, for what is queued behind it.
-        self._unavailable: errors.Unavailable | None = None
 
     @property
     def accepting(self) -> bool:
@@ -128,7 +152,8 @@ class GroupCommitter(Generic[W]):
         self._closing = True
         if self._thread is None:
             return
-        self._signal()
+        for lane in self._lanes:
+            self._signal(lane)
         await asyncio.to_thread(self._thread.join)
 
     @property
@@ -143,11 +168,13 @@ class GroupCommitter(Generic[W]):
         return self._caller
 
     def submit(self, work: W) -> None:
-        """Queue work; batches keep the order of submission."""
+        """Queue work; a lane's batches keep the order of submission."""
         if not self.accepting:
             raise errors.shutting_down()
-        self._queue.append(work)
-        self._signal()
+        lanes = self._lanes
+        lane = lanes[self._lane_of(work) % len(lanes)] if self._lane_of is not None else lanes[0]
+        lane.queue.append(work)
+        self._signal(lane)
 
     def _serve(self) -> None:
         loop = self._loop
@@ -159,39 +186,43 @@ class GroupCommitter(Generic[W]):
         finally:
             loop.close()
 
-    def _signal(self) -> None:
-        """Wake the committer's loop, once per batch however much work arrives meanwhile."""
-        if not self._woken and self._loop is not None:
-            self._woken = True
-            self._loop.call_soon_threadsafe(self._wake.set)
+    def _signal(self, lane: _Lane[W]) -> None:
+        """Wake the lane, once per batch however much work arrives meanwhile."""
+        if not lane.woken and self._loop is not None:
+            lane.woken = True
+            self._loop.call_soon_threadsafe(lane.wake.set)
 
     async def _run(self) -> None:
+        await asyncio.gather(*(self._run_lane(lane) for lane in self._lanes))
+
+    async def _run_lane(self, lane: _Lane[W]) -> None:
+        queue = lane.queue
         try:
             while True:
-                await self._wake.wait()
-                self._wake.clear()
-                self._woken = False
-                while self._queue:
-                    count = min(len(self._queue), self._max_batch)
-                    batch = [self._queue.popleft() for _ in range(count)]
+                await lane.wake.wait()
+                lane.wake.clear()
+                lane.woken = False
+                while queue:
+                    count = min(len(queue), self._max_batch)
+                    batch = [queue.popleft() for _ in range(count)]
                     started = time.perf_counter()
-                    emitted = await self._commit(batch)
+                    emitted = await self._commit(lane, batch)
                     metrics.observe_commit(len(batch), time.perf_counter() - started)
                     self._answer(batch, emitted)
-                    if self._unavailable is not None:
-                        self._fail_queued(self._unavailable)
+                    if lane.unavailable is not None:
+                        self._fail_queued(lane, lane.unavailable)
                 if self._closing:
                     return
         finally:
-            if self._connection is not None:
-                await self._connection.close()
+            if lane.connection is not None:
+                await lane.connection.close()
 
-    def _fail_queued(self, error: errors.Unavailable) -> None:
+    def _fail_queued(self, lane: _Lane[W], error: errors.Unavailable) -> None:
         """Fail everything queued now: it was queued while the database did not answer."""
-        self._unavailable = None
+        lane.unavailable = None
         queued: list[W] = []
-        while self._queue:
-            queued.append(self._queue.popleft())
+        while lane.queue:
+            queued.append(lane.queue.popleft())
         for work in queued:
             work.fail(error)
         if queued:
@@ -212,22 +243,22 @@ class GroupCommitter(Generic[W]):
 
         caller.call_soon_threadsafe(answer)
 
-    async def _connect(self) -> asyncpg.Connection:
-        if self._connection is not None and self._connection.is_in_transaction():
+    async def _connect(self, lane: _Lane[W]) -> asyncpg.Connection:
+        if lane.connection is not None and lane.connection.is_in_transaction():
             # A batch's ROLLBACK failed: whatever it left open must not take the next batch in.
-            self._drop_connection()
-        if self._connection is None or self._connection.is_closed():
-            self._connection = await asyncpg.connect(
+            self._drop_connection(lane)
+        if lane.connection is None or lane.connection.is_closed():
+            lane.connection = await asyncpg.connect(
                 self._dsn,
                 **self._timeouts.connect_arguments(),
                 server_settings=session_settings(self._application_name, self._timeouts),
             )
-        return self._connection
+        return lane.connection
 
-    def _drop_connection(self) -> None:
-        if self._connection is not None:
-            self._connection.terminate()
-            self._connection = None
+    def _drop_connection(self, lane: _Lane[W]) -> None:
+        if lane.connection is not None:
+            lane.connection.terminate()
+            lane.connection = None
 
     async def _transaction(self, connection: asyncpg.Connection, batch: list[W]) -> list[object]:
         """BEGIN with the batch's opening, the batch, COMMIT; ROLLBACK if any of it fails."""
@@ -242,20 +273,20 @@ class GroupCommitter(Generic[W]):
         await connection.execute("COMMIT;")
         return emitted
 
-    async def _commit(self, batch: list[W]) -> list[object]:
+    async def _commit(self, lane: _Lane[W], batch: list[W]) -> list[object]:
         """One transaction; every item of the batch gets an outcome. Returns what to hand out."""
         try:
             async with asyncio.timeout(self._timeouts.batch):
-                connection = await self._connect()
+                connection = await self._connect(lane)
                 return await self._transaction(connection, batch)
         except Exception as exc:
             mapped = domain_error(exc)
             if isinstance(mapped, errors.Unavailable):
                 log.warning("cannot commit %d items: %r", len(batch), exc)
-                self._drop_connection()
+                self._drop_connection(lane)
                 for work in batch:
                     work.fail(mapped)
-                self._unavailable = mapped
+                lane.unavailable = mapped
                 if self._on_unavailable is not None and self._caller is not None:
                     self._caller.call_soon_threadsafe(self._on_unavailable)
                 return []
@@ -263,11 +294,11 @@ class GroupCommitter(Generic[W]):
                 log.warning("a batch of %d items failed (%r); one by one now", len(batch), exc)
                 emitted: list[object] = []
                 for work in batch:
-                    if self._unavailable is not None:
-                        work.fail(self._unavailable)
+                    if lane.unavailable is not None:
+                        work.fail(lane.unavailable)
                         continue
                     work.reset()
-                    emitted.extend(await self._commit([work]))
+                    emitted.extend(await self._commit(lane, [work]))
                 return emitted
             if mapped is None:
                 log.exception("committing failed")

@@ -22,7 +22,10 @@ in the order the writes were submitted, and only to writes that succeed: the
 timeline has no gap. Users a post mentions (or an edit mentions anew) get a
 `mention` in their inbox. The batch ends with one NOTIFY per channel
 (PostgreSQL delivers it only if the transaction commits). Under load many
-writes share one commit; when idle, a write commits alone at once.
+writes share one commit; when idle, a write commits alone at once. Channels
+are spread over the committer's lanes (LANES), so that one lane's batch is
+written while another's waits for PostgreSQL; a channel's writes stay in
+one lane.
 
 This is the hot path of the service: a batch of plain posts talks to its
 asyncpg connection directly, in four round trips: BEGIN with the locks, the
@@ -56,6 +59,10 @@ from atomchat_server.domain.messages import clean_client_message_id, clean_conte
 # bench/README.md, "Ingestion".
 MAX_BATCH = 2000
 APPLICATION_NAME = "atomchat-poster"
+# Channels are spread over this many lanes of the group committer, each with
+# its connection: one lane's batch is written while another's waits for
+# PostgreSQL. A channel's writes stay in one lane, so in their order.
+LANES = 2
 
 # One row, of arrays: those of the writers in $1 still active; the writers'
 # memberships in the batch's channels $2 (channel, user, whether owner, in
@@ -214,6 +221,7 @@ class MessagePoster:
         max_batch: int = MAX_BATCH,
         timeouts: Timeouts | None = None,
         on_unavailable: Callable[[], None] | None = None,
+        lanes: int = LANES,
     ) -> None:
         self._origin = origin
         self._committer: GroupCommitter[_Work] = GroupCommitter(
@@ -225,6 +233,8 @@ class MessagePoster:
             application_name=APPLICATION_NAME,
             timeouts=timeouts,
             on_unavailable=on_unavailable,
+            lanes=lanes,
+            lane_of=_channel,
         )
 
     def start(self) -> None:
@@ -306,6 +316,10 @@ class MessagePoster:
         self, connection: asyncpg.Connection, batch: list[_Work]
     ) -> list[events.Event]:
         return await _write_batch(connection, batch, self._origin)
+
+
+def _channel(work: _Work) -> int:
+    return work.channel_id
 
 
 def _reply_target(reply_to_id: int) -> int:
