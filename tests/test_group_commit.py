@@ -14,6 +14,7 @@ import asyncpg
 from atomchat_server.db.engine import asyncpg_dsn
 from atomchat_server.db.group_commit import GroupCommitter
 from devsupport import fresh_database
+from tests.support import eventually, sql
 
 
 @dataclass
@@ -141,7 +142,7 @@ async def test_a_lane_waiting_for_a_lock_does_not_hold_up_another(
             await blocker.execute("BEGIN; INSERT INTO items VALUES (2)")
             waiting = Item(2, commits.caller.create_future())
             commits.submit(waiting)
-            await until_waiting_for_a_lock(url)
+            await eventually(lambda: a_session_waits_for_a_lock(url))
             # Lane 1 commits meanwhile (its row's opening, -3, too).
             meanwhile = Item(3, commits.caller.create_future())
             commits.submit(meanwhile)
@@ -177,19 +178,13 @@ async def test_each_lane_keeps_the_order_of_its_work(postgres_server_url: str) -
     assert [value for value in written if not value % 2] == values[1::2]
 
 
-async def until_waiting_for_a_lock(url: str) -> None:
-    """Until some session of the database waits for a lock (asked outside any
-    transaction: inside one, pg_stat_activity stays as it was first read)."""
-    connection = await asyncpg.connect(asyncpg_dsn(url))
-    try:
-        for _ in range(500):
-            waiting = await connection.fetchval(
-                "SELECT count(*) FROM pg_stat_activity"
-                " WHERE datname = current_database() AND wait_event_type = 'Lock'"
-            )
-            if waiting:
-                return
-            await asyncio.sleep(0.02)
-    finally:
-        await connection.close()
-    raise AssertionError("nothing waited for a lock")
+async def a_session_waits_for_a_lock(url: str) -> bool:
+    """Asked on a connection of its own, outside any transaction: inside one,
+    pg_stat_activity stays as it was first read."""
+    return bool(
+        await sql(
+            url,
+            "SELECT 1 FROM pg_stat_activity"
+            " WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+    )

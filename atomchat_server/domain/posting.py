@@ -221,7 +221,6 @@ class MessagePoster:
         max_batch: int = MAX_BATCH,
         timeouts: Timeouts | None = None,
         on_unavailable: Callable[[], None] | None = None,
-        lanes: int = LANES,
     ) -> None:
         self._origin = origin
         self._committer: GroupCommitter[_Work] = GroupCommitter(
@@ -233,7 +232,7 @@ class MessagePoster:
             application_name=APPLICATION_NAME,
             timeouts=timeouts,
             on_unavailable=on_unavailable,
-            lanes=lanes,
+            lanes=LANES,
             lane_of=_channel,
         )
 
