@@ -6,7 +6,7 @@ two scrapes is what the server observed inside the window:
 
     atomchat_commit_seconds         one group commit's transaction, begin to COMMIT
     atomchat_fanout_delay_seconds   a message's row time (its transaction's now()) to
-                                    the fan-out round that queues it to every stream;
+                                    the fan-out round that queues it to its streams;
                                     once per round, for the round's oldest message
     atomchat_post_batch_size        posts per group commit
     atomchat_fanout_messages_total and atomchat_fanout_message_delay_seconds_total

@@ -11,7 +11,12 @@ from datetime import UTC, datetime
 
 from atomchat_server.domain import errors
 from atomchat_server.domain.entities import MessageView
-from atomchat_server.realtime.hub import ROUND_SECONDS_PER_SUBSCRIBER, Hub, Subscriber
+from atomchat_server.realtime.hub import (
+    GROUP_SIZE,
+    ROUND_SECONDS_PER_SUBSCRIBER,
+    Hub,
+    Subscriber,
+)
 from tests.clock import ManualClock
 
 CHANNEL = 7
@@ -57,6 +62,7 @@ def make_hub(
     buffer_limit: int = 100,
     clock: ManualClock | None = None,
     round_cost: float = 0.0,
+    group_size: int = GROUP_SIZE,
 ) -> Hub[Item]:
     """A hub on a clock of its own; fan-out rounds cost no time unless a test says so."""
     return Hub(
@@ -66,6 +72,7 @@ def make_hub(
         heartbeat_seconds=HEARTBEAT_SECONDS,
         clock=clock or ManualClock(),
         round_seconds_per_subscriber=round_cost,
+        group_size=group_size,
     )
 
 
@@ -191,7 +198,9 @@ async def test_what_becomes_known_while_reading_is_read_too() -> None:
 
 async def test_messages_arriving_between_rounds_share_the_next_round() -> None:
     clock = ManualClock()
-    hub = make_hub(Store(last=0), clock=clock, round_cost=ROUND_SECONDS_PER_SUBSCRIBER)
+    hub = make_hub(
+        Store(last=0), clock=clock, round_cost=ROUND_SECONDS_PER_SUBSCRIBER, group_size=100
+    )
     subscribers = [hub.subscribe(CHANNEL, n, is_moderator=False, batches=True) for n in range(100)]
     hub.publish(CHANNEL, [message(1)])
     assert all(taken(s) == [1] for s in subscribers), "a quiet channel's round goes out at once"
@@ -288,21 +297,66 @@ async def test_only_streams_that_batch_reserve_fan_out_time() -> None:
     assert all(taken(s) == [2] for s in batching)
 
 
-async def test_once_the_last_stream_that_batches_leaves_rounds_go_out_at_once() -> None:
+async def test_streams_that_take_a_frame_per_copy_get_it_at_once_beside_streams_that_batch() -> (
+    None
+):
     clock = ManualClock()
     hub = make_hub(Store(last=0), clock=clock, round_cost=ROUND_SECONDS_PER_SUBSCRIBER)
     single = hub.subscribe(CHANNEL, 1, is_moderator=False, batches=False)
     batching = hub.subscribe(CHANNEL, 2, is_moderator=False, batches=True)
     hub.publish(CHANNEL, [message(1)])
     hub.publish(CHANNEL, [message(2)])
-    assert taken(single) == [1], "a mixed channel's round waits its turn"
+    assert taken(single) == [1, 2]
+    assert taken(batching) == [1], "the stream that batches waits for its next round"
     clock.advance(ROUND_SECONDS_PER_SUBSCRIBER)
-    assert taken(single) == [2]
+    assert taken(batching) == [2]
     hub.unsubscribe(batching)
     hub.unsubscribe(batching)
     hub.publish(CHANNEL, [message(3)])
+    assert taken(single) == [3]
+
+
+async def test_a_busy_channels_groups_take_turns_and_a_quiet_ones_go_at_once() -> None:
+    clock = ManualClock()
+    hub = make_hub(
+        Store(last=0), clock=clock, round_cost=ROUND_SECONDS_PER_SUBSCRIBER, group_size=2
+    )
+    subscribers = [hub.subscribe(CHANNEL, n, is_moderator=False, batches=True) for n in range(6)]
+    groups = [subscribers[0:2], subscribers[2:4], subscribers[4:6]]
+    assert all(len({s.group for s in group}) == 1 for group in groups)
+    assert len({s.group for s in subscribers}) == 3
+    hub.publish(CHANNEL, [message(1)])
+    assert all(taken(s) == [1] for s in subscribers), "a quiet channel's groups all go at once"
+    hub.publish(CHANNEL, [message(2)])
+    hub.publish(CHANNEL, [message(3)])
+    turn = 2 * ROUND_SECONDS_PER_SUBSCRIBER
+    for group in groups:
+        assert all(taken(s) == [] for s in group), "each group waits for its share"
+        clock.advance(turn)
+        assert all(taken(s) == [2, 3] for s in group), "then goes, alone"
+    clock.advance(10 * turn)
     hub.publish(CHANNEL, [message(4)])
-    assert taken(single) == [3, 4]
+    assert all(taken(s) == [4] for s in subscribers), "quiet again"
+
+
+async def test_groups_are_filled_evenly_and_an_emptied_one_is_dropped() -> None:
+    hub = make_hub(Store(last=0), group_size=2)
+    first = [hub.subscribe(CHANNEL, n, is_moderator=False, batches=True) for n in range(5)]
+    sizes = sorted(len(g.subscribers) for g in {s.group for s in first if s.group is not None})
+    assert sizes == [1, 2, 2]
+    alone = next(s for s in first if s.group is not None and len(s.group.subscribers) == 1)
+    group = alone.group
+    hub.unsubscribe(alone)
+    assert alone.group is None
+    assert group not in {s.group for s in first}
+    assert len({s.group for s in first if s is not alone}) == 2
+    hub.unsubscribe(first[0])
+    later = hub.subscribe(CHANNEL, 9, is_moderator=False, batches=True)
+    assert later.group is first[1].group, "a new one joins the group with room"
+    hub.publish(CHANNEL, [message(1)])
+    assert all(taken(s) == [1] for s in [*first[1:], later] if s is not alone)
+    assert taken(alone) == []
+    assert taken(first[0]) == []
 
 
 async def test_an_idle_subscriber_is_waited_on_with_a_bare_future() -> None:

@@ -18,9 +18,11 @@ round, never per copy of a message.
     atomchat_post_batch_size            posts per group commit
     atomchat_commit_seconds             one group commit's transaction, begin to COMMIT
     atomchat_fanout_delay_seconds       from a message's row time (its transaction) to
-                                        the fan-out round that queues it to every
-                                        stream's writer; once per round
-    atomchat_fanout_messages_total       posted messages those rounds queued, and the sum
+                                        the fan-out round that queues it to its streams'
+                                        writers (a group of a channel's streams,
+                                        realtime/hub.py); once per round
+    atomchat_fanout_messages_total       posted messages those rounds queued (once per
+                                        round that queued it), and the sum
     atomchat_fanout_message_delay_seconds_total  of their delays (a mean per message)
     atomchat_slow_readers_ended_total   streams ended RESOURCE_EXHAUSTED for lagging
     atomchat_bus_reconnects_total       LISTEN connections re-established (and caught up)
@@ -97,7 +99,7 @@ COMMIT_SECONDS = Histogram(
 )
 FANOUT_DELAY_SECONDS = Histogram(
     "atomchat_fanout_delay_seconds",
-    "From a message's row time to the fan-out round that queues it to every stream.",
+    "From a message's row time to the fan-out round that queues it to its streams.",
     buckets=(*LATENCY_BUCKETS, 5.0),
 )
 # The fan-out delay of every posted message, not only of each round's oldest:

@@ -101,6 +101,7 @@ class Subscriber(Generic[Item]):
         "channel_id",
         "control",
         "ends_with",
+        "group",
         "heartbeat_due",
         "is_moderator",
         "user_id",
@@ -120,8 +121,10 @@ class Subscriber(Generic[Item]):
         self.channel_id = channel_id
         self.user_id = user_id
         self.is_moderator = is_moderator
-        # Whether its stream puts several messages in a frame (max_batch > 1).
+        # Whether its stream puts several messages in a frame (max_batch > 1),
+        # and then the hub's group of it (see `GROUP_SIZE`).
         self.batches = batches
+        self.group: _Group[Item] | None = None
         # The error the stream ends with, once the subscriber is closed: a
         # DomainError, or what its reader failed with.
         self.ends_with: Exception | None = None
@@ -242,13 +245,34 @@ FetchRange = Callable[[int, int, int], Awaitable[Sequence[TimelineEntry]]]
 HELD_LIMIT = 10_000
 # A fan-out round costs about 50 µs of the event loop per subscriber (one gRPC
 # write). Each round reserves twice that of the process's fan-out time for
-# every subscriber whose stream batches, and the next round of any channel
-# starts when the reservation is over: fan-out takes about half the loop
-# however many channels are busy, and the messages that arrive meanwhile share
-# a round (one frame each, for streams that accept batches). When the loop has
-# been quiet, a round goes out at once; so does every round of a channel none
-# of whose streams batch, as its copies cost one write each whatever the wait.
+# every subscriber it writes to, and the next round of any channel starts when
+# the reservation is over: fan-out takes about half the loop however many
+# channels are busy, and the messages that arrive meanwhile share a round (one
+# frame each, for streams that accept batches). Streams that take a frame per
+# copy reserve nothing: their copies cost one write each whatever the wait, so
+# they get them at once.
 ROUND_SECONDS_PER_SUBSCRIBER = 100e-6
+# A channel's streams that batch are split into groups of at most this many,
+# each with rounds of its own: a busy channel's rounds go out a group at a
+# time, spread over the reservation, and a copy waits for its group's next
+# round only, not for a whole channel's writes queued before it. A channel
+# whose rounds all went out (a quiet one) still sends a message to every group
+# at once.
+GROUP_SIZE = 50
+
+
+class _Group(Generic[Item]):
+    """Subscribers of one channel whose copies go out in the same rounds."""
+
+    __slots__ = ("entries", "items", "round_timer", "subscribers")
+
+    def __init__(self) -> None:
+        self.subscribers: set[Subscriber[Item]] = set()
+        # What waits for the group's next round (the entries for the metrics,
+        # the same encoded for the streams), and its timer.
+        self.entries: list[TimelineEntry] = []
+        self.items: list[Item] = []
+        self.round_timer: Timer | None = None
 
 
 class _Feed(Generic[Item]):
@@ -258,11 +282,11 @@ class _Feed(Generic[Item]):
         "batching",
         "exists_to",
         "filling",
+        "groups",
         "held",
         "next_seq",
-        "round_timer",
+        "single",
         "subscribers",
-        "waiting",
     )
 
     def __init__(self) -> None:
@@ -274,15 +298,30 @@ class _Feed(Generic[Item]):
         # Every message up to this seq is known to be committed.
         self.exists_to = 0
         self.filling = False
-        # What waits for this channel's next fan-out round, and its timer.
-        self.waiting: list[TimelineEntry] = []
-        self.round_timer: Timer | None = None
-        # Subscribers whose streams batch messages: what a round's wait saves.
+        # Subscribers whose streams take a frame per copy: theirs go out at once.
+        self.single: set[Subscriber[Item]] = set()
+        # The groups of subscribers whose streams batch messages, and how many
+        # those are: what a round's wait saves.
+        self.groups: list[_Group[Item]] = []
         self.batching = 0
 
     def missing_to(self) -> int:
         """The last seq this channel knows of but has not handed out (or less)."""
         return max(self.exists_to, min(self.held) - 1 if self.held else 0)
+
+    def join_group(self, subscriber: Subscriber[Item], size: int) -> _Group[Item]:
+        """The smallest group, or a new one if every group has `size` subscribers."""
+        groups = self.groups
+        group = min(groups, key=_group_size) if groups else None
+        if group is None or len(group.subscribers) >= size:
+            group = _Group()
+            groups.append(group)
+        group.subscribers.add(subscriber)
+        return group
+
+
+def _group_size(group: _Group[Any]) -> int:
+    return len(group.subscribers)
 
 
 class Hub(Generic[Item]):
@@ -306,6 +345,7 @@ class Hub(Generic[Item]):
         stall_seconds: float = STALL_SECONDS,
         clock: Clock | None = None,
         round_seconds_per_subscriber: float = ROUND_SECONDS_PER_SUBSCRIBER,
+        group_size: int = GROUP_SIZE,
     ) -> None:
         self._encode = encode
         self._fetch = fetch
@@ -314,6 +354,7 @@ class Hub(Generic[Item]):
         self._stall_seconds = stall_seconds
         self._clock: Clock = clock or LoopClock()
         self._round_cost = round_seconds_per_subscriber
+        self._group_size = group_size
         self._feeds: dict[int, _Feed[Item]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._sweep_timer: Timer | None = None
@@ -365,7 +406,11 @@ class Hub(Generic[Item]):
         if feed is None:
             feed = self._feeds[channel_id] = _Feed()
         feed.subscribers.add(subscriber)
-        feed.batching += batches
+        if batches:
+            subscriber.group = feed.join_group(subscriber, self._group_size)
+            feed.batching += 1
+        else:
+            feed.single.add(subscriber)
         return subscriber
 
     def unsubscribe(self, subscriber: Subscriber[Item]) -> None:
@@ -373,11 +418,19 @@ class Hub(Generic[Item]):
         if feed is None or subscriber not in feed.subscribers:
             return
         feed.subscribers.remove(subscriber)
-        feed.batching -= subscriber.batches
+        group = subscriber.group
+        if group is None:
+            feed.single.discard(subscriber)
+        else:
+            subscriber.group = None
+            feed.batching -= 1
+            group.subscribers.discard(subscriber)
+            if not group.subscribers:
+                feed.groups.remove(group)
+                if group.round_timer is not None:
+                    group.round_timer.cancel()
         if not feed.subscribers:
             del self._feeds[subscriber.channel_id]
-            if feed.round_timer is not None:
-                feed.round_timer.cancel()
 
     def channels(self) -> dict[int, int]:
         """Channels with subscribers here, with the last seq handed out (0 if none yet)."""
@@ -462,33 +515,48 @@ class Hub(Generic[Item]):
         self._hand_out(feed, held)
 
     def _hand_out(self, feed: _Feed[Item], messages: list[TimelineEntry]) -> None:
-        """Messages in seq order: out in this round, or the next when the last was just now.
+        """Messages in seq order: to the streams that take a frame per copy at once, and
+        to each group of the others in its next round.
 
-        A channel none of whose streams batch goes out at once: one frame per
-        copy whatever the wait, so waiting would save nothing.
+        A group's round goes out when the fan-out time reserved before it is over,
+        less what the channel's other groups reserve: a quiet channel's message goes
+        to every group at once, and a busy channel's groups take their turns, each
+        when its share of the reservation comes.
         """
-        feed.waiting.extend(messages)
-        if feed.round_timer is not None:
-            return
-        if not feed.batching:
-            self._round(feed)
+        items = [self._encode(message) for message in messages]
+        if feed.single:
+            metrics.observe_fanout(messages)
+            self._push(feed.single, items)
+        if not feed.groups:
             return
         now = self._clock.time()
-        start = max(now, self._fan_out_until)
-        self._fan_out_until = start + feed.batching * self._round_cost
-        if start <= now:
-            self._round(feed)
-        else:
-            feed.round_timer = self._clock.call_at(start, functools.partial(self._round, feed))
+        allowance = feed.batching * self._round_cost
+        # A copy: a round can drop a group whose slow subscribers it ends.
+        for group in tuple(feed.groups):
+            group.entries.extend(messages)
+            group.items.extend(items)
+            if group.round_timer is not None:
+                continue
+            cost = len(group.subscribers) * self._round_cost
+            reserved = max(now, self._fan_out_until)
+            self._fan_out_until = reserved + cost
+            if reserved + cost - allowance <= now:
+                self._round(feed, group)
+            else:
+                group.round_timer = self._clock.call_at(
+                    reserved + cost - allowance, functools.partial(self._round, feed, group)
+                )
 
-    def _round(self, feed: _Feed[Item]) -> None:
-        feed.round_timer = None
-        messages, feed.waiting = feed.waiting, []
-        metrics.observe_fanout(messages)
+    def _round(self, feed: _Feed[Item], group: _Group[Item]) -> None:
+        group.round_timer = None
+        entries, group.entries = group.entries, []
+        items, group.items = group.items, []
+        metrics.observe_fanout(entries)
+        self._push(group.subscribers, items)
+
+    def _push(self, subscribers: set[Subscriber[Item]], items: list[Item]) -> None:
         slow: list[Subscriber[Item]] = []
-        subscribers = feed.subscribers
-        for message in messages:
-            item = self._encode(message)
+        for item in items:
             for subscriber in subscribers:
                 if not subscriber.push(item):
                     slow.append(subscriber)
