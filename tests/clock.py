@@ -7,6 +7,8 @@ import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+RESOLUTION = 1e-9
+
 
 @dataclass
 class ManualTimer:
@@ -34,7 +36,9 @@ class ManualClock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
-        while self._timers and self._timers[0][0] <= self.now:
+        # As asyncio's loop does, a timer within the clock's resolution of now is due:
+        # times summed in a different order may differ in their last bit.
+        while self._timers and self._timers[0][0] <= self.now + RESOLUTION:
             _, _, timer, callback = heapq.heappop(self._timers)
             if not timer.cancelled:
                 callback()

@@ -244,14 +244,15 @@ FetchRange = Callable[[int, int, int], Awaitable[Sequence[TimelineEntry]]]
 
 HELD_LIMIT = 10_000
 # A fan-out round costs about 50 µs of the event loop per subscriber (one gRPC
-# write). Each round reserves twice that of the process's fan-out time for
-# every subscriber it writes to, and the next round of any channel starts when
-# the reservation is over: fan-out takes about half the loop however many
+# write). Each round reserves 70 µs of the process's fan-out time for every
+# subscriber it writes to, and the next round of any channel starts when the
+# reservation is over: fan-out takes at most about 70% of the loop however many
 # channels are busy, and the messages that arrive meanwhile share a round (one
 # frame each, for streams that accept batches). Streams that take a frame per
 # copy reserve nothing: their copies cost one write each whatever the wait, so
-# they get them at once.
-ROUND_SECONDS_PER_SUBSCRIBER = 100e-6
+# they get them at once. (100 µs before the groups below, when a round wrote
+# to a whole channel at once; bench/README.md, 2026-12-05 evening.)
+ROUND_SECONDS_PER_SUBSCRIBER = 70e-6
 # A channel's streams that batch are split into groups of at most this many,
 # each with rounds of its own: a busy channel's rounds go out a group at a
 # time, spread over the reservation, and a copy waits for its group's next
@@ -259,6 +260,8 @@ ROUND_SECONDS_PER_SUBSCRIBER = 100e-6
 # whose rounds all went out (a quiet one) still sends a message to every group
 # at once.
 GROUP_SIZE = 50
+# What the sums of reserved times may be off by, in seconds.
+_ROUNDING = 1e-9
 
 
 class _Group(Generic[Item]):
@@ -540,11 +543,12 @@ class Hub(Generic[Item]):
             cost = len(group.subscribers) * self._round_cost
             reserved = max(now, self._fan_out_until)
             self._fan_out_until = reserved + cost
-            if reserved + cost - allowance <= now:
+            start = reserved + cost - allowance
+            if start <= now + _ROUNDING:
                 self._round(feed, group)
             else:
                 group.round_timer = self._clock.call_at(
-                    reserved + cost - allowance, functools.partial(self._round, feed, group)
+                    start, functools.partial(self._round, feed, group)
                 )
 
     def _round(self, feed: _Feed[Item], group: _Group[Item]) -> None:
