@@ -384,3 +384,15 @@ async def test_a_writer_cancelled_while_waiting_leaves_the_subscriber_usable() -
         await writer
     hub.publish(CHANNEL, [message(1)])
     assert await receive(subscriber, 1) == [1]
+
+
+async def test_a_group_dropped_by_its_own_round_does_not_cost_the_next_group_its_message() -> None:
+    hub = make_hub(Store(last=0), buffer_limit=1, group_size=1)
+    slow = hub.subscribe(CHANNEL, 1, is_moderator=False, batches=True)
+    reader = hub.subscribe(CHANNEL, 2, is_moderator=False, batches=True)
+    assert slow.group is not reader.group
+    hub.publish(CHANNEL, [message(1)])
+    assert taken(reader) == [1]
+    hub.publish(CHANNEL, [message(2)])
+    assert slow.ends_with is not None, "its buffer was full: ended, and its group dropped"
+    assert taken(reader) == [2]
