@@ -57,11 +57,11 @@ from atomchat_server.db.index_upkeep import PendingListMerger
 from atomchat_server.db.migrate import SchemaError, check_revision, check_schema, revision_of
 from atomchat_server.db.waiting import wait_for_database
 from atomchat_server.domain import errors, events, messages
-from atomchat_server.domain.posting import MessagePoster
 from atomchat_server.limits import Limit, Limits
 from atomchat_server.observability import metrics
 from atomchat_server.observability.calls import CallObserver, note_caller
 from atomchat_server.ports import PortInUse, ensure_free
+from atomchat_server.poster_process import MessagePoster
 from atomchat_server.realtime.awareness import Awareness, AwarenessFrames
 from atomchat_server.realtime.bus import Bus
 from atomchat_server.realtime.delivery import Encoded
@@ -252,7 +252,7 @@ class App:
         await check_schema(self.database.url)
         await self.bus.start()
         self._started.append("bus")
-        self.poster.start()
+        await self.poster.start()
         self._started.append("poster")
         self.index_upkeep.start()
         self.hub.start()

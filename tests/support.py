@@ -51,6 +51,21 @@ async def sql(url: str, query: str, *args: Any) -> list[asyncpg.Record]:
         await connection.close()
 
 
+async def one_member_channel(connection: asyncpg.Connection) -> tuple[int, int]:
+    """A user 'poster', a channel 'c' and the user a member of it: (user id, channel id)."""
+    user_id = await connection.fetchval(
+        "INSERT INTO users (username, username_key, hashed_password)"
+        " VALUES ('poster', 'poster', 'x') RETURNING id"
+    )
+    channel_id = await connection.fetchval(
+        "INSERT INTO channels (name, slug) VALUES ('c', 'c') RETURNING id"
+    )
+    await connection.execute(
+        "INSERT INTO channel_members (channel_id, user_id) VALUES ($1, $2)", channel_id, user_id
+    )
+    return user_id, channel_id
+
+
 class Authed:
     """A stub whose calls carry a bearer token."""
 

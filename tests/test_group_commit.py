@@ -94,7 +94,7 @@ async def stored(url: str) -> list[int]:
 
 async def test_a_batch_and_its_opening_commit_together(postgres_server_url: str) -> None:
     async with committer(postgres_server_url) as (commits, url):
-        items = [Item(value, commits.caller.create_future()) for value in (1, 2, 3)]
+        items = [Item(value, asyncio.get_running_loop().create_future()) for value in (1, 2, 3)]
         for item in items:
             commits.submit(item)
         assert await asyncio.gather(*(item.future for item in items)) == [1, 2, 3]
@@ -108,11 +108,11 @@ async def test_a_failed_batch_is_rolled_back_opening_and_all(postgres_server_url
     async with committer(postgres_server_url) as (commits, url):
         # However the committer batches them, the batch holding the broken item
         # fails and is retried one by one.
-        first = Item(10, commits.caller.create_future())
+        first = Item(10, asyncio.get_running_loop().create_future())
         queued = [
-            Item(20, commits.caller.create_future()),
-            Item(30, commits.caller.create_future(), broken=True),
-            Item(40, commits.caller.create_future()),
+            Item(20, asyncio.get_running_loop().create_future()),
+            Item(30, asyncio.get_running_loop().create_future(), broken=True),
+            Item(40, asyncio.get_running_loop().create_future()),
         ]
         commits.submit(first)
         for item in queued:
@@ -140,11 +140,11 @@ async def test_a_lane_waiting_for_a_lock_does_not_hold_up_another(
         try:
             # Another transaction holds value 2's key: lane 0's insert of 2 waits for it.
             await blocker.execute("BEGIN; INSERT INTO items VALUES (2)")
-            waiting = Item(2, commits.caller.create_future())
+            waiting = Item(2, asyncio.get_running_loop().create_future())
             commits.submit(waiting)
             await eventually(lambda: a_session_waits_for_a_lock(url))
             # Lane 1 commits meanwhile (its row's opening, -3, too).
-            meanwhile = Item(3, commits.caller.create_future())
+            meanwhile = Item(3, asyncio.get_running_loop().create_future())
             commits.submit(meanwhile)
             assert await asyncio.wait_for(meanwhile.future, 10) == 3
             assert not waiting.future.done()
@@ -164,7 +164,7 @@ async def test_each_lane_keeps_the_order_of_its_work(postgres_server_url: str) -
                 "ALTER TABLE items ADD COLUMN written bigint GENERATED ALWAYS AS IDENTITY"
             )
             values = list(range(1, 201))
-            items = [Item(value, commits.caller.create_future()) for value in values]
+            items = [Item(value, asyncio.get_running_loop().create_future()) for value in values]
             for item in items:
                 commits.submit(item)
             assert await asyncio.gather(*(item.future for item in items)) == values

@@ -4,29 +4,33 @@ client_message_id is looked up only when it is one."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, TypeVar, cast
+from typing import Any, cast
 
 import asyncpg
 
 from atomchat_server.db.engine import asyncpg_dsn
 from atomchat_server.db.models import Role
 from atomchat_server.domain import inbox, timeline_store
-from atomchat_server.domain.entities import Actor
+from atomchat_server.domain.entities import Actor, MessageView
 from atomchat_server.domain.posting import (
     _MENTIONABLE,
     _REPLY_TARGETS,
     _WRITERS,
     MAX_BATCH,
     Change,
-    MessagePoster,
+    Outcome,
+    TimelineWriter,
+    Work,
+    new_change,
+    new_post,
 )
 from devsupport import fresh_database
-
-T = TypeVar("T")
+from tests.support import one_member_channel
 
 
 def scans_of(plan: dict[str, Any]) -> list[tuple[str, str]]:
@@ -37,9 +41,43 @@ def scans_of(plan: dict[str, Any]) -> list[tuple[str, str]]:
     return found
 
 
-async def prepared(poster: MessagePoster, statement: str) -> tuple[asyncpg.Connection, str] | None:
+class Writer:
+    """The poster's TimelineWriter, run on this loop as the poster's process runs
+    it, with a future for each write's answer."""
+
+    def __init__(self, dsn: str) -> None:
+        self.timeline = TimelineWriter(
+            dsn, origin="test", on_commit=lambda _: None, reply=self._reply
+        )
+        self._futures: dict[int, asyncio.Future[MessageView]] = {}
+        self._tickets = itertools.count(1)
+
+    def _reply(self, ticket: int, outcome: Outcome) -> None:
+        future = self._futures.pop(ticket)
+        if isinstance(outcome, BaseException):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)
+
+    def _submit(self, work: Work) -> asyncio.Future[MessageView]:
+        future = asyncio.get_running_loop().create_future()
+        self._futures[work.ticket] = future
+        self.timeline.submit(work)
+        return future
+
+    def submit(self, **post: Any) -> asyncio.Future[MessageView]:
+        return self._submit(new_post(next(self._tickets), **post))
+
+    async def post(self, **post: Any) -> MessageView:
+        return await self.submit(**post)
+
+    async def change(self, **change: Any) -> MessageView:
+        return await self._submit(new_change(next(self._tickets), **change))
+
+
+async def prepared(poster: Writer, statement: str) -> tuple[asyncpg.Connection, str] | None:
     """The connection of the poster's lanes that prepared this statement, and its name."""
-    for lane in poster._committer._lanes:
+    for lane in poster.timeline._committer._lanes:
         connection = lane.connection
         if connection is None:
             continue
@@ -51,7 +89,7 @@ async def prepared(poster: MessagePoster, statement: str) -> tuple[asyncpg.Conne
     return None
 
 
-async def explain(poster: MessagePoster, statement: str, arguments: str) -> dict[str, Any]:
+async def explain(poster: Writer, statement: str, arguments: str) -> dict[str, Any]:
     """The plan the poster's own prepared statement would run with now."""
     found = await prepared(poster, statement)
     assert found is not None
@@ -66,17 +104,10 @@ def _bigints(values: list[int]) -> str:
     return "'{" + ",".join(str(value) for value in values) + "}'::bigint[]"
 
 
-async def on_posters_loop(poster: MessagePoster, work: Coroutine[Any, Any, T]) -> T:
-    """Run `work` on the poster's own event loop, where its connection lives."""
-    loop = poster._committer._loop
-    assert loop is not None
-    return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(work, loop))
-
-
 @dataclass
 class Posting:
     setup: asyncpg.Connection
-    poster: MessagePoster
+    poster: Writer
     actor: Actor
     channel_id: int
 
@@ -87,25 +118,14 @@ async def posting(postgres_server_url: str) -> AsyncIterator[Posting]:
     async with fresh_database(postgres_server_url) as url:
         setup = await asyncpg.connect(asyncpg_dsn(url))
         try:
-            user_id = await setup.fetchval(
-                "INSERT INTO users (username, username_key, hashed_password)"
-                " VALUES ('poster', 'poster', 'x') RETURNING id"
-            )
-            channel_id = await setup.fetchval(
-                "INSERT INTO channels (name, slug) VALUES ('c', 'c') RETURNING id"
-            )
-            await setup.execute(
-                "INSERT INTO channel_members (channel_id, user_id) VALUES ($1, $2)",
-                channel_id,
-                user_id,
-            )
-            poster = MessagePoster(asyncpg_dsn(url), origin="test", on_commit=lambda _: None)
-            poster.start()
+            user_id, channel_id = await one_member_channel(setup)
+            poster = Writer(asyncpg_dsn(url))
+            poster.timeline.start()
             try:
                 actor = Actor(user_id=user_id, username="poster", role=Role.USER)
                 yield Posting(setup, poster, actor, channel_id)
             finally:
-                await poster.close()
+                await poster.timeline.close()
         finally:
             await setup.close()
 
@@ -180,7 +200,7 @@ async def test_the_posters_statements_use_the_indexes_after_the_tables_have_grow
                 )
             )
         plans = [
-            (statement, await on_posters_loop(p.poster, explain(p.poster, statement, arguments)))
+            (statement, await explain(p.poster, statement, arguments))
             for statement, arguments in statements
         ]
     for statement, plan in plans:
@@ -240,11 +260,11 @@ async def test_a_new_key_is_not_looked_up_and_a_repeat_gets_the_original(
         await p.poster.post(
             actor=p.actor, channel_id=p.channel_id, content="two", client_message_id="b"
         )
-        read_before = await on_posters_loop(p.poster, prepared(p.poster, timeline_store._BY_ID))
+        read_before = await prepared(p.poster, timeline_store._BY_ID)
         again = await p.poster.post(
             actor=p.actor, channel_id=p.channel_id, content="one again", client_message_id="a"
         )
-        read_after = await on_posters_loop(p.poster, prepared(p.poster, timeline_store._BY_ID))
+        read_after = await prepared(p.poster, timeline_store._BY_ID)
         stored = await p.setup.fetchval(
             "SELECT count(*) FROM messages WHERE channel_id = $1", p.channel_id
         )

@@ -24,9 +24,10 @@ from atomchat_server.auth.interceptor import current_actor
 from atomchat_server.db.engine import Database
 from atomchat_server.domain import channels, errors, messages, search
 from atomchat_server.domain.entities import Actor, ChannelView, MessageView
-from atomchat_server.domain.posting import Change, MessagePoster
+from atomchat_server.domain.posting import Change
 from atomchat_server.interception import Context
 from atomchat_server.limits import Limits
+from atomchat_server.poster_process import MessagePoster
 from atomchat_server.realtime.awareness import Awareness
 from atomchat_server.realtime.delivery import Delivery, Encoded, Framing
 from atomchat_server.realtime.hub import Hub, Subscriber

@@ -1,34 +1,26 @@
-"""Group commit: queued work written in batches, one transaction each, off the server's loop.
+"""Group commit: queued work written in batches, one transaction each.
 
-A `GroupCommitter` owns one asyncpg connection and a thread of its own with
-its own event loop. Work is submitted from the server's loop; whatever has
-queued up when the committer wakes is written by the domain's `write_batch`
-in one transaction (PostgreSQL serialises the commits of transactions that
-NOTIFY, so many posts sharing a commit is what makes posting scale). After
-the transaction has ended, the batch's events and answers cross back to the
-server's loop with call_soon_threadsafe.
+A `GroupCommitter` runs on the loop that started it: the poster's process
+(poster_process.py), which does nothing else, so that the round trips of a
+batch never wait behind the server's fan-out, nor for the interpreter lock
+the server's loop holds. Whatever has queued up when a lane wakes is written
+by the domain's `write_batch` in one transaction (PostgreSQL serialises the
+commits of transactions that NOTIFY, so many posts sharing a commit is what
+makes posting scale). After the transaction has ended, `on_commit` is given
+the batch's events and each item is settled.
 
 The transaction begins with the domain's `opening` statements (its locks),
-sent with BEGIN in one round trip, and ends with a COMMIT of its own. Every
-round trip costs the committer's thread the GIL back, three times on
-asyncio's loop (the send, the wait, the read), from a server loop that
-holds it most of the time: under load that, not PostgreSQL, was most of a
-commit's time.
-
-On the server's loop each of a batch's round trips used to wait behind
-whatever fan-out was under way (commit p99 35 ms at 500 subscribers): hence
-the thread.
+sent with BEGIN in one round trip, and ends with a COMMIT of its own.
 
 Lanes: work can be spread over several lanes by `lane_of` (the poster
-spreads channels), each with its own queue and connection, all on the
-committer's thread. One lane's batch is written while another's waits for
-PostgreSQL: a lone committer left PostgreSQL idle while it put its next
-batch together and the server idle while PostgreSQL wrote, so that flat out
-neither used its core. Work of one lane keeps its order; work of different
-lanes may commit in either order.
+spreads channels), each with its own queue and connection. One lane's batch
+is written while another's waits for PostgreSQL: a lone committer left
+PostgreSQL idle while it put its next batch together and the server idle
+while PostgreSQL wrote, so that flat out neither used its core. Work of one
+lane keeps its order; work of different lanes may commit in either order.
 
 Bounds: connecting and writing a batch (its commit included) take at most
-`timeouts.batch` (half a call's bound, db/engine.py), and a post waits for
+`timeouts.batch` (half a call's bound, db/engine.py), and an item waits for
 at most the batch under way in its lane before its own is written.
 
 Failures: a driver failure that means the database is unavailable (a
@@ -36,17 +28,16 @@ timeout included) fails the whole batch with that domain error
 (db/errors.py), and everything queued behind it in its lane too, at once:
 those would only wait for a database that does not answer. The lane's
 connection is dropped, to be reopened by its next batch, and
-`on_unavailable` is told (on the server's loop): a batch that failed while
-its COMMIT was on its way may have committed all the same, and nobody has
-been handed its events. Any other failure of a batch of several retries
-them one by one, so one bad item cannot fail the others.
+`on_unavailable` is told: a batch that failed while its COMMIT was on its
+way may have committed all the same, and nobody has been handed its events.
+Any other failure of a batch of several retries them one by one, so one bad
+item cannot fail the others.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
@@ -71,7 +62,7 @@ class Work(Protocol):
     def fail(self, error: BaseException) -> None: ...
 
     def settle(self) -> None:
-        """Answer the submitter; runs on the submitter's loop after the transaction ended."""
+        """Answer the submitter, once the transaction has ended."""
 
 
 W = TypeVar("W", bound=Work)
@@ -84,19 +75,18 @@ Opening = Callable[[list[W]], str]
 OnCommit = Callable[[Sequence[object]], None]
 # lane_of(work): any integer; work goes to lane lane_of(work) % lanes.
 LaneOf = Callable[[W], int]
+# observe(items, seconds): a batch written (metrics.observe_commit unless told otherwise).
+ObserveCommit = Callable[[int, float], None]
 
 
 class _Lane(Generic[W]):
     """One queue of work and the connection its batches are written on."""
 
-    __slots__ = ("connection", "queue", "unavailable", "wake", "woken")
+    __slots__ = ("connection", "queue", "unavailable", "wake")
 
     def __init__(self) -> None:
-        # Appended to by the server's loop, taken from by the committer's.
         self.queue: deque[W] = deque()
-        # Set on the committer's loop only; `woken` says a set is on its way.
         self.wake = asyncio.Event()
-        self.woken = False
         self.connection: asyncpg.Connection | None = None
         # Set by a batch that found the database unavailable, for what is queued behind it.
         self.unavailable: errors.Unavailable | None = None
@@ -114,6 +104,7 @@ class GroupCommitter(Generic[W]):
         application_name: str,
         timeouts: Timeouts | None = None,
         on_unavailable: Callable[[], None] | None = None,
+        observe: ObserveCommit | None = None,
         lanes: int = 1,
         lane_of: LaneOf[W] | None = None,
     ) -> None:
@@ -122,6 +113,7 @@ class GroupCommitter(Generic[W]):
         self._dsn = dsn
         self._timeouts = timeouts or Timeouts()
         self._on_unavailable = on_unavailable
+        self._observe = observe or metrics.observe_commit
         self._write_batch = write_batch
         self._opening = opening
         self._on_commit = on_commit
@@ -129,43 +121,27 @@ class GroupCommitter(Generic[W]):
         self._application_name = application_name
         self._lanes: list[_Lane[W]] = [_Lane() for _ in range(max(1, lanes))]
         self._lane_of = lane_of
-        self._caller: asyncio.AbstractEventLoop | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
+        self._task: asyncio.Task[None] | None = None
         self._closing = False
 
     @property
     def accepting(self) -> bool:
-        return self._thread is not None and not self._closing
+        return self._task is not None and not self._closing
 
     def start(self) -> None:
-        """Start the thread; work is taken from the calling loop from now on."""
-        self._caller = asyncio.get_running_loop()
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(
-            target=self._serve, name=self._application_name, daemon=True
+        """Start the lanes, on the calling loop."""
+        self._task = asyncio.get_running_loop().create_task(
+            self._run(), name=self._application_name
         )
-        self._thread.start()
 
     async def close(self) -> None:
         """Write what is queued, then stop."""
         self._closing = True
-        if self._thread is None:
+        if self._task is None:
             return
         for lane in self._lanes:
-            self._signal(lane)
-        await asyncio.to_thread(self._thread.join)
-
-    @property
-    def caller(self) -> asyncio.AbstractEventLoop:
-        """The loop work is submitted from (and answered on): the one `start` ran on.
-
-        Submitters make their answers' futures on it without asking asyncio
-        which loop is running, which costs a system call (getpid) per post.
-        """
-        if self._caller is None:
-            raise errors.shutting_down()
-        return self._caller
+            lane.wake.set()
+        await self._task
 
     def submit(self, work: W) -> None:
         """Queue work; a lane's batches keep the order of submission."""
@@ -174,23 +150,7 @@ class GroupCommitter(Generic[W]):
         lanes = self._lanes
         lane = lanes[self._lane_of(work) % len(lanes)] if self._lane_of is not None else lanes[0]
         lane.queue.append(work)
-        self._signal(lane)
-
-    def _serve(self) -> None:
-        loop = self._loop
-        if loop is None:
-            raise RuntimeError("the committer's loop was not created")
-        asyncio.set_event_loop(loop)
-        try:
-            loop.run_until_complete(self._run())
-        finally:
-            loop.close()
-
-    def _signal(self, lane: _Lane[W]) -> None:
-        """Wake the lane, once per batch however much work arrives meanwhile."""
-        if not lane.woken and self._loop is not None:
-            lane.woken = True
-            self._loop.call_soon_threadsafe(lane.wake.set)
+        lane.wake.set()
 
     async def _run(self) -> None:
         await asyncio.gather(*(self._run_lane(lane) for lane in self._lanes))
@@ -201,13 +161,12 @@ class GroupCommitter(Generic[W]):
             while True:
                 await lane.wake.wait()
                 lane.wake.clear()
-                lane.woken = False
                 while queue:
                     count = min(len(queue), self._max_batch)
                     batch = [queue.popleft() for _ in range(count)]
                     started = time.perf_counter()
                     emitted = await self._commit(lane, batch)
-                    metrics.observe_commit(len(batch), time.perf_counter() - started)
+                    self._observe(len(batch), time.perf_counter() - started)
                     self._answer(batch, emitted)
                     if lane.unavailable is not None:
                         self._fail_queued(lane, lane.unavailable)
@@ -230,18 +189,11 @@ class GroupCommitter(Generic[W]):
             self._answer(queued, [])
 
     def _answer(self, batch: list[W], emitted: list[object]) -> None:
-        """On the server's loop: hand out what was committed, then answer the submitters."""
-        caller = self._caller
-        if caller is None:
-            raise RuntimeError("the committer was not started")
-
-        def answer() -> None:
-            if emitted:
-                self._on_commit(emitted)
-            for work in batch:
-                work.settle()
-
-        caller.call_soon_threadsafe(answer)
+        """Hand out what was committed, then answer the submitters."""
+        if emitted:
+            self._on_commit(emitted)
+        for work in batch:
+            work.settle()
 
     async def _connect(self, lane: _Lane[W]) -> asyncpg.Connection:
         if lane.connection is not None and lane.connection.is_in_transaction():
@@ -287,8 +239,8 @@ class GroupCommitter(Generic[W]):
                 for work in batch:
                     work.fail(mapped)
                 lane.unavailable = mapped
-                if self._on_unavailable is not None and self._caller is not None:
-                    self._caller.call_soon_threadsafe(self._on_unavailable)
+                if self._on_unavailable is not None:
+                    self._on_unavailable()
                 return []
             if len(batch) > 1:
                 log.warning("a batch of %d items failed (%r); one by one now", len(batch), exc)

@@ -105,6 +105,17 @@ class DomainError(Exception):
         self.quota = quota
         self.metadata = dict(metadata or {})
 
+    def __reduce__(self) -> tuple[object, ...]:
+        # Crosses from the poster's process as it is: its attributes, not its arguments.
+        return (_rebuilt, (type(self), self.message, self.__dict__.copy()))
+
+
+def _rebuilt(kind: type[DomainError], message: str, state: dict[str, object]) -> DomainError:
+    error = kind.__new__(kind)
+    Exception.__init__(error, message)
+    error.__dict__.update(state)
+    return error
+
 
 class InvalidArgument(DomainError):
     def __init__(

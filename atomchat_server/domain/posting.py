@@ -34,7 +34,6 @@ writers' check, the rows with the seqs and the notifications, COMMIT.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -44,7 +43,7 @@ from enum import Enum
 import asyncpg
 
 from atomchat_server.db.engine import Timeouts
-from atomchat_server.db.group_commit import GroupCommitter, OnCommit
+from atomchat_server.db.group_commit import GroupCommitter, ObserveCommit, OnCommit
 from atomchat_server.db.models import InboxKind, Role, UpdateKind
 from atomchat_server.domain import errors, events, inbox, policy, timeline, timeline_store
 from atomchat_server.domain.entities import Actor, MessageView, TimelineEntry, UpdateView
@@ -150,12 +149,21 @@ class Change(Enum):
     UNREACT = "unreact"
 
 
+Outcome = MessageView | BaseException
+# reply(ticket, outcome): a write's answer, once its batch's transaction has ended.
+Reply = Callable[[int, Outcome], None]
+
+
 @dataclass(slots=True)
 class _Write:
+    """A write waiting for its batch; `ticket` names it to the one who submitted it."""
+
     actor: Actor
     channel_id: int
-    future: asyncio.Future[MessageView]
-    outcome: MessageView | BaseException | None = field(default=None, repr=False)
+    ticket: int
+    outcome: Outcome | None = field(default=None, repr=False)
+    # Set by the TimelineWriter it is submitted to.
+    reply: Reply | None = field(default=None, repr=False)
 
     def reset(self) -> None:
         self.outcome = None
@@ -163,27 +171,23 @@ class _Write:
     def fail(self, error: BaseException) -> None:
         self.outcome = error
 
-    def result(self) -> MessageView | BaseException | None:
+    def result(self) -> Outcome | None:
         return self.outcome
 
     def settle(self) -> None:
-        """Answer the caller, on the caller's loop, once the batch's transaction has ended."""
+        """Answer the submitter, once the batch's transaction has ended."""
         outcome = self.result()
-        if self.future.done() or outcome is None:
-            return
-        if isinstance(outcome, MessageView):
-            self.future.set_result(outcome)
-        else:
-            self.future.set_exception(outcome)
+        if outcome is not None and self.reply is not None:
+            self.reply(self.ticket, outcome)
 
 
 @dataclass(slots=True)
-class _Post(_Write):
+class PostWork(_Write):
     content: str = ""
     client_message_id: str | None = None
     reply_to_id: int = 0
     seq: int = 0
-    duplicate_of: _Post | None = field(default=None, repr=False)
+    duplicate_of: PostWork | None = field(default=None, repr=False)
 
     def reset(self) -> None:
         self.seq = 0
@@ -194,23 +198,66 @@ class _Post(_Write):
         self.duplicate_of = None
         self.outcome = error
 
-    def result(self) -> MessageView | BaseException | None:
+    def result(self) -> Outcome | None:
         return self.duplicate_of.outcome if self.duplicate_of is not None else self.outcome
 
 
 @dataclass(slots=True)
-class _Change(_Write):
+class ChangeWork(_Write):
     change: Change = Change.EDIT
     message_id: int = 0
     # The new content of an edit, or the emoji of a reaction.
     value: str = ""
 
 
-_Work = _Post | _Change
+Work = PostWork | ChangeWork
 
 
-class MessagePoster:
-    """Writes the timeline through a group committer; see the module docstring."""
+def new_post(
+    ticket: int,
+    *,
+    actor: Actor,
+    channel_id: int,
+    content: str,
+    client_message_id: str = "",
+    reply_to_id: int = 0,
+) -> PostWork:
+    """A post, checked as far as it can be without the database (invalid content fails here)."""
+    return PostWork(
+        actor=actor,
+        channel_id=channel_id,
+        ticket=ticket,
+        content=clean_content(content),
+        client_message_id=clean_client_message_id(client_message_id),
+        reply_to_id=_reply_target(reply_to_id),
+    )
+
+
+def new_change(
+    ticket: int, *, actor: Actor, channel_id: int, message_id: int, change: Change, value: str = ""
+) -> ChangeWork:
+    """An edit (value: the content), a deletion, a reaction or its taking back
+    (value: the emoji), checked as far as it can be without the database."""
+    if change is Change.EDIT:
+        value = clean_content(value)
+    elif change in (Change.REACT, Change.UNREACT):
+        value = timeline.clean_emoji(value)
+    return ChangeWork(
+        actor=actor,
+        channel_id=channel_id,
+        ticket=ticket,
+        change=change,
+        message_id=message_id,
+        value=value,
+    )
+
+
+class TimelineWriter:
+    """Writes the timeline through a group committer; see the module docstring.
+
+    It runs in the poster's process (poster_process.py): each write's answer
+    goes to `reply`, and what a batch committed to `on_commit`, first.
+    """
 
     def __init__(
         self,
@@ -218,12 +265,15 @@ class MessagePoster:
         *,
         origin: str,
         on_commit: OnCommit,
+        reply: Reply,
         max_batch: int = MAX_BATCH,
         timeouts: Timeouts | None = None,
         on_unavailable: Callable[[], None] | None = None,
+        observe: ObserveCommit | None = None,
     ) -> None:
         self._origin = origin
-        self._committer: GroupCommitter[_Work] = GroupCommitter(
+        self._reply = reply
+        self._committer: GroupCommitter[Work] = GroupCommitter(
             dsn,
             write_batch=self._write,
             opening=_lock_channels,
@@ -232,6 +282,7 @@ class MessagePoster:
             application_name=APPLICATION_NAME,
             timeouts=timeouts,
             on_unavailable=on_unavailable,
+            observe=observe,
             lanes=LANES,
             lane_of=_channel,
         )
@@ -243,81 +294,16 @@ class MessagePoster:
         """Commit what is queued, then stop."""
         await self._committer.close()
 
-    async def post(
-        self,
-        *,
-        actor: Actor,
-        channel_id: int,
-        content: str,
-        client_message_id: str = "",
-        reply_to_id: int = 0,
-    ) -> MessageView:
-        """Post and wait for the commit: the stored message, or the original of a repeat."""
-        return await self.submit(
-            actor=actor,
-            channel_id=channel_id,
-            content=content,
-            client_message_id=client_message_id,
-            reply_to_id=reply_to_id,
-        )
-
-    def submit(
-        self,
-        *,
-        actor: Actor,
-        channel_id: int,
-        content: str,
-        client_message_id: str = "",
-        reply_to_id: int = 0,
-    ) -> asyncio.Future[MessageView]:
-        """Queue a post; invalid content fails at once, the rest when the batch commits.
-
-        Writes are committed in the order they were submitted.
-        """
-        self._ensure_accepting()
-        post = _Post(
-            actor=actor,
-            channel_id=channel_id,
-            future=self._committer.caller.create_future(),
-            content=clean_content(content),
-            client_message_id=clean_client_message_id(client_message_id),
-            reply_to_id=_reply_target(reply_to_id),
-        )
-        self._committer.submit(post)
-        return post.future
-
-    async def change(
-        self, *, actor: Actor, channel_id: int, message_id: int, change: Change, value: str = ""
-    ) -> MessageView:
-        """Edit (value: the content), delete, react or unreact (value: the emoji);
-        the message's state once committed."""
-        self._ensure_accepting()
-        if change is Change.EDIT:
-            value = clean_content(value)
-        elif change in (Change.REACT, Change.UNREACT):
-            value = timeline.clean_emoji(value)
-        work = _Change(
-            actor=actor,
-            channel_id=channel_id,
-            future=self._committer.caller.create_future(),
-            change=change,
-            message_id=message_id,
-            value=value,
-        )
+    def submit(self, work: Work) -> None:
+        """Queue a write; writes are committed in the order they were submitted."""
+        work.reply = self._reply
         self._committer.submit(work)
-        return await work.future
 
-    def _ensure_accepting(self) -> None:
-        if not self._committer.accepting:
-            raise errors.shutting_down()
-
-    async def _write(
-        self, connection: asyncpg.Connection, batch: list[_Work]
-    ) -> list[events.Event]:
+    async def _write(self, connection: asyncpg.Connection, batch: list[Work]) -> list[events.Event]:
         return await _write_batch(connection, batch, self._origin)
 
 
-def _channel(work: _Work) -> int:
+def _channel(work: Work) -> int:
     return work.channel_id
 
 
@@ -380,11 +366,11 @@ class _Batch:
 
 
 async def _write_batch(
-    connection: asyncpg.Connection, batch: list[_Work], origin: str
+    connection: asyncpg.Connection, batch: list[Work], origin: str
 ) -> list[events.Event]:
     """Decide and store one batch; returns the events to hand out after the commit."""
     state = await _check_writers(connection, batch)
-    accepted: list[_Work] = []
+    accepted: list[Work] = []
     for work in batch:
         if work.actor.user_id not in state.active:
             work.fail(errors.invalid_credentials())
@@ -397,11 +383,11 @@ async def _write_batch(
         # What this run reads may be the previous run's posts.
         await _store(connection, state)
         works = list(run)
-        posts = [work for work in works if isinstance(work, _Post)]
+        posts = [work for work in works if isinstance(work, PostWork)]
         if posts:
             await _write_posts(connection, posts, state)
         else:
-            await _write_changes(connection, [w for w in works if isinstance(w, _Change)], state)
+            await _write_changes(connection, [w for w in works if isinstance(w, ChangeWork)], state)
     if not state.entries:
         return []
     appended: list[events.Event] = [
@@ -425,14 +411,14 @@ async def _write_batch(
     return appended
 
 
-def _lock_channels(batch: list[_Work]) -> str:
+def _lock_channels(batch: list[Work]) -> str:
     """Lock the batch's channels, in id order; sent with BEGIN, so the ids are literals."""
     ids = ",".join(str(int(channel_id)) for channel_id in sorted({w.channel_id for w in batch}))
     # Only integers are formatted into the statement.
     return f"SELECT 1 FROM channels WHERE id IN ({ids}) AND is_active ORDER BY id FOR UPDATE"  # noqa: S608
 
 
-async def _check_writers(connection: asyncpg.Connection, batch: list[_Work]) -> _Batch:
+async def _check_writers(connection: asyncpg.Connection, batch: list[Work]) -> _Batch:
     """What the batch needs to know, read once its channels are locked."""
     channel_ids = sorted({work.channel_id for work in batch})
     user_ids = sorted({work.actor.user_id for work in batch})
@@ -445,7 +431,7 @@ async def _check_writers(connection: asyncpg.Connection, batch: list[_Work]) -> 
         [channel for channel, _, _ in keys],
         [sender for _, sender, _ in keys],
         [key for _, _, key in keys],
-        sum(1 for work in batch if isinstance(work, _Post)),
+        sum(1 for work in batch if isinstance(work, PostWork)),
     )
     state = _Batch(
         last_seq=dict(zip(found["channel_ids"], found["last_seqs"], strict=True)),
@@ -467,15 +453,17 @@ async def _check_writers(connection: asyncpg.Connection, batch: list[_Work]) -> 
     return state
 
 
-def _key(work: _Work) -> tuple[int, int, str] | None:
+def _key(work: Work) -> tuple[int, int, str] | None:
     """A post's idempotency key: (channel, sender, client_message_id), if it has one."""
-    if isinstance(work, _Post) and work.client_message_id is not None:
+    if isinstance(work, PostWork) and work.client_message_id is not None:
         return (work.channel_id, work.actor.user_id, work.client_message_id)
     return None
 
 
-async def _write_posts(connection: asyncpg.Connection, posts: list[_Post], state: _Batch) -> None:
-    allowed: list[_Post] = []
+async def _write_posts(
+    connection: asyncpg.Connection, posts: list[PostWork], state: _Batch
+) -> None:
+    allowed: list[PostWork] = []
     for post in posts:
         if policy.can_take_part(
             is_member=state.standing_of(post.channel_id, post.actor.user_id).is_member,
@@ -541,7 +529,7 @@ def _array_literal(values: Sequence[int]) -> str:
     return "{" + ",".join(str(value) for value in values) + "}"
 
 
-async def _check_reply_targets(connection: asyncpg.Connection, posts: list[_Post]) -> None:
+async def _check_reply_targets(connection: asyncpg.Connection, posts: list[PostWork]) -> None:
     """A reply must name a message of its own channel (deleted ones too)."""
     replying = [post for post in posts if post.reply_to_id]
     if not replying:
@@ -583,9 +571,9 @@ async def _resolve_mentions(
 
 async def _resolve_repeats(
     connection: asyncpg.Connection,
-    posts: list[_Post],
+    posts: list[PostWork],
     stored_keys: dict[tuple[int, int, str], int],
-) -> list[_Post]:
+) -> list[PostWork]:
     """Answer repeated client_message_ids with the original (as it stands now);
     return the posts to insert."""
     original_ids = {stored_keys[key] for post in posts if (key := _key(post)) in stored_keys}
@@ -594,8 +582,8 @@ async def _resolve_repeats(
         if original_ids
         else {}
     )
-    fresh: list[_Post] = []
-    first_in_batch: dict[tuple[int, int, str], _Post] = {}
+    fresh: list[PostWork] = []
+    first_in_batch: dict[tuple[int, int, str], PostWork] = {}
     for post in posts:
         key = _key(post)
         if key is None:
@@ -620,7 +608,7 @@ class _Target:
 
 
 async def _write_changes(
-    connection: asyncpg.Connection, changes: list[_Change], state: _Batch
+    connection: asyncpg.Connection, changes: list[ChangeWork], state: _Batch
 ) -> None:
     found = await timeline_store.messages_by_id(connection, [c.message_id for c in changes])
     targets = {
@@ -632,7 +620,7 @@ async def _write_changes(
         for message_id, message in found.items()
     }
     updates: list[tuple[int, int, UpdateKind, int]] = []
-    touched: list[_Change] = []
+    touched: list[ChangeWork] = []
     for work in changes:
         target = targets.get(work.message_id)
         if target is None or target.message.channel_id != work.channel_id:
@@ -667,7 +655,7 @@ async def _write_changes(
 
 
 async def _apply(
-    connection: asyncpg.Connection, work: _Change, target: _Target, state: _Batch
+    connection: asyncpg.Connection, work: ChangeWork, target: _Target, state: _Batch
 ) -> UpdateKind | None:
     """Check and store one change; the kind of update it makes, or None if it makes none."""
     standing = state.standing_of(work.channel_id, work.actor.user_id)
@@ -699,7 +687,7 @@ async def _apply(
 
 
 async def _react(
-    connection: asyncpg.Connection, work: _Change, target: _Target
+    connection: asyncpg.Connection, work: ChangeWork, target: _Target
 ) -> UpdateKind | None:
     """Add or take back a reaction; None when that changes nothing."""
     user_id = work.actor.user_id

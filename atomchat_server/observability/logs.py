@@ -93,3 +93,10 @@ def configure(level: str, log_format: str) -> None:
     root.setLevel(level.upper())
     # Alembic announces each of its plugins at INFO on import.
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+
+
+def current() -> tuple[str, str]:
+    """The root logger's level and format, as `configure` takes them (for a child process)."""
+    root = logging.getLogger()
+    json_lines = any(isinstance(handler.formatter, JsonFormatter) for handler in root.handlers)
+    return logging.getLevelName(root.getEffectiveLevel()), "json" if json_lines else "text"
