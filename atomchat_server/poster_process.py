@@ -251,6 +251,9 @@ class MessagePoster:
         self._writer = writer
         self._reading = asyncio.create_task(self._read(reader), name="poster answers")
         self._flush()
+        if self._closing:
+            # Closed while this poster started (again): it is to end at once.
+            writer.write_eof()
 
     async def _read(self, reader: asyncio.StreamReader) -> None:
         """Take the poster's frames until it ends; start it again if it ended unasked."""
@@ -290,7 +293,11 @@ class MessagePoster:
                     else:
                         future.set_result(outcome)
             elif kind == COMMITTED:
-                self._on_commit(entry[1])
+                try:
+                    self._on_commit(entry[1])
+                except Exception:
+                    # The writes committed all the same: answer them.
+                    log.exception("handing out a batch failed")
             elif kind == OBSERVED:
                 metrics.observe_commit(entry[1], entry[2])
             elif kind == UNAVAILABLE and self._on_unavailable is not None:

@@ -8,7 +8,7 @@ import asyncio
 import os
 import pickle
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
@@ -16,6 +16,7 @@ import asyncpg
 import pytest
 
 from atomchat_server.db.engine import asyncpg_dsn
+from atomchat_server.db.group_commit import OnCommit
 from atomchat_server.db.models import Role
 from atomchat_server.domain import errors, events
 from atomchat_server.domain.entities import Actor
@@ -36,7 +37,9 @@ class Setup:
 
 
 @asynccontextmanager
-async def poster_on(postgres_server_url: str) -> AsyncIterator[Setup]:
+async def poster_on(
+    postgres_server_url: str, *, on_commit: OnCommit | None = None
+) -> AsyncIterator[Setup]:
     """A fresh database with one member of one channel, and the poster's process on it."""
     async with fresh_database(postgres_server_url) as url:
         setup = await asyncpg.connect(asyncpg_dsn(url))
@@ -47,7 +50,7 @@ async def poster_on(postgres_server_url: str) -> AsyncIterator[Setup]:
             poster = MessagePoster(
                 asyncpg_dsn(url),
                 origin="test",
-                on_commit=committed.extend,
+                on_commit=on_commit or committed.extend,
                 on_unavailable=lambda: unavailable.append(None),
             )
             await poster.start()
@@ -190,3 +193,18 @@ async def test_a_poster_that_dies_fails_what_it_held_and_is_started_again(
         after = await s.poster.post(actor=s.actor, channel_id=s.channel_id, content="after")
         assert after.seq == 2
         assert await s.setup.fetchval("SELECT count(*) FROM messages") == 2
+
+
+async def test_a_batch_that_cannot_be_handed_out_is_answered_all_the_same(
+    postgres_server_url: str,
+) -> None:
+    """Handing out a committed batch fails (a bug downstream): its writes, and
+    those after them, are still answered."""
+
+    def broken(emitted: Sequence[object]) -> None:
+        raise RuntimeError("cannot hand out")
+
+    async with poster_on(postgres_server_url, on_commit=broken) as s:
+        first = await s.poster.post(actor=s.actor, channel_id=s.channel_id, content="one")
+        second = await s.poster.post(actor=s.actor, channel_id=s.channel_id, content="two")
+        assert (first.seq, second.seq) == (1, 2)
