@@ -10,7 +10,7 @@ import pickle
 import signal
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import asyncpg
 import pytest
@@ -20,6 +20,7 @@ from atomchat_server.db.group_commit import OnCommit
 from atomchat_server.db.models import Role
 from atomchat_server.domain import errors, events
 from atomchat_server.domain.entities import Actor
+from atomchat_server.domain.posting import Change, ChangeWork, PostWork, new_change, new_post
 from atomchat_server.poster_process import MessagePoster
 from devsupport import fresh_database
 from tests.support import eventually, one_member_channel
@@ -115,6 +116,23 @@ def test_domain_errors_cross_between_processes_as_they_are() -> None:
         assert type(copy) is type(error)
         assert str(copy) == str(error)
         assert copy.__dict__ == error.__dict__
+
+
+def test_writes_cross_to_the_poster_as_they_were_asked() -> None:
+    """A post and a change reach the poster's process with what was asked, and nothing else."""
+    actor = Actor(user_id=7, username="ann", role=Role.MODERATOR)
+    post = new_post(
+        1, actor=actor, channel_id=3, content="hi", client_message_id="k", reply_to_id=9
+    )
+    post.outcome = errors.not_a_member()
+    change = new_change(
+        2, actor=actor, channel_id=3, message_id=9, change=Change.REACT, value="\N{THUMBS UP SIGN}"
+    )
+    post_copy, change_copy = pickle.loads(pickle.dumps([post, change]))  # noqa: S301 - made here
+    assert isinstance(post_copy, PostWork)
+    assert isinstance(change_copy, ChangeWork)
+    assert post_copy == replace(post, outcome=None)
+    assert change_copy == change
 
 
 async def test_posts_cross_to_the_poster_and_their_answers_back(

@@ -201,6 +201,18 @@ class PostWork(_Write):
     def result(self) -> Outcome | None:
         return self.duplicate_of.outcome if self.duplicate_of is not None else self.outcome
 
+    def __reduce__(self) -> tuple[object, ...]:
+        # Crosses to the poster's process as what was asked, in a tuple (see MessageView's).
+        asked = (
+            self.actor,
+            self.channel_id,
+            self.ticket,
+            self.content,
+            self.client_message_id,
+            self.reply_to_id,
+        )
+        return (_asked_post, (asked,))
+
 
 @dataclass(slots=True)
 class ChangeWork(_Write):
@@ -208,6 +220,34 @@ class ChangeWork(_Write):
     message_id: int = 0
     # The new content of an edit, or the emoji of a reaction.
     value: str = ""
+
+    def __reduce__(self) -> tuple[object, ...]:
+        asked = (self.actor, self.channel_id, self.ticket, self.change, self.message_id, self.value)
+        return (_asked_change, (asked,))
+
+
+def _asked_post(asked: tuple[Actor, int, int, str, str | None, int]) -> PostWork:
+    actor, channel_id, ticket, content, client_message_id, reply_to_id = asked
+    return PostWork(
+        actor=actor,
+        channel_id=channel_id,
+        ticket=ticket,
+        content=content,
+        client_message_id=client_message_id,
+        reply_to_id=reply_to_id,
+    )
+
+
+def _asked_change(asked: tuple[Actor, int, int, Change, int, str]) -> ChangeWork:
+    actor, channel_id, ticket, change, message_id, value = asked
+    return ChangeWork(
+        actor=actor,
+        channel_id=channel_id,
+        ticket=ticket,
+        change=change,
+        message_id=message_id,
+        value=value,
+    )
 
 
 Work = PostWork | ChangeWork
