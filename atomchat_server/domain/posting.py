@@ -1,9 +1,11 @@
 """Writing the timeline, with group commit: posts, edits, deletions, reactions.
 
-Each write is validated at once; then it waits in the group committer's
-queue (db/group_commit.py). A batch is written in one transaction: it locks
-the channels concerned (in id order, in the round trip of its BEGIN) and
-checks that every writer is still active and still allowed to write there.
+Each write is validated at once (`new_post`, `new_change`, on the server's
+loop); then it waits in the group committer's queue (db/group_commit.py),
+in the poster's process (poster_process.py), where a TimelineWriter runs. A
+batch is written in one transaction: it locks the channels concerned (in id
+order, in the round trip of its BEGIN) and checks that every writer is still
+active and still allowed to write there.
 Consecutive posts are written together: repeated client_message_ids are
 answered with the original, reply targets and `@mentions` are resolved, the
 messages get gap-free per-channel seqs and are inserted in one statement.
