@@ -59,7 +59,8 @@ from atomchat_server.db.waiting import wait_for_database
 from atomchat_server.domain import errors, events, messages
 from atomchat_server.limits import Limit, Limits
 from atomchat_server.observability import metrics
-from atomchat_server.observability.calls import CallObserver, note_caller
+from atomchat_server.observability.call_context import note_caller
+from atomchat_server.observability.calls import CallObserver
 from atomchat_server.ports import PortInUse, ensure_free
 from atomchat_server.poster_process import MessagePoster
 from atomchat_server.realtime.awareness import Awareness, AwarenessFrames

@@ -17,17 +17,16 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-import secrets
 import time
 from collections.abc import AsyncIterator, Callable
-from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
 
 from atomchat_server.interception import Context, WrappedOnce
 from atomchat_server.observability import metrics
+from atomchat_server.observability.call_context import Call, bind, unbind
 
 log = logging.getLogger("atomchat.calls")
 
@@ -45,22 +44,6 @@ _HANDLER_ATTRIBUTES = {
 }
 # Health checks come every few seconds from orchestrators: their lines are DEBUG.
 QUIET_PREFIXES = ("/grpc.health.", "/grpc.reflection.")
-
-
-@dataclass(slots=True)
-class Call:
-    method: str
-    peer: str
-    call_id: str = field(default_factory=lambda: secrets.token_hex(8))
-    user_id: int | None = None
-
-
-_current: ContextVar[Call | None] = ContextVar("atomchat_call", default=None)
-
-
-def current_call() -> Call | None:
-    """The call the running code serves, if any."""
-    return _current.get()
 
 
 @dataclass(slots=True)
@@ -138,7 +121,7 @@ def _wrap(
 
     def begin(context: Context) -> tuple[Call, Any, float]:
         call = Call(method=method, peer=context.peer())
-        token = _current.set(call)
+        token = bind(call)
         series.started.inc()
         return call, token, time.perf_counter()
 
@@ -158,7 +141,7 @@ def _wrap(
                 seconds * 1000,
                 extra={"grpc_code": code.name, "duration_seconds": round(seconds, 6)},
             )
-        _current.reset(token)
+        unbind(token)
 
     if inspect.isasyncgenfunction(behaviour):
 
@@ -194,10 +177,3 @@ def _wrap(
         request_deserializer=handler.request_deserializer,
         response_serializer=handler.response_serializer,
     )
-
-
-def note_caller(user_id: int) -> None:
-    """The authenticated caller's id, into the current call (and so its log line)."""
-    call = _current.get()
-    if call is not None:
-        call.user_id = user_id
