@@ -31,6 +31,7 @@ holds, answers, and exits.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import pickle
@@ -257,18 +258,21 @@ class MessagePoster:
 
     async def _read(self, reader: asyncio.StreamReader) -> None:
         """Take the poster's frames until it ends; start it again if it ended unasked."""
-        while (entries := await _read_frame(reader)) is not None:
-            self._take(entries)
+        try:
+            while (entries := await _read_frame(reader)) is not None:
+                self._take(entries)
+        except (OSError, pickle.UnpicklingError):
+            log.exception("reading the poster's answers failed")
         if self._writer is not None:
             self._writer.close()
             self._writer = None
         if self._closing:
             return
         log.error("the poster's process ended; failing the %d writes it held", len(self._pending))
-        await self._stop_process()
         self._fail_pending(errors.database_unavailable())
         if self._on_unavailable is not None:
             self._on_unavailable()
+        await self._stop_process(grace=0)
         while not self._closing:
             await asyncio.sleep(RESTART_SECONDS)
             if self._closing:
@@ -310,16 +314,17 @@ class MessagePoster:
             if not future.done():
                 future.set_exception(error)
 
-    async def _stop_process(self) -> None:
+    async def _stop_process(self, grace: float = CLOSE_SECONDS) -> None:
+        """Wait for the poster's process to end, killing it after `grace` seconds."""
         process, self._process = self._process, None
         if process is None:
             return
-        if process.returncode is None:
-            try:
-                await asyncio.wait_for(process.wait(), CLOSE_SECONDS)
-            except TimeoutError:
+        try:
+            await asyncio.wait_for(process.wait(), grace)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
                 process.kill()
-                await process.wait()
+            await process.wait()
 
 
 class _Outbox:
