@@ -237,6 +237,9 @@ class MessagePoster:
                 stdin=asyncio.subprocess.DEVNULL,
                 preexec_fn=die_with_parent(os.getpid()),
             )
+        except BaseException:
+            ours.close()
+            raise
         finally:
             theirs.close()
         reader, writer = await asyncio.open_unix_connection(sock=ours)
@@ -281,6 +284,8 @@ class MessagePoster:
                 await self._spawn()
             except (OSError, RuntimeError):
                 log.exception("could not start the poster again")
+                # What was submitted meanwhile waits no longer than one attempt.
+                self._fail_pending(errors.database_unavailable())
             else:
                 return
 

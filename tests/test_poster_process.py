@@ -226,3 +226,34 @@ async def test_a_batch_that_cannot_be_handed_out_is_answered_all_the_same(
         first = await s.poster.post(actor=s.actor, channel_id=s.channel_id, content="one")
         second = await s.poster.post(actor=s.actor, channel_id=s.channel_id, content="two")
         assert (first.seq, second.seq) == (1, 2)
+
+
+async def test_writes_wait_for_a_poster_that_cannot_start_again_no_longer_than_one_attempt(
+    postgres_server_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While the poster cannot be started again, a write fails UNAVAILABLE after
+    the next attempt instead of waiting for a poster that does not come."""
+    async with poster_on(postgres_server_url) as s:
+        first = poster_pid(s)
+
+        async def cannot_start(*args: object, **kwargs: object) -> None:
+            raise OSError("no more processes")
+
+        monkeypatch.setattr(asyncio, "create_subprocess_exec", cannot_start)
+        os.kill(first, signal.SIGKILL)
+
+        async def noticed() -> bool:
+            return bool(s.unavailable)
+
+        await eventually(noticed)
+        waiting = s.poster.submit(actor=s.actor, channel_id=s.channel_id, content="meanwhile")
+        with pytest.raises(errors.Unavailable):
+            await asyncio.wait_for(waiting, 5)
+        monkeypatch.undo()
+
+        async def started_again() -> bool:
+            return s.poster._writer is not None
+
+        await eventually(started_again)
+        after = await s.poster.post(actor=s.actor, channel_id=s.channel_id, content="after")
+        assert after.content == "after"
