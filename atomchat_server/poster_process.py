@@ -144,24 +144,6 @@ class MessagePoster:
         await self._stop_process()
         self._fail_pending(errors.shutting_down())
 
-    async def post(
-        self,
-        *,
-        actor: Actor,
-        channel_id: int,
-        content: str,
-        client_message_id: str = "",
-        reply_to_id: int = 0,
-    ) -> MessageView:
-        """Post and wait for the commit: the stored message, or the original of a repeat."""
-        return await self.submit(
-            actor=actor,
-            channel_id=channel_id,
-            content=content,
-            client_message_id=client_message_id,
-            reply_to_id=reply_to_id,
-        )
-
     def submit(
         self,
         *,
@@ -171,7 +153,8 @@ class MessagePoster:
         client_message_id: str = "",
         reply_to_id: int = 0,
     ) -> asyncio.Future[MessageView]:
-        """Queue a post; invalid content fails at once, the rest when the batch commits.
+        """Queue a post; invalid content fails at once, the rest when the batch commits:
+        the stored message, or the original of a repeat.
 
         Writes are committed in the order they were submitted.
         """

@@ -156,7 +156,7 @@ async def test_posts_cross_to_the_poster_and_their_answers_back(
         ]
         assert handed_out == list(range(1, 51))
         with pytest.raises(errors.NotFound):
-            await s.poster.post(actor=s.actor, channel_id=s.channel_id + 1, content="nowhere")
+            await s.poster.submit(actor=s.actor, channel_id=s.channel_id + 1, content="nowhere")
         with pytest.raises(errors.InvalidArgument):
             s.poster.submit(actor=s.actor, channel_id=s.channel_id, content=" ")
 
@@ -188,7 +188,7 @@ async def test_a_poster_that_dies_fails_what_it_held_and_is_started_again(
     """Killed with writes under way, the poster's process fails them UNAVAILABLE,
     says so, and a new one takes the next writes."""
     async with poster_on(postgres_server_url) as s:
-        await s.poster.post(actor=s.actor, channel_id=s.channel_id, content="before")
+        await s.poster.submit(actor=s.actor, channel_id=s.channel_id, content="before")
         first = poster_pid(s)
         async with channel_locked(s):
             held = [
@@ -208,7 +208,7 @@ async def test_a_poster_that_dies_fails_what_it_held_and_is_started_again(
             return process is not None and process.pid != first and s.poster._writer is not None
 
         await eventually(started_again)
-        after = await s.poster.post(actor=s.actor, channel_id=s.channel_id, content="after")
+        after = await s.poster.submit(actor=s.actor, channel_id=s.channel_id, content="after")
         assert after.seq == 2
         assert await s.setup.fetchval("SELECT count(*) FROM messages") == 2
 
@@ -223,8 +223,8 @@ async def test_a_batch_that_cannot_be_handed_out_is_answered_all_the_same(
         raise RuntimeError("cannot hand out")
 
     async with poster_on(postgres_server_url, on_commit=broken) as s:
-        first = await s.poster.post(actor=s.actor, channel_id=s.channel_id, content="one")
-        second = await s.poster.post(actor=s.actor, channel_id=s.channel_id, content="two")
+        first = await s.poster.submit(actor=s.actor, channel_id=s.channel_id, content="one")
+        second = await s.poster.submit(actor=s.actor, channel_id=s.channel_id, content="two")
         assert (first.seq, second.seq) == (1, 2)
 
 
@@ -255,5 +255,5 @@ async def test_writes_wait_for_a_poster_that_cannot_start_again_no_longer_than_o
             return s.poster._writer is not None
 
         await eventually(started_again)
-        after = await s.poster.post(actor=s.actor, channel_id=s.channel_id, content="after")
+        after = await s.poster.submit(actor=s.actor, channel_id=s.channel_id, content="after")
         assert after.content == "after"

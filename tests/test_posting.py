@@ -68,9 +68,6 @@ class Writer:
     def submit(self, **post: Any) -> asyncio.Future[MessageView]:
         return self._submit(new_post(next(self._tickets), **post))
 
-    async def post(self, **post: Any) -> MessageView:
-        return await self.submit(**post)
-
     async def change(self, **change: Any) -> MessageView:
         return await self._submit(new_change(next(self._tickets), **change))
 
@@ -146,12 +143,12 @@ async def test_the_posters_statements_use_the_indexes_after_the_tables_have_grow
             p.channel_id,
             other,
         )
-        first = await p.poster.post(actor=p.actor, channel_id=p.channel_id, content="first")
+        first = await p.poster.submit(actor=p.actor, channel_id=p.channel_id, content="first")
         # More posts than PostgreSQL plans one by one before it may settle on a
         # generic plan, each a reply that mentions someone: every statement of
         # a post is prepared and run that often while the tables are nearly empty.
         for number in range(8):
-            await p.poster.post(
+            await p.poster.submit(
                 actor=p.actor,
                 channel_id=p.channel_id,
                 content="hi @other",
@@ -173,10 +170,10 @@ async def test_the_posters_statements_use_the_indexes_after_the_tables_have_grow
         )
         await p.setup.execute("UPDATE users SET inbox_last_id = 50100 WHERE id = $1", other)
         await p.setup.execute("UPDATE channels SET last_seq = 50009 WHERE id = $1", p.channel_id)
-        await p.poster.post(
+        await p.poster.submit(
             actor=p.actor, channel_id=p.channel_id, content="hi", client_message_id="new"
         )
-        await p.poster.post(
+        await p.poster.submit(
             actor=p.actor, channel_id=p.channel_id, content="hi", client_message_id="k0"
         )
         users = _bigints([p.actor.user_id, other])
@@ -254,14 +251,14 @@ async def test_a_new_key_is_not_looked_up_and_a_repeat_gets_the_original(
     postgres_server_url: str,
 ) -> None:
     async with posting(postgres_server_url) as p:
-        first = await p.poster.post(
+        first = await p.poster.submit(
             actor=p.actor, channel_id=p.channel_id, content="one", client_message_id="a"
         )
-        await p.poster.post(
+        await p.poster.submit(
             actor=p.actor, channel_id=p.channel_id, content="two", client_message_id="b"
         )
         read_before = await prepared(p.poster, timeline_store._BY_ID)
-        again = await p.poster.post(
+        again = await p.poster.submit(
             actor=p.actor, channel_id=p.channel_id, content="one again", client_message_id="a"
         )
         read_after = await prepared(p.poster, timeline_store._BY_ID)
@@ -292,7 +289,7 @@ async def test_a_key_repeated_after_a_change_in_the_same_batch_gets_the_original
 ) -> None:
     """The key of a post earlier in the batch counts as stored for a later run of posts."""
     async with posting(postgres_server_url) as p:
-        edited = await p.poster.post(actor=p.actor, channel_id=p.channel_id, content="edit me")
+        edited = await p.poster.submit(actor=p.actor, channel_id=p.channel_id, content="edit me")
         blocker = p.setup.transaction()
         await blocker.start()
         await p.setup.execute("SELECT FROM channels WHERE id = $1 FOR UPDATE", p.channel_id)

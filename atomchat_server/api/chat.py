@@ -166,7 +166,7 @@ class ChatServicer:
     ) -> resources_pb2.Message:
         actor = current_actor()
         self._limits.check_message(actor.user_id, request.channel_id)
-        message = await self._poster.post(
+        message = await self._poster.submit(
             actor=actor,
             channel_id=request.channel_id,
             content=request.content,

@@ -229,6 +229,7 @@ class ChangeWork(_Write):
 
 
 def _asked_post(asked: tuple[Actor, int, int, str, str | None, int]) -> PostWork:
+    """A post as it was asked, checked already (new_post) or in another process."""
     actor, channel_id, ticket, content, client_message_id, reply_to_id = asked
     return PostWork(
         actor=actor,
@@ -265,13 +266,15 @@ def new_post(
     reply_to_id: int = 0,
 ) -> PostWork:
     """A post, checked as far as it can be without the database (invalid content fails here)."""
-    return PostWork(
-        actor=actor,
-        channel_id=channel_id,
-        ticket=ticket,
-        content=clean_content(content),
-        client_message_id=clean_client_message_id(client_message_id),
-        reply_to_id=_reply_target(reply_to_id),
+    return _asked_post(
+        (
+            actor,
+            channel_id,
+            ticket,
+            clean_content(content),
+            clean_client_message_id(client_message_id),
+            _reply_target(reply_to_id),
+        )
     )
 
 
@@ -284,14 +287,7 @@ def new_change(
         value = clean_content(value)
     elif change in (Change.REACT, Change.UNREACT):
         value = timeline.clean_emoji(value)
-    return ChangeWork(
-        actor=actor,
-        channel_id=channel_id,
-        ticket=ticket,
-        change=change,
-        message_id=message_id,
-        value=value,
-    )
+    return _asked_change((actor, channel_id, ticket, change, message_id, value))
 
 
 class TimelineWriter:
