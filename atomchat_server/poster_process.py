@@ -23,9 +23,10 @@ is the poster's configuration; the poster answers it with READY. A poster
 that dies (killed, or out of memory) fails the writes it held with
 UNAVAILABLE (a write that was on its way to COMMIT may have committed all
 the same, as when the database fails: clients retry with their
-client_message_id), tells `on_unavailable`, and is started again.
-Closing ends the server's side of the socket: the poster commits what it
-holds, answers, and exits.
+client_message_id), tells `on_unavailable`, and is started again a second
+later; what is submitted while it cannot be started fails after the next
+attempt. Closing ends the server's side of the socket: the poster commits
+what it holds, answers, and exits.
 """
 
 from __future__ import annotations
