@@ -72,6 +72,17 @@ STREAM_PATH = {
 }
 
 
+def _stream_generators() -> Counter[str]:
+    """The suspended async generators of the streams' code, by name."""
+    return Counter(
+        thing.ag_code.co_qualname
+        for thing in gc.get_objects()
+        if isinstance(thing, types.AsyncGeneratorType)
+        and thing.ag_frame is not None
+        and thing.ag_code.co_filename in STREAM_PATH
+    )
+
+
 def _stream_locals() -> list[Any]:
     """The local variables of every suspended coroutine and async generator of a stream's."""
     found: list[Any] = []
@@ -116,16 +127,12 @@ async def test_an_idle_chat_streams_reader_waits_through_one_request_iterator_of
     no set of sends in flight."""
     owner = await people.user()
     room = await people.channel(owner)
+    # A stream of an earlier test that gRPC has not released yet is not one of these.
+    before = _stream_generators()
     async with contextlib.AsyncExitStack() as streams:
         for _ in range(STREAMS):
             await streams.enter_async_context(chat(owner, room.id, history_limit=0))
-        generators = Counter(
-            thing.ag_code.co_qualname
-            for thing in gc.get_objects()
-            if isinstance(thing, types.AsyncGeneratorType)
-            and thing.ag_frame is not None
-            and thing.ag_code.co_filename in STREAM_PATH
-        )
+        generators = _stream_generators() - before
         kept = _stream_locals()
     assert generators == Counter({"_checked": STREAMS})
     assert not [value for value in kept if isinstance(value, set)]
