@@ -52,9 +52,10 @@ from atomchat_server.auth.interceptor import (
 from atomchat_server.auth.passwords import Passwords
 from atomchat_server.auth.tokens import Tokens
 from atomchat_server.config import Settings
-from atomchat_server.db.engine import Database, Timeouts, asyncpg_dsn
+from atomchat_server.db.engine import Database, asyncpg_dsn
 from atomchat_server.db.index_upkeep import PendingListMerger
 from atomchat_server.db.migrate import SchemaError, check_revision, check_schema, revision_of
+from atomchat_server.db.timeouts import Timeouts
 from atomchat_server.db.waiting import wait_for_database
 from atomchat_server.domain import errors, events, messages
 from atomchat_server.limits import Limit, Limits

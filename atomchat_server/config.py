@@ -138,7 +138,7 @@ class Settings:
     hash_queue: int = 64
     limits: LimitSettings = field(default_factory=LimitSettings)
     trusted_proxies: tuple[IPNetwork, ...] = LOOPBACK
-    # A call answers within this while the database cannot (db/engine.py: Timeouts).
+    # A call answers within this while the database cannot (db/timeouts.py).
     database_timeout: float = 10.0
     envoy: bool = True
     metrics_port: int | None = None

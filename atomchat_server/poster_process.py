@@ -45,8 +45,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from atomchat_server.children import die_with_parent
-from atomchat_server.db.engine import Timeouts
 from atomchat_server.db.group_commit import OnCommit
+from atomchat_server.db.timeouts import Timeouts
 from atomchat_server.domain import errors
 from atomchat_server.domain.entities import Actor, MessageView
 from atomchat_server.domain.posting import (

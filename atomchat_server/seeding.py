@@ -16,14 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from atomchat_server.auth.passwords import hash_now
 from atomchat_server.db.engine import Database
-from atomchat_server.db.models import (
-    Channel,
-    ChannelJoinRequest,
-    ChannelMember,
-    Message,
-    Role,
-    User,
-)
+from atomchat_server.db.models import Channel, ChannelJoinRequest, ChannelMember, Message, User
+from atomchat_server.domain.kinds import Role
 from atomchat_server.domain.usernames import username_key
 
 PASSWORD = "1234"

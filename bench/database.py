@@ -16,8 +16,8 @@ import asyncpg
 
 from atomchat_server.auth.passwords import hash_now
 from atomchat_server.auth.tokens import Tokens
-from atomchat_server.db.models import Role
 from atomchat_server.domain.entities import UserView
+from atomchat_server.domain.kinds import Role
 from atomchat_server.domain.usernames import username_key
 from devsupport import database_name
 

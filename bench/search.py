@@ -28,8 +28,8 @@ import grpc
 from atomchat.v1 import chat_pb2, chat_pb2_grpc
 
 from atomchat_server.auth.tokens import Tokens
-from atomchat_server.db.models import Role
 from atomchat_server.domain.entities import UserView
+from atomchat_server.domain.kinds import Role
 from bench.database import (
     JWT_SECRET,
     TOKEN_LIFETIME,

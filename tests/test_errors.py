@@ -9,6 +9,7 @@ import asyncpg
 import grpc
 import pytest
 from atomchat.v1 import chat_pb2
+from sqlalchemy import exc as sa_exc
 from sqlalchemy import text
 
 from atomchat_server.app import App
@@ -78,6 +79,30 @@ async def test_a_database_nobody_listens_for_is_unavailable() -> None:
 )
 def test_what_means_the_database_cannot_answer_now_is_unavailable(failure: Exception) -> None:
     assert isinstance(domain_error(failure), errors.Unavailable)
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        sa_exc.TimeoutError("QueuePool limit of size 1 overflow 0 reached, connection timed out"),
+        sa_exc.OperationalError("SELECT 1", {}, Exception("the connection is closed")),
+        sa_exc.InterfaceError("SELECT 1", {}, Exception("cannot use a closed connection")),
+    ],
+    ids=type,
+)
+async def test_what_sqlalchemy_says_of_no_connection_is_unavailable_to_a_unit_of_work(
+    database_url: str, failure: Exception
+) -> None:
+    """SQLAlchemy's own failures are mapped where its sessions are (db/engine.py), so
+    that the poster's process, which speaks to asyncpg alone, need not load it."""
+    database = Database(database_url)
+    try:
+        with pytest.raises(errors.Unavailable) as raised:
+            async with database.transaction():
+                raise failure
+        assert raised.value.reason == errors.Reason.DATABASE_UNAVAILABLE
+    finally:
+        await database.dispose()
 
 
 @pytest.mark.parametrize(

@@ -17,9 +17,9 @@ from atomchat.v1 import (
 
 from atomchat_server.app import App
 from atomchat_server.db.engine import Database
-from atomchat_server.db.models import InboxKind
 from atomchat_server.domain import inbox as inbox_store
 from atomchat_server.domain import timeline_store
+from atomchat_server.domain.kinds import InboxKind
 from devsupport import serve_atomchat
 from tests.chat_support import Feed, chat, inbox, post
 from tests.conftest import TEST_SETTINGS, Dial, with_settings

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from atomchat_server.db.models import UpdateKind
 from atomchat_server.domain import errors
 from atomchat_server.domain.entities import (
     ActivityView,
@@ -14,6 +13,7 @@ from atomchat_server.domain.entities import (
     TimelineEntry,
     UpdateView,
 )
+from atomchat_server.domain.kinds import UpdateKind
 from atomchat_server.realtime.inbox_hub import InboxHub, InboxSubscriber
 from tests.clock import ManualClock
 

@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 
-from atomchat_server.db.models import UpdateKind
 from atomchat_server.domain import events
 from atomchat_server.domain.entities import (
     MessageView,
@@ -18,6 +17,7 @@ from atomchat_server.domain.entities import (
     TimelineEntry,
     UpdateView,
 )
+from atomchat_server.domain.kinds import UpdateKind
 
 CHANNEL = 12
 ORIGIN = "origin-1"

@@ -8,6 +8,8 @@ import asyncio
 import os
 import pickle
 import signal
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
@@ -17,9 +19,9 @@ import pytest
 
 from atomchat_server.db.engine import asyncpg_dsn
 from atomchat_server.db.group_commit import OnCommit
-from atomchat_server.db.models import Role
 from atomchat_server.domain import errors, events
 from atomchat_server.domain.entities import Actor
+from atomchat_server.domain.kinds import Role
 from atomchat_server.domain.posting import Change, ChangeWork, PostWork, new_change, new_post
 from atomchat_server.poster_process import MessagePoster
 from devsupport import fresh_database
@@ -257,3 +259,19 @@ async def test_writes_wait_for_a_poster_that_cannot_start_again_no_longer_than_o
         await eventually(started_again)
         after = await s.poster.submit(actor=s.actor, channel_id=s.channel_id, content="after")
         assert after.content == "after"
+
+
+def test_the_posters_process_loads_no_sqlalchemy() -> None:
+    """It speaks to asyncpg alone: SQLAlchemy would be about 23 MB of its memory."""
+    loaded = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, atomchat_server.poster_process;"
+            " print(sorted(m for m in sys.modules if m.partition('.')[0] == 'sqlalchemy'))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert loaded.strip() == "[]"

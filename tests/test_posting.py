@@ -14,9 +14,9 @@ from typing import Any, cast
 import asyncpg
 
 from atomchat_server.db.engine import asyncpg_dsn
-from atomchat_server.db.models import Role
 from atomchat_server.domain import inbox, timeline_store
 from atomchat_server.domain.entities import Actor, MessageView
+from atomchat_server.domain.kinds import Role
 from atomchat_server.domain.posting import (
     _MENTIONABLE,
     _REPLY_TARGETS,

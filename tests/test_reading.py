@@ -7,9 +7,9 @@ import grpc
 from atomchat.v1 import channels_pb2, members_pb2, resources_pb2
 
 from atomchat_server.db.engine import Database
-from atomchat_server.db.models import Role
 from atomchat_server.domain import reading, timeline_store
 from atomchat_server.domain.entities import Actor
+from atomchat_server.domain.kinds import Role
 from tests.chat_support import post
 from tests.support import People, Person, fails, sql
 from tests.test_timeline import delete, edit, react

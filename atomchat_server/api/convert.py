@@ -8,10 +8,10 @@ from atomchat.v1 import inbox_pb2
 from atomchat.v1 import resources_pb2 as pb
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from atomchat_server.db.models import InboxKind, JoinRequestStatus, MembershipChange, Role
 from atomchat_server.domain import entities
 from atomchat_server.domain.errors import InvalidArgument
 from atomchat_server.domain.inbox import InboxEntry
+from atomchat_server.domain.kinds import InboxKind, JoinRequestStatus, MembershipChange, Role
 
 ROLES = {Role.USER: pb.ROLE_USER, Role.MODERATOR: pb.ROLE_MODERATOR}
 STATUSES = {

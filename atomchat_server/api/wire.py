@@ -18,8 +18,8 @@ from atomchat.v1 import chat_pb2
 from google.protobuf import any_pb2
 
 from atomchat_server.api import convert
-from atomchat_server.db.models import UpdateKind
 from atomchat_server.domain.entities import ChannelView, MessageView, TimelineEntry
+from atomchat_server.domain.kinds import UpdateKind
 
 UPDATE_KINDS = {
     UpdateKind.EDITED: chat_pb2.UPDATE_KIND_EDITED,

@@ -3,7 +3,8 @@
     driver failure (asyncpg, or SQLAlchemy around it)        domain error
     ─────────────────────────────────────────────────────    ──────────────────────────────
     no connection: refused, lost, reset, timed out (OSError,  Unavailable DATABASE_UNAVAILABLE
-      asyncpg's connection and interface errors, SQLAlchemy's
+      asyncpg's connection and interface errors; where
+      SQLAlchemy is used, db/engine.py adds its
       OperationalError, InterfaceError and pool timeout)
     SQLSTATE class 08 (connection), 53 (insufficient          Unavailable DATABASE_UNAVAILABLE
       resources), 57 (operator intervention: shutting down,
@@ -13,7 +14,8 @@
 
 `mapped_driver_errors()` wraps every unit of work (`Database.transaction`)
 and the poster's batch commits, so the rest of the service sees only domain
-errors and bugs (the httpx `map_exceptions` pattern).
+errors and bugs (the httpx `map_exceptions` pattern). This module does not
+load SQLAlchemy: the poster's process speaks to asyncpg alone.
 """
 
 from __future__ import annotations
@@ -23,7 +25,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import asyncpg
-from sqlalchemy import exc as sa_exc
 
 from atomchat_server.domain import errors
 
@@ -31,13 +32,12 @@ log = logging.getLogger(__name__)
 
 UNSTORABLE_TEXT_SQLSTATES = frozenset({"22021", "22P05"})
 UNAVAILABLE_SQLSTATE_CLASSES = frozenset({"08", "53", "57"})
-_NO_CONNECTION = (
+NoConnection = tuple[type[BaseException], ...]
+# What the driver raises when there is no connection to speak of.
+NO_CONNECTION: NoConnection = (
     OSError,
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
-    sa_exc.OperationalError,
-    sa_exc.InterfaceError,
-    sa_exc.TimeoutError,
 )
 
 
@@ -60,8 +60,11 @@ def _sqlstate(exc: BaseException) -> str | None:
     return None
 
 
-def domain_error(exc: BaseException) -> errors.DomainError | None:
-    """The domain error a driver failure means, or None when it is not the driver's."""
+def domain_error(
+    exc: BaseException, no_connection: NoConnection = NO_CONNECTION
+) -> errors.DomainError | None:
+    """The domain error a driver failure means, or None when it is not the driver's;
+    `no_connection`: the failures that mean there is no connection."""
     if isinstance(exc, errors.DomainError):
         return exc
     state = _sqlstate(exc)
@@ -69,20 +72,20 @@ def domain_error(exc: BaseException) -> errors.DomainError | None:
         return errors.unstorable_text()
     if state is not None and state[:2] in UNAVAILABLE_SQLSTATE_CLASSES:
         return errors.database_unavailable()
-    if state is None and any(isinstance(cause, _NO_CONNECTION) for cause in _causes(exc)):
+    if state is None and any(isinstance(cause, no_connection) for cause in _causes(exc)):
         return errors.database_unavailable()
     return None
 
 
 @contextmanager
-def mapped_driver_errors() -> Iterator[None]:
+def mapped_driver_errors(no_connection: NoConnection = NO_CONNECTION) -> Iterator[None]:
     """Raise the domain error a driver failure inside the block means (from the failure)."""
     try:
         yield
     except errors.DomainError:
         raise
     except Exception as exc:
-        mapped = domain_error(exc)
+        mapped = domain_error(exc, no_connection)
         if mapped is None:
             raise
         log.warning("database: %s (%s)", mapped.reason, _describe(exc))

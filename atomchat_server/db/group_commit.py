@@ -20,7 +20,7 @@ while PostgreSQL wrote, so that flat out neither used its core. Work of one
 lane keeps its order; work of different lanes may commit in either order.
 
 Bounds: connecting and writing a batch (its commit included) take at most
-`timeouts.batch` (half a call's bound, db/engine.py), and an item waits for
+`timeouts.batch` (half a call's bound, db/timeouts.py), and an item waits for
 at most the batch under way in its lane before its own is written.
 
 Failures: a driver failure that means the database is unavailable (a
@@ -45,8 +45,8 @@ from typing import Generic, Protocol, TypeVar
 
 import asyncpg
 
-from atomchat_server.db.engine import Timeouts, session_settings
 from atomchat_server.db.errors import domain_error
+from atomchat_server.db.timeouts import Timeouts, session_settings
 from atomchat_server.domain import errors
 from atomchat_server.observability import metrics
 

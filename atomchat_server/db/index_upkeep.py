@@ -31,7 +31,7 @@ import time
 
 import asyncpg
 
-from atomchat_server.db.engine import Timeouts, session_settings
+from atomchat_server.db.timeouts import Timeouts, session_settings
 from atomchat_server.observability import metrics
 
 log = logging.getLogger(__name__)

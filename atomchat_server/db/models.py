@@ -26,6 +26,14 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import TSVECTOR
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from atomchat_server.domain.kinds import (
+    InboxKind,
+    JoinRequestStatus,
+    MembershipChange,
+    Role,
+    UpdateKind,
+)
+
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -33,17 +41,6 @@ NAMING_CONVENTION = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
-
-
-class Role(StrEnum):
-    USER = "user"
-    MODERATOR = "moderator"
-
-
-class JoinRequestStatus(StrEnum):
-    PENDING = "pending"
-    ACCEPTED = "accepted"
-    REJECTED = "rejected"
 
 
 def _one_of(column: str, kind: type[StrEnum]) -> str:
@@ -215,12 +212,6 @@ class Message(Base):
     )
 
 
-class UpdateKind(StrEnum):
-    EDITED = "edited"
-    DELETED = "deleted"
-    REACTIONS = "reactions"
-
-
 class MessageUpdate(Base):
     """A change to a message that took the channel's next seq (the timeline's
     other entries are the messages themselves, by the seq they were posted with)."""
@@ -244,19 +235,6 @@ class MessageReaction(Base):
     emoji: Mapped[str] = mapped_column(String(64), primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True)
     created_at: Mapped[datetime] = _now()
-
-
-class InboxKind(StrEnum):
-    JOIN_REQUEST = "join_request"
-    JOIN_REQUEST_DECIDED = "join_request_decided"
-    MEMBERSHIP = "membership"
-    MENTION = "mention"
-
-
-class MembershipChange(StrEnum):
-    ADDED = "added"
-    REMOVED = "removed"
-    CHANNEL_DELETED = "channel_deleted"
 
 
 class InboxEvent(Base):

@@ -11,7 +11,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from atomchat_server.db.models import Channel, ChannelMember, MembershipChange, User
+from atomchat_server.db.models import Channel, ChannelMember, User
 from atomchat_server.domain import (
     channel_rows,
     errors,
@@ -30,6 +30,7 @@ from atomchat_server.domain.entities import (
     MemberView,
     Page,
 )
+from atomchat_server.domain.kinds import MembershipChange
 from atomchat_server.domain.users import user_view
 
 NAME_MAX = 100

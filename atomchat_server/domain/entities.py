@@ -6,7 +6,7 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Generic, TypeVar
 
-from atomchat_server.db.models import JoinRequestStatus, Role, UpdateKind
+from atomchat_server.domain.kinds import JoinRequestStatus, Role, UpdateKind
 
 T = TypeVar("T")
 

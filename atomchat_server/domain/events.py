@@ -17,14 +17,15 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession
-
-from atomchat_server.db.engine import ORIGIN_KEY, queue_after_commit
-from atomchat_server.db.models import UpdateKind
+from atomchat_server.db.session_info import ORIGIN_KEY, queue_after_commit
+from atomchat_server.domain import timeline_store
 from atomchat_server.domain.entities import MessageView, ReactionView, TimelineEntry, UpdateView
+from atomchat_server.domain.kinds import UpdateKind
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
 
 NOTIFY_CHANNEL = "atomchat_events"
 MAX_PAYLOAD_BYTES = 7900
@@ -162,13 +163,16 @@ Event = (
     | PresenceGone
 )
 
-_NOTIFY = text("SELECT pg_notify(:channel, :payload)")
+_NOTIFY = "SELECT pg_notify($1, $2)"
 
 
 async def emit(session: AsyncSession, event: Event) -> None:
+    """NOTIFY every process of `event` in the session's transaction, and hand it to
+    this process's on_commit once the session commits."""
     origin = str(session.info.get(ORIGIN_KEY, ""))
+    connection = await timeline_store.raw_connection(session)
     for payload in encode(origin, event):
-        await session.execute(_NOTIFY, {"channel": NOTIFY_CHANNEL, "payload": payload})
+        await connection.execute(_NOTIFY, NOTIFY_CHANNEL, payload)
     queue_after_commit(session, event)
 
 

@@ -13,13 +13,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import asyncpg
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from atomchat_server.db.models import InboxKind, JoinRequestStatus, MembershipChange
 from atomchat_server.domain import channel_rows, errors, events, timeline_store
 from atomchat_server.domain.entities import ChannelView, JoinRequestView, MessageView
+from atomchat_server.domain.kinds import InboxKind, JoinRequestStatus, MembershipChange
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
 
 KEEP = 1000
 DEFAULT_REPLAY = 50

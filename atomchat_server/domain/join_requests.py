@@ -6,17 +6,11 @@ from sqlalchemy import Select, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from atomchat_server.db.models import (
-    Channel,
-    ChannelJoinRequest,
-    InboxKind,
-    JoinRequestStatus,
-    MembershipChange,
-    User,
-)
+from atomchat_server.db.models import Channel, ChannelJoinRequest, User
 from atomchat_server.domain import errors, inbox, membership, pagination, policy
 from atomchat_server.domain.channels import get_active_channel, open_for_managing, standing
 from atomchat_server.domain.entities import Actor, JoinRequestView, Page
+from atomchat_server.domain.kinds import InboxKind, JoinRequestStatus, MembershipChange
 
 # The predicate of the partial unique index uq_channel_join_requests_pending,
 # as SQL text: ON CONFLICT infers the index only from a literal predicate. A

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import case, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from atomchat_server.db.models import ChannelMember, MembershipChange, User
+from atomchat_server.db.models import ChannelMember, User
 from atomchat_server.domain import errors, inbox, membership, pagination, policy
 from atomchat_server.domain.channels import (
     get_active_channel,
@@ -16,6 +16,7 @@ from atomchat_server.domain.channels import (
 )
 from atomchat_server.domain.entities import Actor, MemberView, Page
 from atomchat_server.domain.join_requests import settle_pending
+from atomchat_server.domain.kinds import MembershipChange
 
 
 async def add_member(

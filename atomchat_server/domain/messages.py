@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from atomchat_server.db.engine import Database
 from atomchat_server.db.models import Channel
-from atomchat_server.domain import errors, pagination, text, timeline_store
+from atomchat_server.domain import errors, pagination, timeline_store
 from atomchat_server.domain.channels import open_for_reading
 from atomchat_server.domain.entities import (
     Actor,
@@ -21,46 +21,9 @@ from atomchat_server.domain.entities import (
     TimelineEntry,
 )
 
-CONTENT_MAX = 4000
-CLIENT_MESSAGE_ID_MAX = 128
 DEFAULT_HISTORY = 10
 MAX_HISTORY = 1000
 CATCH_UP_PAGE = 500
-
-
-def clean_content(content: str) -> str:
-    """The content as stored: trimmed, 1-4000 characters of which some can be seen,
-    no NUL (PostgreSQL text has none)."""
-    cleaned = content.strip()
-    if not 1 <= len(cleaned) <= CONTENT_MAX:
-        raise errors.InvalidArgument(
-            f"Message content must be 1-{CONTENT_MAX} characters after trimming",
-            reason=errors.Reason.INVALID_CONTENT,
-            field="content",
-        )
-    if not text.has_visible(cleaned):
-        raise errors.InvalidArgument(
-            "Message content must contain something visible",
-            reason=errors.Reason.INVALID_CONTENT,
-            field="content",
-        )
-    if "\x00" in cleaned:
-        raise errors.InvalidArgument(
-            "Message content must not contain NUL characters",
-            reason=errors.Reason.INVALID_CONTENT,
-            field="content",
-        )
-    return cleaned
-
-
-def clean_client_message_id(client_message_id: str) -> str | None:
-    if len(client_message_id) > CLIENT_MESSAGE_ID_MAX or "\x00" in client_message_id:
-        raise errors.InvalidArgument(
-            f"client_message_id must be at most {CLIENT_MESSAGE_ID_MAX} characters, without NUL",
-            reason=errors.Reason.INVALID_CLIENT_MESSAGE_ID,
-            field="client_message_id",
-        )
-    return client_message_id or None
 
 
 async def open_stream(

@@ -44,12 +44,11 @@ from enum import Enum
 
 import asyncpg
 
-from atomchat_server.db.engine import Timeouts
 from atomchat_server.db.group_commit import GroupCommitter, ObserveCommit, OnCommit
-from atomchat_server.db.models import InboxKind, Role, UpdateKind
-from atomchat_server.domain import errors, events, inbox, policy, timeline, timeline_store
+from atomchat_server.db.timeouts import Timeouts
+from atomchat_server.domain import errors, events, inbox, policy, text, timeline, timeline_store
 from atomchat_server.domain.entities import Actor, MessageView, TimelineEntry, UpdateView
-from atomchat_server.domain.messages import clean_client_message_id, clean_content
+from atomchat_server.domain.kinds import InboxKind, Role, UpdateKind
 
 # Posts written by one transaction at most. Under a flood of posts every batch
 # is full and its time is mostly per row (the insert with its indexes and
@@ -254,6 +253,45 @@ def _asked_change(asked: tuple[Actor, int, int, Change, int, str]) -> ChangeWork
 
 
 Work = PostWork | ChangeWork
+
+
+CONTENT_MAX = 4000
+CLIENT_MESSAGE_ID_MAX = 128
+
+
+def clean_content(content: str) -> str:
+    """The content as stored: trimmed, 1-4000 characters of which some can be seen,
+    no NUL (PostgreSQL text has none)."""
+    cleaned = content.strip()
+    if not 1 <= len(cleaned) <= CONTENT_MAX:
+        raise errors.InvalidArgument(
+            f"Message content must be 1-{CONTENT_MAX} characters after trimming",
+            reason=errors.Reason.INVALID_CONTENT,
+            field="content",
+        )
+    if not text.has_visible(cleaned):
+        raise errors.InvalidArgument(
+            "Message content must contain something visible",
+            reason=errors.Reason.INVALID_CONTENT,
+            field="content",
+        )
+    if "\x00" in cleaned:
+        raise errors.InvalidArgument(
+            "Message content must not contain NUL characters",
+            reason=errors.Reason.INVALID_CONTENT,
+            field="content",
+        )
+    return cleaned
+
+
+def clean_client_message_id(client_message_id: str) -> str | None:
+    if len(client_message_id) > CLIENT_MESSAGE_ID_MAX or "\x00" in client_message_id:
+        raise errors.InvalidArgument(
+            f"client_message_id must be at most {CLIENT_MESSAGE_ID_MAX} characters, without NUL",
+            reason=errors.Reason.INVALID_CLIENT_MESSAGE_ID,
+            field="client_message_id",
+        )
+    return client_message_id or None
 
 
 def new_post(

@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from atomchat_server.db.models import UpdateKind
 from atomchat_server.domain.entities import MessageView, ReactionView, TimelineEntry, UpdateView
+from atomchat_server.domain.kinds import UpdateKind
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
 
 # A message's current state, reactions included (emoji, and who reacted in
 # order, for each emoji in the order it was first used): `m` is messages,

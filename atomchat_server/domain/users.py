@@ -10,9 +10,10 @@ from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from atomchat_server.db.models import Role, User
+from atomchat_server.db.models import User
 from atomchat_server.domain import errors, events, policy, usernames
 from atomchat_server.domain.entities import Actor, UserView
+from atomchat_server.domain.kinds import Role
 
 PASSWORD_MIN, PASSWORD_MAX = 4, 128
 

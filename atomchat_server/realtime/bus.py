@@ -6,7 +6,7 @@ events were dispatched right after their commit). If the connection drops,
 the bus reconnects with backoff and then calls `on_reconnect`, which lets
 the process catch up on whatever it may have missed, by seq. `reconnects`
 counts the reconnections whose catch-up has run. Connecting, LISTEN and the
-keepalive query are bounded (`timeouts`, db/engine.py), so a server that
+keepalive query are bounded (`timeouts`, db/timeouts.py), so a server that
 stopped answering is noticed within two keepalive periods.
 
 Ephemeral events (typing, presence), which change nothing stored, are
@@ -26,8 +26,8 @@ from typing import Any
 
 import asyncpg
 
-from atomchat_server.db.engine import Timeouts, session_settings
 from atomchat_server.db.errors import domain_error
+from atomchat_server.db.timeouts import Timeouts, session_settings
 from atomchat_server.domain import events
 from atomchat_server.observability import metrics
 

@@ -23,9 +23,9 @@ import asyncio
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from atomchat_server.db.models import UpdateKind
 from atomchat_server.domain import errors
 from atomchat_server.domain.entities import ActivityView, MessageView, ReadStateView, TimelineEntry
+from atomchat_server.domain.kinds import UpdateKind
 from atomchat_server.realtime.hub import Clock, LoopClock, Timer
 
 # Entries held for a channel while its recount runs; past this the recount is
