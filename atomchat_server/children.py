@@ -1,4 +1,4 @@
-"""Child processes that never outlive `atomchat serve`: Envoy and the replicas."""
+"""Child processes that never outlive `atomchat serve`: Envoy, the replicas, the poster."""
 
 from __future__ import annotations
 
@@ -10,6 +10,18 @@ import sys
 from collections.abc import Callable
 
 PR_SET_PDEATHSIG = 1
+
+
+def python_module(module: str, *args: str) -> list[str]:
+    """The command that runs `module` with this interpreter and this installation's code.
+
+    `python -m` puts the working directory first on the module path, so a server
+    started from inside another checkout would run that checkout's code in its
+    children (a poster speaking another version's frames). `-P` leaves the
+    working directory out: the child imports the package from where it is
+    installed (or from PYTHONPATH), as the `atomchat` command itself does.
+    """
+    return [sys.executable, "-P", "-m", module, *args]
 
 
 def die_with_parent(parent: int) -> Callable[[], None] | None:

@@ -44,7 +44,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from atomchat_server.children import die_with_parent
+from atomchat_server.children import die_with_parent, python_module
 from atomchat_server.db.group_commit import OnCommit
 from atomchat_server.db.timeouts import Timeouts
 from atomchat_server.domain import errors
@@ -213,10 +213,7 @@ class MessagePoster:
         ours, theirs = socket.socketpair()
         try:
             self._process = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                __name__,
-                str(theirs.fileno()),
+                *python_module(__name__, str(theirs.fileno())),
                 pass_fds=(theirs.fileno(),),
                 stdin=asyncio.subprocess.DEVNULL,
                 preexec_fn=die_with_parent(os.getpid()),

@@ -26,14 +26,13 @@ import contextlib
 import json
 import logging
 import os
-import sys
 import tempfile
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from atomchat_server.children import die_with_parent
+from atomchat_server.children import die_with_parent, python_module
 from atomchat_server.config import Settings
 from atomchat_server.ports import ensure_free
 
@@ -161,7 +160,7 @@ class Replicas:
         return Path(self._folder.name) / f"replica-{replica.index + 1}.json"
 
     def _command(self, replica: Replica, port_file: Path) -> list[str]:
-        command = [sys.executable, "-m", "atomchat_server", *self.log_options, "serve"]
+        command = python_module("atomchat_server", *self.log_options, "serve")
         command += ["--no-envoy", "--replicas", "1", "--host", self.settings.host]
         command += ["--grpc-port", str(replica.grpc_port), "--port-file", str(port_file)]
         if replica.metrics_port is not None:

@@ -13,6 +13,7 @@ import sys
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -275,3 +276,19 @@ def test_the_posters_process_loads_no_sqlalchemy() -> None:
         check=True,
     ).stdout
     assert loaded.strip() == "[]"
+
+
+async def test_the_posters_process_runs_this_installations_code_wherever_it_is_started(
+    postgres_server_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server started from inside another checkout still starts its own poster:
+    `python -m` would import that checkout's package from the working directory."""
+    other = tmp_path / "atomchat_server"
+    other.mkdir()
+    (other / "__init__.py").write_text("")
+    (other / "__main__.py").write_text("raise SystemExit('another checkout')\n")
+    (other / "poster_process.py").write_text("raise SystemExit('another checkout')\n")
+    monkeypatch.chdir(tmp_path)
+    async with poster_on(postgres_server_url) as s:
+        message = await s.poster.submit(actor=s.actor, channel_id=s.channel_id, content="here")
+        assert message.content == "here"

@@ -392,6 +392,31 @@ async def test_no_replica_outlives_a_killed_parent(database_url: str, tmp_path: 
         assert left == [], [p.cmdline() for p in left]
 
 
+async def test_replicas_run_this_installations_code_wherever_they_are_started(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Started from inside another checkout, the replicas still run the server's own
+    code: `python -m` would import that checkout's package from the working directory."""
+    other = tmp_path / "atomchat_server"
+    other.mkdir()
+    (other / "__init__.py").write_text("")
+    (other / "__main__.py").write_text("raise SystemExit('another checkout')\n")
+    monkeypatch.chdir(tmp_path)
+    async with serve_atomchat(
+        "--replicas",
+        "2",
+        database_url=database_url,
+        ATOMCHAT_DATA_DIR=str(tmp_path / "data"),
+        ATOMCHAT_JWT_SECRET=TEST_SETTINGS.jwt_secret,
+    ) as server:
+        for replica in server.replicas():
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{replica['grpc']}") as channel:
+                login = await Api(channel).users.Login(
+                    users_pb2.LoginRequest(username="moderator", password="1234")
+                )
+            assert login.access_token
+
+
 def test_replicas_are_configured_by_flag_or_environment() -> None:
     assert Settings.from_environment({}).replicas == 1
     assert Settings.from_environment({"ATOMCHAT_REPLICAS": "3"}).replicas == 3
