@@ -267,9 +267,9 @@ class Suite:
 
     async def _modes(self, server: Server, scenario: Scenario, target: str, max_batch: int) -> None:
         flat = await self._run(server, scenario, target, max_batch, kind=FLAT, rate=None)
-        if flat.failure or not flat.messages:
-            return
         rate = paced_rate(scenario, flat)
+        if rate is None:
+            return
         await self._run(server, scenario, target, max_batch, kind=PACED, rate=rate)
         if target != ATOMCHAT:
             return
@@ -397,10 +397,10 @@ class Suite:
             rate = options.soak_rate
             if rate is None:
                 flat = await self._run(server, scenario, ATOMCHAT, mode, kind=FLAT, rate=None)
-                if flat.failure or not flat.messages:
-                    raise RuntimeError(f"the flat-out run failed: {flat.failure}")
+                rate = paced_rate(scenario, flat)
+                if rate is None:
+                    raise RuntimeError(f"the flat-out run sustained nothing: {flat.failure}")
                 flat_copies = flat.copies_per_second
-                rate = flat.messages_per_second / scenario.channels / 2
             sampler = soak.Sampler(server.pid, self.database.url)
             figure = soak.SoakFigure(
                 shape=scenario.describe(),
@@ -429,15 +429,19 @@ class Suite:
         return figure
 
 
-def paced_rate(scenario: Scenario, flat: Result) -> float:
-    """Messages/s per channel of the paced run: half of what the flat-out run sustained.
+def paced_rate(scenario: Scenario, flat: Result) -> float | None:
+    """Messages/s per channel of the paced run: half of what the flat-out run sustained
+    (None if it failed or sustained nothing: there is nothing to pace).
 
     Where every stream sends, half the sends acked: flat out, the copies of
     a flood of posts may lag seconds behind their acks (a post is acked at
-    its commit, fanned out after), and what is paced there is posting.
+    its commit, fanned out after), and what is paced there is posting. They
+    may lag past the whole window, so that no copy arrived inside it.
     """
+    if flat.failure:
+        return None
     sustained = flat.acks_per_second if scenario.ingestion else flat.messages_per_second
-    return sustained / scenario.channels / 2
+    return sustained / scenario.channels / 2 if sustained else None
 
 
 def _progress(scenario: Scenario, target: str, max_batch: int, kind: str, result: Result) -> None:
