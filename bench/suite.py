@@ -399,7 +399,8 @@ class Suite:
                 flat = await self._run(server, scenario, ATOMCHAT, mode, kind=FLAT, rate=None)
                 rate = paced_rate(scenario, flat)
                 if rate is None:
-                    raise RuntimeError(f"the flat-out run sustained nothing: {flat.failure}")
+                    reason = flat.failure or "it sustained nothing"
+                    raise RuntimeError(f"the flat-out run gave nothing to pace: {reason}")
                 flat_copies = flat.copies_per_second
             sampler = soak.Sampler(server.pid, self.database.url)
             figure = soak.SoakFigure(
