@@ -116,6 +116,8 @@ class Result:
     out_of_order: int = 0
     sends: int = 0
     send_errors: int = 0
+    # The sends the server refused on their streams, by status code.
+    send_refusals: dict[str, int] = field(default_factory=dict)
     unacked: int = 0
     stream_errors: dict[str, int] = field(default_factory=dict)
     window_stalls: int = 0

@@ -282,6 +282,7 @@ class Run:
             result.duplicates += max(0, tracker.last_seq - tracker.acked)
             result.window_stalls += tracker.stalls
         result.send_errors = sum(sender.errors for sender in self.senders)
+        result.send_refusals = dict(sum((sender.refusals for sender in self.senders), Counter()))
         result.edits = sum(sender.edits for sender in self.senders)
         result.reactions = sum(sender.reactions for sender in self.senders)
         result.call_errors = dict(sum((sender.call_errors for sender in self.senders), Counter()))

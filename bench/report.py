@@ -145,7 +145,9 @@ def _notes(row: Row) -> list[str]:
     for error, count in r.stream_errors.items():
         notes.append(f"{count} streams ended {error}")
     if r.send_errors or r.unacked:
-        notes.append(f"{r.send_errors} send errors, {r.unacked} sends never acked")
+        refusals = ", ".join(f"{count} {code}" for code, count in sorted(r.send_refusals.items()))
+        refused = f" (refused: {refusals})" if refusals else ""
+        notes.append(f"{r.send_errors} send errors{refused}, {r.unacked} sends never acked")
     if r.out_of_order:
         notes.append(f"{r.out_of_order} messages out of order")
     if row.attempts > 1:

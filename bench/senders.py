@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable
 
 import grpc
 from atomchat.v1 import chat_pb2, resources_pb2
+from google.rpc import code_pb2
 
 from bench import payload
 from bench.streams import Stream
@@ -90,6 +91,8 @@ class Sender:
         self.sequence = 0
         self.unacked = 0
         self.errors = 0
+        # Sends the server refused on the stream, by status code.
+        self.refusals: Counter[str] = Counter()
         self.edits = 0
         self.reactions = 0
         self.call_errors: Counter[str] = Counter()
@@ -116,6 +119,7 @@ class Sender:
     def refused(self, error: chat_pb2.ChatError) -> None:
         self.unacked -= 1
         self.errors += 1
+        self.refusals[code_pb2.Code.Name(error.code)] += 1
         self._tracker.refused()
 
     async def _ack_room(self) -> None:

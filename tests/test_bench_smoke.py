@@ -51,7 +51,14 @@ async def test_a_short_run_loses_duplicates_and_leaks_nothing(
         assert r["failure"] == "", r
         assert (r["loss"], r["duplicates"], r["leaks"]) == (0, 0, 0), r
         assert r["copies"] > 0, r
-        assert r["send_errors"] == r["unacked"] == 0, r
+        # Every send answered. The one refusal allowed is the database's bound:
+        # a statement that outlasts it (2 s, db/timeouts.py; a slow machine's
+        # PostgreSQL stalled that long once here, flat out) refuses the batch and
+        # the writes queued behind it UNAVAILABLE, which their senders are told;
+        # none is lost (the rows below are the sends acked).
+        assert r["unacked"] == 0, r
+        assert set(r["send_refusals"]) <= {"UNAVAILABLE"}, r
+        assert sum(r["send_refusals"].values()) == r["send_errors"], r
         # Where the time went: the generator's stages in every run (row time to
         # receipt sampled), the server's own histograms over AtomChat's windows.
         stages = r["stages"]
